@@ -1,0 +1,31 @@
+"""Exceptions raised for problems with the user's input.
+
+Every error a user can cause (a bad path, a broken image, an invalid pipeline spec) is an
+``AugkitError``: the command line turns it into one readable line and exit code 2. Anything
+else escaping the library is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AugkitError(Exception):
+    """A problem with the user's input, explained in one line (what was wrong, how to fix it)."""
+
+
+class ImageReadError(AugkitError):
+    """A file that could not be read as an image; carries the path and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class SpecError(AugkitError):
+    """An invalid pipeline spec: unknown step, unknown or ill-typed parameter, bad probability."""
+
+
+class DatasetError(AugkitError):
+    """A dataset that cannot be opened: missing, empty, or of a layout augkit does not know."""
