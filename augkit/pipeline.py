@@ -1,0 +1,203 @@
+"""``Pipeline``: an albumentations Compose built from a spec, with per-sample seeding and replay.
+
+``pipeline(image, index=i, epoch=e)`` re-seeds the Compose's generators from
+(spec seed, e, i) before running it (see ``augkit.seeding``), so an augmented sample is a pure
+function of its inputs: the same in a preview, an offline augmentation run and any DataLoader
+worker. ``replay`` also returns the parameters each step drew, ``stages`` the image after
+each step, and ``to_spec`` gives back the spec the pipeline was built from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from augkit._albumentations import A
+from augkit.errors import SpecError
+from augkit.files import atomic_write
+from augkit.registry import COMPOSITIONS, create_step, get_step
+from augkit.seeding import SampleRandom, sample_key
+from augkit.spec import SPEC_SUFFIXES, parse_spec
+
+# Parameters that name files, resolved against the spec file's folder.
+_PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
+# Bookkeeping albumentations adds to every transform's parameters: not worth a caption.
+_UNCAPTIONED = {"shape", "fill", "fill_mask", "interpolation", "mask_interpolation", "border_mode"}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One step's parameters for one sample, as drawn (``caption`` is the readable summary)."""
+
+    name: str
+    params: dict[str, Any]
+    caption: str
+    transform: Any = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    name: str
+    transform: Any
+
+
+class Pipeline:
+    """A validated, reproducible augmentation/preprocessing pipeline.
+
+    Build one with ``load_pipeline``; ``compose`` is the albumentations ``Compose`` inside,
+    usable wherever albumentations is.
+    """
+
+    def __init__(self, spec: Mapping[str, Any], base_dir: str | Path | None = None) -> None:
+        spec, _ = parse_spec(spec)
+        self._spec = spec
+        self.seed: int = spec["seed"]
+        self._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self._leaves: list[_Leaf] = []
+        transforms = [self._build(step, f"steps[{i}]") for i, step in enumerate(spec["steps"])]
+        self.compose = A.Compose(transforms, p=1.0)
+        self._random = SampleRandom()
+        # Every transform draws from these two objects; reseeding them per sample is the whole
+        # seeding scheme (albumentations would otherwise share one stream across all samples).
+        self.compose.set_random_state(self._random.numpy, self._random.python)
+        self._calls = 0
+
+    def _build(self, step: dict[str, dict[str, Any]], where: str) -> Any:
+        """The transform for one canonical step (compositions recursively); errors say where."""
+        (name, params), = step.items()
+        params = dict(params)
+        if name in COMPOSITIONS:
+            params["transforms"] = [
+                self._build(child, f"{where}.{name}[{j}]") for j, child in enumerate(params["transforms"])
+            ]
+        for key in _PATH_PARAMS.get(name, ()):
+            if isinstance(params.get(key), str):
+                params[key] = str(self._base_dir / params[key])
+        try:
+            transform = create_step(name, **params)
+        except SpecError as error:
+            raise SpecError(f"{where}: {error}") from None
+        if name not in COMPOSITIONS:
+            self._leaves.append(_Leaf(name, transform))
+        return transform
+
+    # ------------------------------------------------------------------------- running
+
+    def __call__(self, image: np.ndarray, *, index: int | None = None, epoch: int = 0) -> np.ndarray:
+        """Augment one image; the result depends only on (seed, ``epoch``, ``index``).
+
+        Without ``index``, calls are numbered 0, 1, 2, ... within this object (reproducible in
+        one process, but forked workers would repeat each other: pass the sample index).
+        """
+        if index is None:
+            index = self._calls
+            self._calls += 1
+        self._random.reseed(sample_key(self.seed, epoch, index))
+        return self.compose(image=image)["image"]
+
+    def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
+        """Like calling the pipeline, and also return what each applied step drew."""
+        for leaf in self._leaves:  # children a OneOf did not pick keep their last draw otherwise
+            leaf.transform.params = {}
+        output = self(image, index=index, epoch=epoch)
+        applied = [
+            Applied(
+                leaf.name,
+                dict(leaf.transform.params),
+                caption(leaf.name, leaf.transform, leaf.transform.params),
+                leaf.transform,
+            )
+            for leaf in self._leaves
+            if leaf.transform.params
+        ]
+        return output, applied
+
+    def stages(self, image: np.ndarray, *, index: int, epoch: int = 0) -> list[tuple[Applied, np.ndarray]]:
+        """The image after each applied step, in order, for the draws of sample (``epoch``, ``index``)."""
+        _, applied = self.replay(image, index=index, epoch=epoch)
+        result = []
+        data = {"image": image}
+        for step in applied:
+            data = step.transform.apply_with_params(step.params, **data)
+            result.append((step, data["image"]))
+        return result
+
+    # ------------------------------------------------------------------------- spec
+
+    def to_spec(self) -> dict[str, Any]:
+        """The canonical spec this pipeline was built from (seed included)."""
+        return json.loads(json.dumps(self._spec))  # a deep copy the caller may change
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in SPEC_SUFFIXES:
+            raise SpecError(f"save the pipeline as .yaml, .yml or .json, not {path.name!r}")
+        spec = self.to_spec()
+        text = json.dumps(spec, indent=2) + "\n" if suffix == ".json" else yaml.safe_dump(spec, sort_keys=False)
+        return atomic_write(path, text)
+
+    @property
+    def transforms(self) -> list[Any]:
+        """Every transform that draws or applies (compositions' children included), in spec order."""
+        return [leaf.transform for leaf in self._leaves]
+
+    @property
+    def steps(self) -> list[str]:
+        """The names of the top-level steps."""
+        return [next(iter(step)) for step in self._spec["steps"]]
+
+    def __len__(self) -> int:
+        return len(self._spec["steps"])
+
+    def __repr__(self) -> str:
+        return f"Pipeline(seed={self.seed}, steps={self.steps})"
+
+
+def load_pipeline(
+    source: str | Path | Mapping[str, Any] | list | Pipeline,
+    *,
+    seed: int | None = None,
+    base_dir: str | Path | None = None,
+) -> Pipeline:
+    """Build a pipeline from a spec file, an inline spec, a mapping, or a list of steps.
+
+    Args:
+        source: e.g. ``"aug.yaml"``, ``"crop(size=24, padding=2); hflip"``, ``{"steps": [...]}``.
+        seed: overrides the spec's seed.
+        base_dir: where relative paths in the spec (stats files) resolve; by default the spec
+            file's folder, or the current directory for inline specs and mappings.
+    """
+    if isinstance(source, Pipeline):
+        source, base_dir = source.to_spec(), base_dir or source._base_dir
+    spec, spec_dir = parse_spec(source)
+    if seed is not None:
+        spec["seed"] = seed
+    return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
+
+
+def caption(name: str, transform: Any, params: Mapping[str, Any]) -> str:
+    """A short readable summary of the parameters one step drew ("rot -12.3°")."""
+    describe = getattr(transform, "describe", None)
+    if describe is not None:
+        return describe(params)
+    if get_step(name) in (A.HorizontalFlip, A.VerticalFlip):
+        return name
+    parts = []
+    for key, value in params.items():
+        if key in _UNCAPTIONED:
+            continue
+        if isinstance(value, (bool, np.bool_)):
+            parts.append(f"{key}={bool(value)}")
+        elif isinstance(value, (int, float, np.integer, np.floating)):
+            parts.append(f"{key} {float(value):.3g}")
+        elif isinstance(value, tuple) and len(value) <= 4 and all(isinstance(v, (int, float)) for v in value):
+            parts.append(f"{key} ({','.join(f'{float(v):.3g}' for v in value)})")
+    return f"{name} {' '.join(parts)}".strip()

@@ -1,0 +1,208 @@
+"""Contact sheets: what a pipeline does to real images, before training on it.
+
+One row per source image: the original, then N augmented variants (the draws of epochs
+0..N-1 for that sample, exactly what training would show it), each captioned with the
+parameters applied; or, with ``stages``, the image after each step. Tiles of one row share
+one scale, so crops look smaller than their source; 8x8 digits are enlarged with visible
+pixels and 512x512 photos shrunk, to a common tile size. Float outputs (after standardize,
+subtract_mean, scale, Normalize) are mapped back to pixels by inverting that step.
+
+matplotlib is imported inside ``render`` only: the core stays light for everyone else.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from augkit._albumentations import A
+from augkit.datasets import Dataset, open_dataset
+from augkit.errors import AugkitError
+from augkit.images import is_image_file, read_image
+from augkit.pipeline import Pipeline
+from augkit.transforms import Scale, Standardize, SubtractMean
+
+TILE = 176  # target side of a tile in pixels
+FONT_PX = 11  # caption font size (pixels at 100 dpi)
+LINE_PX = 14
+CAPTION_LINES = 3
+GAP = 8
+MARGIN = 12
+HEADER_PX = 26
+DPI = 100
+
+DEFAULT_PIPELINE = {
+    "seed": 0,
+    "steps": [
+        {"crop": {"size": 0.8, "mode": "random_resized", "scale": [0.5, 1.0]}},
+        {"rotate": {"limit": 15, "p": 0.7}},
+        {"brightness": {"limit": 0.2, "p": 0.7}},
+        {"contrast": {"limit": 0.2, "p": 0.7}},
+        {"hflip": {"p": 0.5}},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One row's input: its image, a label for the row, and the sample index that seeds it."""
+
+    image: np.ndarray
+    label: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    image: np.ndarray  # uint8 HWC, already viewable
+    caption: str
+
+
+def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[Source]:
+    """Images named directly, plus ``rows`` images sampled (seeded) from each dataset named."""
+    sources: list[Source] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file() and is_image_file(path):
+            sources.append(Source(read_image(path), path.name, len(sources)))
+            continue
+        dataset = open_dataset(path)
+        sources.extend(_sample(dataset, rows, seed))
+    return sources
+
+
+def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
+    if len(dataset) == 0:
+        raise AugkitError(f"{dataset.root}: the dataset has no images")
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(dataset), size=min(rows, len(dataset)), replace=False).tolist())
+    sources = []
+    for i in picks:
+        label = Path(dataset.sources[i]).name
+        if dataset.classes and dataset.labels[i] >= 0:
+            label = f"{dataset.classes[dataset.labels[i]]}/{label}"
+        sources.append(Source(dataset.read(i), label, i))  # an unreadable pick is the user's to fix
+    return sources
+
+
+def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
+    """uint8 pixels for display: undo the last normalisation applied, clip, scale to 0..255."""
+    if image.dtype == np.uint8:
+        return image
+    x = image.astype(np.float32)
+    if isinstance(normalizer, Standardize):
+        x = x * normalizer.std.astype(np.float32) + normalizer.mean.astype(np.float32)
+    elif isinstance(normalizer, SubtractMean):
+        x = x + normalizer.mean.astype(np.float32)
+    elif isinstance(normalizer, A.Normalize) and normalizer.normalization == "standard":
+        x = x * np.float32(normalizer.std) + np.float32(normalizer.mean)
+    elif not isinstance(normalizer, Scale) and (x.min() < 0 or x.max() > 1):
+        x = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)  # unknown scale: stretch
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _last_normalizer(transforms: Sequence[object]) -> object | None:
+    found = None
+    for t in transforms:
+        if isinstance(t, (Standardize, SubtractMean, Scale, A.Normalize)):
+            found = t
+    return found
+
+
+def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bool) -> list[list[Tile]]:
+    """The tiles of every row: original first, then variants (or stages)."""
+    rows = []
+    for source in sources:
+        h, w = source.image.shape[:2]
+        row = [Tile(source.image, f"{source.label}\n{w}x{h}")]
+        if stages:
+            normalizer = None
+            for applied, image in pipeline.stages(source.image, index=source.index, epoch=0):
+                if isinstance(applied.transform, (Standardize, SubtractMean, Scale, A.Normalize)):
+                    normalizer = applied.transform
+                row.append(Tile(to_viewable(image, normalizer), applied.caption or applied.name))
+        else:
+            normalizer = _last_normalizer(pipeline.transforms)
+            for epoch in range(n):
+                image, applied = pipeline.replay(source.image, index=source.index, epoch=epoch)
+                text = "  ".join(a.caption for a in applied if a.caption) or "(no change drawn)"
+                row.append(Tile(to_viewable(image, normalizer), text))
+        rows.append(row)
+    return rows
+
+
+def _scale_for(image: np.ndarray) -> float:
+    """One scale per row: integer enlargement for small images (crisp pixels), area shrink for big."""
+    side = max(image.shape[:2])
+    if side * 2 <= TILE:
+        return float(TILE // side)
+    return min(1.0, TILE / side)
+
+
+def _fit(image: np.ndarray, factor: float) -> np.ndarray:
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[..., :3]
+    if factor == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    interpolation = cv2.INTER_NEAREST if factor > 1 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def _caption_lines(caption: str, chars_per_line: int) -> list[str]:
+    """Pack caption items (separated by two spaces or newlines) into lines without splitting an item."""
+    lines: list[str] = []
+    for paragraph in caption.split("\n"):
+        line = ""
+        for item in paragraph.split("  "):
+            if line and len(line) + 2 + len(item) > chars_per_line:
+                lines.append(line)
+                line = item
+            else:
+                line = f"{line}  {item}" if line else item
+        lines.append(line)
+    return lines[:CAPTION_LINES]
+
+
+def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
+    """The contact sheet as PNG bytes; the same rows give the same bytes."""
+    from matplotlib.figure import Figure  # deferred: see the module docstring
+
+    scaled = [[Tile(_fit(t.image, _scale_for(row[0].image)), t.caption) for t in row] for row in rows]
+    cell_w = max(TILE, max(t.image.shape[1] for row in scaled for t in row))
+    row_heights = [max(t.image.shape[0] for t in row) for row in scaled]
+    columns = max(len(row) for row in scaled)
+    caption_h = CAPTION_LINES * LINE_PX + GAP
+    width = 2 * MARGIN + columns * cell_w + (columns - 1) * GAP
+    height = 2 * MARGIN + HEADER_PX + sum(row_heights) + len(scaled) * caption_h
+
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    texts = []
+    chars_per_line = max(8, int(cell_w / (FONT_PX * 0.58)))
+    top = MARGIN + HEADER_PX
+    for row, row_h in zip(scaled, row_heights):
+        for c, tile in enumerate(row):
+            left = MARGIN + c * (cell_w + GAP)
+            h, w = tile.image.shape[:2]
+            x0, y0 = left + (cell_w - w) // 2, top + (row_h - h) // 2
+            canvas[y0 : y0 + h, x0 : x0 + w] = tile.image
+            texts.append((left + cell_w / 2, top + row_h + 3, "\n".join(_caption_lines(tile.caption, chars_per_line))))
+        top += row_h + caption_h
+
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    figure.figimage(canvas, 0, 0, origin="upper")
+    title_pt = (FONT_PX + 1) * 72 / DPI
+    figure.text(MARGIN / width, 1 - MARGIN / height, title, fontsize=title_pt, va="top", ha="left", weight="bold")
+    for x, y, text in texts:
+        figure.text(x / width, 1 - y / height, text, fontsize=FONT_PX * 72 / DPI, va="top", ha="center", linespacing=1.15)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()

@@ -1,0 +1,194 @@
+"""Pipeline steps by name: augkit's own (``crop``, ``standardize``, ...) and every albumentations
+transform by its class name (``RandomGamma``, ``CLAHE``, ...).
+
+Names resolve only through this registry, never through imports of arbitrary Python paths, so
+a pipeline file cannot make augkit run code it did not ship. The functions follow timm's
+shape: ``get_step(name)`` looks a class up, ``create_step(name, **params)`` validates and
+builds, ``list_steps()`` lists; an unknown name is an error that lists the choices and the
+closest matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import numbers
+import warnings
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any, TypeVar
+
+from augkit.errors import SpecError
+
+T = TypeVar("T", bound=type)
+
+_AUGKIT_STEPS: dict[str, type] = {}
+
+# Steps that hold other steps; a spec gives them a ``transforms`` list.
+COMPOSITIONS = ("OneOf", "SomeOf", "Sequential", "RandomOrder")
+
+# albumentations classes that are not usable as a step of an image pipeline, and why.
+_NEEDS_VOLUME = "it transforms 3-D volumes"
+_NEEDS_BBOXES = "it needs bounding boxes"
+_NEEDS_MASK = "it needs a mask"
+_NEEDS_METADATA = "it needs extra inputs besides the image (reference images or overlays)"
+UNSUPPORTED = {
+    "Lambda": "it wraps Python callables, which a spec file cannot carry",
+    "TextImage": "it needs a font file and text metadata",
+    "ToTensorV2": "it returns a torch tensor; augkit pipelines return arrays (augkit.train makes tensors)",
+    **dict.fromkeys(["CenterCrop3D", "CoarseDropout3D", "CubicSymmetry", "Pad3D", "PadIfNeeded3D", "RandomCrop3D"], _NEEDS_VOLUME),
+    **dict.fromkeys(["AtLeastOneBBoxRandomCrop", "BBoxSafeRandomCrop", "RandomCropNearBBox", "RandomSizedBBoxSafeCrop"], _NEEDS_BBOXES),
+    **dict.fromkeys(["CropNonEmptyMaskIfExists", "MaskDropout"], _NEEDS_MASK),
+    **dict.fromkeys(["FDA", "HistogramMatching", "Mosaic", "OverlayElements", "PixelDistributionAdaptation"], _NEEDS_METADATA),
+}
+# Base classes and composition machinery: not steps at all.
+_NOT_STEPS = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "NoOp", "ReplayCompose", "Compose", "BaseCompose", "SelectiveChannelTransform"}
+
+
+def register_step(name: str) -> Callable[[T], T]:
+    """Class decorator: make a transform available in pipeline specs under ``name``."""
+
+    def decorator(cls: T) -> T:
+        if name in _AUGKIT_STEPS and _AUGKIT_STEPS[name] is not cls:
+            raise ValueError(f"step name {name!r} is already registered to {_AUGKIT_STEPS[name].__name__}")
+        _AUGKIT_STEPS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _ensure_augkit_steps() -> None:
+    import augkit.transforms  # noqa: F401  (registers augkit's steps on import)
+
+
+@cache
+def _albumentations_steps() -> dict[str, type]:
+    from augkit._albumentations import A
+
+    base = A.core.transforms_interface.BasicTransform
+    composition = A.core.composition.BaseCompose
+    steps = {}
+    for name in dir(A):
+        obj = getattr(A, name)
+        if not isinstance(obj, type) or name.startswith("_") or name in _NOT_STEPS or name in UNSUPPORTED:
+            continue
+        if issubclass(obj, composition) and name in COMPOSITIONS:
+            steps[name] = obj
+        elif issubclass(obj, base) and not inspect.isabstract(obj):
+            steps[name] = obj
+    return steps
+
+
+def _all_steps() -> dict[str, type]:
+    _ensure_augkit_steps()
+    return {**_albumentations_steps(), **_AUGKIT_STEPS}
+
+
+def list_steps(source: str = "all") -> list[str]:
+    """Step names, sorted: ``source`` is "all", "augkit" (the lecture's steps) or "albumentations"."""
+    _ensure_augkit_steps()
+    if source == "augkit":
+        return sorted(_AUGKIT_STEPS)
+    if source == "albumentations":
+        return sorted(_albumentations_steps())
+    if source == "all":
+        return sorted(_all_steps())
+    raise ValueError(f"source must be 'all', 'augkit' or 'albumentations', got {source!r}")
+
+
+def _choices_hint(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    close += [c for c in choices if c.lower() == name.lower() and c not in close]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def get_step(name: str | type) -> type:
+    """The transform class registered as ``name``; a class passes through unchanged."""
+    if isinstance(name, type):
+        return name
+    steps = _all_steps()
+    if name in steps:
+        return steps[name]
+    if name in UNSUPPORTED:
+        raise SpecError(f"step {name!r} cannot be used in an augkit pipeline: {UNSUPPORTED[name]}; augkit pipelines transform images")
+    augkit_names = ", ".join(sorted(_AUGKIT_STEPS))
+    raise SpecError(
+        f"unknown step {name!r}{_choices_hint(name, sorted(steps))}; augkit's steps are {augkit_names}, "
+        "and every albumentations transform by its class name (`augkit steps` lists them all)"
+    )
+
+
+def step_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters a step accepts, in declaration order."""
+    params = inspect.signature(cls.__init__).parameters
+    return {
+        k: p
+        for k, p in params.items()
+        if k not in ("self", "strict") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def _describe_type(parameter: inspect.Parameter) -> str:
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        return "a value"
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    return text.replace("cv2.", "")
+
+
+def validate_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
+    """Check ``params`` against the step's signature and schema; one SpecError names the key."""
+    accepted = step_parameters(cls)
+    for key in params:
+        if key not in accepted:
+            raise SpecError(
+                f"step {name!r}: unknown parameter {key!r}{_choices_hint(key, list(accepted))}; "
+                f"{name} accepts: {', '.join(accepted) or 'no parameters'}"
+            )
+    if "p" in params:
+        p = params["p"]
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
+            raise SpecError(f"step {name!r}: parameter 'p' is a probability in [0, 1], got {p!r}")
+    schema = getattr(cls, "InitSchema", None)
+    if schema is None:
+        return
+    from pydantic import ValidationError
+
+    defaults = {k: p.default for k, p in accepted.items() if p.default is not inspect.Parameter.empty}
+    try:
+        schema(**{**defaults, **params, "strict": False})
+    except ValidationError as error:
+        raise SpecError(_schema_message(name, accepted, params, error)) from None
+
+
+def _schema_message(name: str, accepted: dict, params: Mapping[str, Any], error: Any) -> str:
+    """One line from pydantic's report: the first problem with a key the user gave."""
+    problems = error.errors()
+    for problem in problems:
+        key = problem["loc"][0] if problem["loc"] else None
+        if key in params:
+            expected = _describe_type(accepted[key]) if key in accepted else "a valid value"
+            return (
+                f"step {name!r}: parameter {key!r} got {params[key]!r}, expected {expected} "
+                f"({problem['msg'].rstrip('.')})"
+            )
+    # A check across several fields (e.g. "give either stats or mean and std").
+    message = problems[0]["msg"].removeprefix("Value error, ")
+    return f"step {name!r}: {message}"
+
+
+def create_step(name: str | type, **params: Any) -> Any:
+    """Validate ``params`` and build the step ``name`` (a transform instance)."""
+    cls = get_step(name)
+    label = name if isinstance(name, str) else cls.__name__
+    validate_params(label, cls, params)
+    with warnings.catch_warnings():
+        # albumentations warns about deprecated spellings; the spec keeps what the user wrote.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return cls(**params)
+        except SpecError:
+            raise
+        except (ValueError, TypeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise SpecError(f"step {label!r}: {first}") from None

@@ -1,0 +1,218 @@
+"""Pipeline specs: the YAML/JSON files and the inline command-line form, parsed and checked.
+
+A spec is plain data::
+
+    seed: 0
+    steps:
+      - crop: {size: 24, padding: 2}
+      - rotate: {limit: 15, p: 0.5}
+      - hflip: {p: 0.5}
+      - RandomGamma: {p: 0.3}
+      - OneOf: {p: 0.5, transforms: [{Blur: {}}, {GaussNoise: {}}]}
+      - standardize: {stats: stats.json}
+
+The inline form, for ``-p`` on the command line, writes the same steps separated by ``;``,
+each as ``name`` or ``name(key=value, ...)``, values in YAML syntax::
+
+    crop(size=24, padding=2); rotate(limit=15, p=0.5); hflip; RandomGamma(p=0.3)
+
+``parse_spec`` accepts either, a file saved by ``albumentations.save`` (its transforms by
+class name), or an already-parsed mapping, and returns the canonical form
+``{"seed": int, "steps": [{name: {params}}, ...]}``. Structure is checked here; each step's
+name and parameters are checked by ``augkit.registry``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from augkit.errors import SpecError
+from augkit.registry import COMPOSITIONS
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+_ALBUMENTATIONS_KEYS = ("__class_fullname__", "__version__", "transform")
+
+
+def parse_spec(source: str | Path | Mapping[str, Any] | list) -> tuple[dict[str, Any], Path]:
+    """The canonical spec and the folder that relative paths in it (stats files) resolve against.
+
+    Args:
+        source: a spec file path, an inline spec string, a mapping, or a bare list of steps.
+    """
+    if isinstance(source, (Mapping, list)):
+        return canonical_spec(source), Path.cwd()
+    path = Path(source)
+    text = str(source)
+    looks_like_file = path.suffix.lower() in SPEC_SUFFIXES and "(" not in text and ";" not in text
+    if looks_like_file or (isinstance(source, Path)) or _is_file(path):
+        return canonical_spec(_read_spec_file(path)), path.resolve().parent
+    return canonical_spec(parse_inline(text)), Path.cwd()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a long inline spec is not a valid file name on every system
+        return False
+
+
+def _read_spec_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"pipeline file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read pipeline file {path}: {error}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise SpecError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
+    if isinstance(data, Mapping) and "transform" in data and "steps" not in data:
+        return from_albumentations(data, path)
+    return data
+
+
+# ----------------------------------------------------------------------------- inline form
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """Split at ``separator`` outside brackets, parentheses and quotes."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_inline(text: str) -> dict[str, Any]:
+    """``"crop(size=24); hflip"`` -> ``{"steps": [{"crop": {"size": 24}}, {"hflip": {}}]}``."""
+    steps = [_parse_inline_step(item.strip()) for item in _split_top_level(text, ";") if item.strip()]
+    if not steps:
+        raise SpecError("inline pipeline is empty; for example: 'crop(size=24, padding=2); hflip'")
+    return {"steps": steps}
+
+
+def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
+    """``"rotate(limit=15, p=0.5)"`` -> ``{"rotate": {"limit": 15, "p": 0.5}}``."""
+    name, _, rest = item.partition("(")
+    name = name.strip()
+    if not name.isidentifier():
+        raise SpecError(f"inline pipeline: {item!r} is not a step; write name or name(key=value, ...)")
+    params: dict[str, Any] = {}
+    if rest:
+        if not rest.rstrip().endswith(")"):
+            raise SpecError(f"inline pipeline: {item!r} is missing its closing ')'")
+        for pair in _split_top_level(rest.rstrip()[:-1], ","):
+            if not pair.strip():
+                continue
+            key, equals, value = pair.partition("=")
+            if not equals or not key.strip().isidentifier():
+                raise SpecError(f"inline pipeline: in {name}(...), {pair.strip()!r} is not key=value")
+            try:
+                params[key.strip()] = yaml.safe_load(value.strip())
+            except yaml.YAMLError:
+                raise SpecError(f"inline pipeline: {name}({key.strip()}=...): cannot read {value.strip()!r}") from None
+    return {name: params}
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def canonical_spec(data: Any) -> dict[str, Any]:
+    """Check the structure and return ``{"seed": int, "steps": [{name: params}, ...]}``."""
+    if isinstance(data, list):
+        data = {"steps": data}
+    if not isinstance(data, Mapping):
+        raise SpecError(f"a pipeline spec is a mapping with 'steps' (and optionally 'seed'), got {type(data).__name__}")
+    unknown = set(data) - {"seed", "steps"}
+    if unknown:
+        raise SpecError(f"pipeline spec: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected 'seed' and 'steps'")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SpecError(f"pipeline spec: 'seed' must be a non-negative integer, got {seed!r}")
+    if "steps" not in data or not isinstance(data["steps"], list):
+        raise SpecError("pipeline spec: 'steps' must be a list of steps, e.g. [{hflip: {p: 0.5}}]")
+    return {"seed": seed, "steps": [_canonical_step(step, f"steps[{i}]") for i, step in enumerate(data["steps"])]}
+
+
+def _canonical_step(step: Any, where: str) -> dict[str, dict[str, Any]]:
+    if isinstance(step, str):  # a bare name, or a step in inline form inside a composition
+        return _parse_inline_step(step) if "(" in step else {step: {}}
+    if not isinstance(step, Mapping) or len(step) != 1:
+        raise SpecError(f"pipeline spec {where}: a step is 'name' or {{name: {{params}}}}, got {step!r}")
+    (name, params), = step.items()
+    if params is None:
+        params = {}
+    if not isinstance(name, str) or not isinstance(params, Mapping):
+        raise SpecError(f"pipeline spec {where} ({name!r}): parameters must be a mapping, got {params!r}")
+    params = dict(params)
+    if name in COMPOSITIONS:
+        children = params.get("transforms")
+        if not isinstance(children, list) or not children:
+            raise SpecError(f"pipeline spec {where} ({name}): needs 'transforms', a non-empty list of steps")
+        params["transforms"] = [_canonical_step(c, f"{where}.transforms[{j}]") for j, c in enumerate(children)]
+    return {name: params}
+
+
+# ----------------------------------------------------------------------------- albumentations files
+
+
+def from_albumentations(data: Mapping[str, Any], path: Path | str = "<dict>") -> dict[str, Any]:
+    """Convert a dict written by ``albumentations.save`` (or ``to_dict``) into an augkit spec."""
+    root = data.get("transform")
+    if not isinstance(root, Mapping) or root.get("__class_fullname__") not in ("Compose", "Sequential"):
+        raise SpecError(f"{path}: an albumentations file must hold a Compose under 'transform'")
+    for key in ("bbox_params", "keypoint_params"):
+        if root.get(key):
+            raise SpecError(f"{path}: {key} is set; augkit pipelines transform images (and masks) only")
+    return {"seed": 0, "steps": [_from_albumentations_step(t, path) for t in root.get("transforms", [])]}
+
+
+def _from_albumentations_step(item: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
+    from augkit.registry import get_step, list_steps
+
+    class_name = item.get("__class_fullname__")
+    if not isinstance(class_name, str):
+        raise SpecError(f"{path}: a transform without __class_fullname__: {item!r}")
+    params = {k: v for k, v in item.items() if k not in _ALBUMENTATIONS_KEYS and k != "strict"}
+    # augkit's own steps are saved under their module path (augkit.transforms.Crop).
+    name = class_name
+    if class_name.startswith("augkit."):
+        by_class = {get_step(n).__name__: n for n in list_steps("augkit")}
+        name = by_class.get(class_name.rsplit(".", 1)[-1], class_name)
+    if name in COMPOSITIONS:
+        params["transforms"] = [_from_albumentations_step(t, path) for t in params.get("transforms", [])]
+    return {name: params}
+
+
+def format_inline(spec: Mapping[str, Any]) -> str:
+    """The inline form of a canonical spec's steps (the seed is not part of it)."""
+
+    def value(v: Any) -> str:
+        return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+    def step(item: Mapping[str, Any]) -> str:
+        (name, params), = item.items()
+        if not params:
+            return name
+        return f"{name}({', '.join(f'{k}={value(v)}' for k, v in params.items())})"
+
+    return "; ".join(step(s) for s in spec["steps"])

@@ -1,0 +1,391 @@
+"""augkit's own steps: the lecture's preprocessing and augmentations as albumentations transforms.
+
+Each class follows the albumentations contract: ``InitSchema`` validates the parameters,
+``get_params_dependent_on_data`` draws the randomness (from the generators the pipeline
+re-seeds per sample), and ``apply`` only forwards to a pure function in
+``augkit.functional``. Because they are albumentations transforms, they mix freely with every
+albumentations transform in one ``Compose``, and ``albumentations.save`` writes them.
+
+``describe(params)`` turns the parameters drawn for one sample into a short caption
+("rot -12.3°"), which the preview prints under each tile.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from augkit import functional as F
+from augkit._albumentations import A
+from augkit.errors import AugkitError
+from augkit.registry import register_step
+
+BaseInitSchema = A.core.transforms_interface.BaseTransformInitSchema
+Border = Literal["constant", "reflect", "replicate"]
+
+
+def _symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
+    """``15`` means the range (-15, 15); a pair is taken as it is."""
+    if isinstance(limit, (int, float)):
+        return (-abs(float(limit)), abs(float(limit)))
+    low, high = limit
+    return (float(low), float(high))
+
+
+def _signed(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}"
+
+
+class AugkitTransform:
+    """Mixin for augkit's steps: a caption for the parameters one sample drew."""
+
+    def describe(self, params: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+@register_step("crop")
+class Crop(AugkitTransform, A.DualTransform):
+    """Crop to ``size``: a random window, the centre, or a random-resized crop (Inception-style).
+
+    Args:
+        size: output side (int), ``[height, width]``, or a fraction of the input's sides (0 < f <= 1).
+        mode: "random" (a window at a random position), "center", or "random_resized" (a random
+            area fraction in ``scale`` and aspect ratio in ``ratio``, resized to ``size``).
+        padding: pixels added on every side before cropping, as in the CIFAR recipe
+            (``size: 32, padding: 4``). Inputs smaller than ``size`` are padded up to it.
+        border: how padding is filled: "constant" (``fill``), "reflect" or "replicate".
+    """
+
+    class InitSchema(BaseInitSchema):
+        size: int | tuple[int, int] | float
+        mode: Literal["random", "center", "random_resized"]
+        padding: int = Field(ge=0)
+        scale: tuple[float, float]
+        ratio: tuple[float, float]
+        border: Border
+        fill: float
+
+        @model_validator(mode="after")
+        def _check(self) -> Crop.InitSchema:
+            sides = self.size if isinstance(self.size, tuple) else (self.size,)
+            if any(s <= 0 for s in sides) or (isinstance(self.size, float) and self.size > 1):
+                raise ValueError("size must be a positive int, [height, width], or a fraction in (0, 1]")
+            if not 0 < self.scale[0] <= self.scale[1] <= 1:
+                raise ValueError("scale must be (low, high) with 0 < low <= high <= 1")
+            if not 0 < self.ratio[0] <= self.ratio[1]:
+                raise ValueError("ratio must be (low, high) with 0 < low <= high")
+            return self
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | float = 0.875,
+        mode: Literal["random", "center", "random_resized"] = "random",
+        padding: int = 0,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        border: Border = "constant",
+        fill: float = 0,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.size = size
+        self.mode = mode
+        self.padding = padding
+        self.scale = scale
+        self.ratio = ratio
+        self.border = border
+        self.fill = fill
+
+    def _output_size(self, height: int, width: int) -> tuple[int, int]:
+        if isinstance(self.size, float):
+            return max(1, round(self.size * height)), max(1, round(self.size * width))
+        if isinstance(self.size, int):
+            return self.size, self.size
+        return self.size
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        out_h, out_w = self._output_size(height, width)
+        if self.mode == "random_resized":
+            return {"pad": (0, 0, 0, 0), "window": self._resized_window(height, width), "out": (out_h, out_w)}
+        # Pad by `padding` on every side, then (centred) up to the output size if still short.
+        grow_h = max(0, out_h - (height + 2 * self.padding))
+        grow_w = max(0, out_w - (width + 2 * self.padding))
+        pad = (
+            self.padding + grow_h // 2,
+            self.padding + grow_h - grow_h // 2,
+            self.padding + grow_w // 2,
+            self.padding + grow_w - grow_w // 2,
+        )
+        padded_h, padded_w = height + pad[0] + pad[1], width + pad[2] + pad[3]
+        if self.mode == "center":
+            y, x = (padded_h - out_h) // 2, (padded_w - out_w) // 2
+        else:
+            y = self.py_random.randint(0, padded_h - out_h)
+            x = self.py_random.randint(0, padded_w - out_w)
+        return {"pad": pad, "window": (y, x, out_h, out_w), "out": (out_h, out_w)}
+
+    def _resized_window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """A window of random area and aspect ratio (10 tries, then the centred best fit)."""
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * self.py_random.uniform(*self.scale)
+            aspect = math.exp(self.py_random.uniform(*log_ratio))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                return self.py_random.randint(0, height - h), self.py_random.randint(0, width - w), h, w
+        # Fallback, as torchvision does: the whole image trimmed to the nearest allowed ratio.
+        aspect = min(max(width / height, self.ratio[0]), self.ratio[1])
+        w, h = (width, round(width / aspect)) if width / height < aspect else (round(height * aspect), height)
+        w, h = min(w, width), min(h, height)
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def apply(self, img: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
+        img = F.pad(img, *pad, border=self.border, fill=self.fill)
+        return F.resize(F.crop(img, *window), *out)
+
+    def apply_to_mask(self, mask: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
+        mask = F.crop(F.pad(mask, *pad, border=self.border, fill=0), *window)
+        return mask if mask.shape[:2] == tuple(out) else F.resize(mask, *out)
+
+    def describe(self, params: dict[str, Any]) -> str:
+        y, x, h, w = params["window"]
+        text = f"crop ({y},{x})" if self.mode != "random_resized" else f"crop {h}x{w} at ({y},{x})"
+        return text if self.mode != "center" else ""
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "mode", "padding", "scale", "ratio", "border", "fill")
+
+
+@register_step("rotate")
+class Rotate(AugkitTransform, A.DualTransform):
+    """Rotate by an angle drawn uniformly from ``limit`` degrees (15 means -15..15)."""
+
+    class InitSchema(BaseInitSchema):
+        limit: float | tuple[float, float]
+        border: Border
+        fill: float
+
+    def __init__(
+        self,
+        limit: float | tuple[float, float] = 15,
+        border: Border = "reflect",
+        fill: float = 0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p=p)
+        self.limit = limit
+        self.border = border
+        self.fill = fill
+
+    def get_params(self) -> dict[str, Any]:
+        return {"angle": self.py_random.uniform(*_symmetric(self.limit))}
+
+    def apply(self, img: np.ndarray, angle: float, **params: Any) -> np.ndarray:
+        return F.rotate(img, angle, border=self.border, fill=self.fill)
+
+    def apply_to_mask(self, mask: np.ndarray, angle: float, **params: Any) -> np.ndarray:
+        return F.rotate(mask, angle, border=self.border, fill=0)
+
+    def describe(self, params: dict[str, Any]) -> str:
+        return f"rot {_signed(params['angle'], 1)}°"
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit", "border", "fill")
+
+
+# ----------------------------------------------------------------------------- photometric
+
+
+@register_step("brightness")
+class Brightness(AugkitTransform, A.ImageOnlyTransform):
+    """Add a brightness offset drawn from ``limit`` (a fraction of the full range: 0.2 = ±51 of 255)."""
+
+    class InitSchema(BaseInitSchema):
+        limit: float | tuple[float, float]
+
+    def __init__(self, limit: float | tuple[float, float] = 0.2, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.limit = limit
+
+    def get_params(self) -> dict[str, Any]:
+        return {"delta": self.py_random.uniform(*_symmetric(self.limit))}
+
+    def apply(self, img: np.ndarray, delta: float, **params: Any) -> np.ndarray:
+        return F.adjust_brightness(img, delta)
+
+    def describe(self, params: dict[str, Any]) -> str:
+        return f"bright {_signed(params['delta'])}"
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit",)
+
+
+@register_step("contrast")
+class Contrast(AugkitTransform, A.ImageOnlyTransform):
+    """Scale contrast about the image mean by ``1 + d``, with ``d`` drawn from ``limit``."""
+
+    class InitSchema(BaseInitSchema):
+        limit: float | tuple[float, float]
+
+    def __init__(self, limit: float | tuple[float, float] = 0.2, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.limit = limit
+
+    def get_params(self) -> dict[str, Any]:
+        return {"factor": 1.0 + self.py_random.uniform(*_symmetric(self.limit))}
+
+    def apply(self, img: np.ndarray, factor: float, **params: Any) -> np.ndarray:
+        return F.adjust_contrast(img, factor)
+
+    def describe(self, params: dict[str, Any]) -> str:
+        return f"contrast ×{params['factor']:.2f}"
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit",)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def _load_stats(path: str | Path) -> Any:
+    from augkit.stats import ChannelStats  # deferred: only steps that name a stats file need it
+
+    return ChannelStats.load(path)
+
+
+class _Normalization(AugkitTransform, A.ImageOnlyTransform):
+    """Shared by the deterministic preprocessing steps: applied always, nothing to caption."""
+
+    def describe(self, params: dict[str, Any]) -> str:
+        return ""
+
+
+@register_step("standardize")
+class Standardize(_Normalization):
+    """Per-channel ``(x/255 - mean) / std`` (ResNet-style), from a stats file or given numbers.
+
+    Args:
+        stats: a JSON file written by ``augkit stats`` (or ``ChannelStats.save``) of the training data.
+        mean, std: per-channel values on the [0, 1] scale, used when ``stats`` is not given.
+    """
+
+    class InitSchema(BaseInitSchema):
+        stats: str | None
+        mean: float | list[float] | None
+        std: float | list[float] | None
+
+        @model_validator(mode="after")
+        def _check(self) -> Standardize.InitSchema:
+            if (self.stats is None) == (self.mean is None or self.std is None):
+                raise ValueError("give either stats (a stats file) or both mean and std")
+            if self.std is not None and min(np.atleast_1d(self.std)) <= 0:
+                raise ValueError("std must be positive")
+            return self
+
+    def __init__(
+        self,
+        stats: str | None = None,
+        mean: float | list[float] | None = None,
+        std: float | list[float] | None = None,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.stats = stats
+        if stats is not None:
+            loaded = _load_stats(stats)
+            mean, std = loaded.mean.tolist(), loaded.std.tolist()
+            if min(std) <= 0:
+                raise AugkitError(f"{stats}: a channel has zero std (constant images?); cannot standardize")
+        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return F.standardize(img, self.mean, self.std)
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        if self.stats is not None:
+            return {"stats": self.stats}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+@register_step("subtract_mean")
+class SubtractMean(_Normalization):
+    """Subtract the training mean: per channel (VGG-style) or the mean image (AlexNet-style).
+
+    Args:
+        stats: a stats file; ``mode: image`` needs one computed with ``--mean-image``.
+        mean: per-channel values on the [0, 1] scale, used when ``stats`` is not given.
+        mode: "channel" or "image".
+    """
+
+    class InitSchema(BaseInitSchema):
+        stats: str | None
+        mean: float | list[float] | None
+        mode: Literal["channel", "image"]
+
+        @model_validator(mode="after")
+        def _check(self) -> SubtractMean.InitSchema:
+            if (self.stats is None) == (self.mean is None):
+                raise ValueError("give either stats (a stats file) or mean")
+            if self.mode == "image" and self.stats is None:
+                raise ValueError("mode 'image' needs a stats file computed with --mean-image")
+            return self
+
+    def __init__(
+        self,
+        stats: str | None = None,
+        mean: float | list[float] | None = None,
+        mode: Literal["channel", "image"] = "channel",
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        self.stats = stats
+        self.mode = mode
+        if stats is not None:
+            loaded = _load_stats(stats)
+            if mode == "image" and loaded.mean_image is None:
+                raise AugkitError(f"{stats}: has no mean image; compute it with `augkit stats --mean-image`")
+            mean = loaded.mean_image if mode == "image" else loaded.mean
+        self.mean = np.asarray(mean, dtype=np.float64)
+        if self.mean.ndim == 0:
+            self.mean = self.mean[None]
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return F.subtract_mean(img, self.mean)
+
+    def get_transform_init_args(self) -> dict[str, Any]:
+        if self.stats is not None:
+            return {"stats": self.stats, "mode": self.mode}
+        return {"mean": self.mean.tolist(), "mode": self.mode}
+
+
+@register_step("scale")
+class Scale(_Normalization):
+    """Map pixels to float32 on [0, 1]."""
+
+    class InitSchema(BaseInitSchema):
+        pass
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return F.scale(img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+# Flips need nothing albumentations lacks: the short names point at its transforms.
+register_step("hflip")(A.HorizontalFlip)
+register_step("vflip")(A.VerticalFlip)

@@ -1,0 +1,75 @@
+"""The ``augkit`` command group: lazy subcommands and the one place errors become exit codes.
+
+Subcommands are imported only when run (or when ``--help`` lists them), and their modules
+import augkit's heavy parts inside the command, so ``augkit --help`` stays instant and loads
+neither albumentations nor torch.
+
+Exit codes: 0 ok, 1 the run failed, 2 bad usage or input (one readable line, no traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from augkit import __version__
+from augkit.errors import AugkitError
+
+# name -> "module:attribute"; the order here is the order in --help.
+COMMANDS = {
+    "preview": "augkit.cli.preview:preview",
+    "stats": "augkit.cli.stats:stats",
+    "steps": "augkit.cli.steps:steps",
+}
+
+
+class UserError(click.ClickException):
+    """A mistake in the user's input: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AugkitError as error:
+            raise UserError(str(error)) from None
+        except OSError as error:
+            # Output paths are user input too: a missing folder, no permission, a full disk.
+            if error.filename is None:
+                raise
+            raise UserError(f"{error.filename}: {error.strerror or error}") from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="augkit")
+def cli() -> None:
+    """Preprocessing, augmentation and training tricks from "Training Neural Networks".
+
+    Every command runs with no data argument on the sample data shipped with augkit.
+
+    \b
+    Examples:
+      augkit preview                       # a contact sheet of the sample photos
+      augkit stats -o stats.json           # per-channel mean/std of the sample digits
+      augkit preview -p "crop(size=0.8); rotate(limit=20); hflip" photos/
+    """
+
+
+def main() -> None:
+    cli(prog_name="augkit")

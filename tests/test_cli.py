@@ -1,0 +1,230 @@
+"""The command line: each command on real data, and every user mistake as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import augkit
+from augkit.cli.main import COMMANDS, cli
+
+DIGITS = augkit.sample_data_dir() / "digits"
+
+
+def invoke(*args: str, cwd: Path | None = None):
+    """Run the CLI in-process (in ``cwd`` if given); exceptions other than exits propagate."""
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit 2, one line on stderr starting with 'Error:', no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def pixels_of(files: list[Path]) -> np.ndarray:
+    """All pixels of the files, read independently of augkit (cv2 straight from disk)."""
+    return np.concatenate([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).reshape(-1) for f in files]) / 255.0
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+SNIPPET = """
+import sys
+from augkit.cli.main import cli
+try:
+    cli({args!r}, prog_name="augkit")
+except SystemExit as exit:
+    assert exit.code == 0, exit.code
+heavy = sorted(m for m in ("torch", "albumentations", "cv2", "matplotlib") if m in sys.modules)
+print("LOADED", heavy)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in COMMANDS)])
+def test_help_loads_none_of_the_heavy_libraries(args):
+    out = subprocess.run([sys.executable, "-c", SNIPPET.format(args=args)], capture_output=True, text=True, check=True)
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr
+    assert "Examples:" in out.stdout
+
+
+def test_import_augkit_loads_neither_torch_nor_click():
+    code = "import sys, augkit; print(sorted(m for m in ('torch', 'click', 'albumentations', 'cv2') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_using_pipelines_does_not_load_torch_either():
+    code = "import sys, augkit; augkit.load_pipeline('hflip; RandomGamma'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_python_dash_m_augkit_and_version():
+    out = subprocess.run([sys.executable, "-m", "augkit", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"augkit, version {augkit.__version__}"
+
+
+def test_unknown_command_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["stat"])
+    assert result.exit_code == 2 and "No such command 'stat'" in result.output
+
+
+# ----------------------------------------------------------------------------- stats
+
+
+def test_stats_default_is_the_sample_digits_training_split_and_matches_numpy():
+    result = invoke("stats", "--json", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    files = sorted((DIGITS / "train").glob("*/*.png"))
+    assert report["count"] == len(files) and report["channels"] == 3 and report["skipped"] == []
+    expected = pixels_of(files)
+    np.testing.assert_allclose(report["mean"], [expected.mean()] * 3, rtol=1e-9)
+    np.testing.assert_allclose(report["std"], [expected.std()] * 3, rtol=1e-9)
+
+
+def test_stats_lists_unreadable_files_and_still_succeeds(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / label / f"{i}.png"), np.full((4, 5, 3), 40 * i, np.uint8))
+    (tmp_path / "a" / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "b" / "empty.jpg").write_bytes(b"")
+    result = invoke("stats", str(tmp_path), "--json", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["count"] == 6
+    reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"broken.png", "empty.jpg"} and "empty" in reasons["empty.jpg"]
+    human = invoke("stats", str(tmp_path), "--workers", "1")
+    assert "skipped 2 unreadable file(s)" in human.output and "broken.png" in human.output
+
+
+def test_stats_output_feeds_standardize(tmp_path):
+    result = invoke("stats", "-o", str(tmp_path / "stats.json"), "--workers", "1")
+    assert result.exit_code == 0 and "wrote" in result.output
+    pipeline = augkit.load_pipeline({"steps": [{"standardize": {"stats": "stats.json"}}]}, base_dir=tmp_path)
+    dataset = augkit.open_dataset(DIGITS)
+    batch = np.stack([pipeline(dataset.read(i), index=i) for i in range(len(dataset))]).astype(np.float64)
+    np.testing.assert_allclose(batch.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(batch.std(axis=(0, 1, 2)), 1, atol=1e-4)
+
+
+def test_stats_val_and_all_splits_count_the_right_files():
+    val = json.loads(invoke("stats", "--split", "val", "--json", "--workers", "1").output)
+    everything = json.loads(invoke("stats", "--split", "all", "--json", "--workers", "1").output)
+    assert val["count"] == len(list((DIGITS / "val").glob("*/*.png")))
+    assert everything["count"] == len(list(DIGITS.glob("*/*/*.png")))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["stats", "no/such/folder"], ["no/such/folder"]),
+        (["stats", "--workers", "0"], ["--workers"]),
+        (["stats", "--split", "test"], ["--split"]),
+        (["stats", "-o", "missing-dir/stats.json", "--workers", "1"], ["missing-dir"]),
+    ],
+)
+def test_stats_user_mistakes_are_one_line_exit_2(tmp_path, args, fragments):
+    result = invoke(*args, cwd=tmp_path)
+    if args[1] in ("--workers", "--split"):  # click's own usage errors keep click's format
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert all(f in result.output for f in fragments)
+    else:
+        assert_user_error(result, *fragments)
+
+
+def test_stats_on_a_flat_folder_without_a_val_split_says_so(tmp_path):
+    cv2.imwrite(str(tmp_path / "one.png"), np.zeros((3, 3, 3), np.uint8))
+    assert_user_error(invoke("stats", str(tmp_path), "--split", "val"), "val")
+
+
+# ----------------------------------------------------------------------------- preview
+
+
+def test_preview_default_writes_a_png_of_the_sample_photos_byte_identical_per_seed(tmp_path):
+    first = invoke("preview", "-o", "a.png", cwd=tmp_path)
+    assert first.exit_code == 0, first.output
+    paths = sorted(tmp_path.rglob("a.png"))
+    assert len(paths) == 1
+    image = cv2.imread(str(paths[0]))
+    assert image is not None and image.shape[0] > 300 and image.shape[1] > 800
+    again = invoke("preview", "-o", str(tmp_path / "b.png"))
+    other = invoke("preview", "--seed", "1", "-o", str(tmp_path / "c.png"))
+    assert again.exit_code == other.exit_code == 0
+    assert paths[0].read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert paths[0].read_bytes() != (tmp_path / "c.png").read_bytes()
+
+
+def test_preview_of_images_and_a_dataset_with_stages_and_standardize(tmp_path):
+    photo = augkit.sample_data_dir() / "photos" / "coffee.jpg"
+    spec = tmp_path / "aug.yaml"
+    spec.write_text("seed: 3\nsteps:\n  - crop: {size: 0.5}\n  - rotate: {limit: 20, p: 1}\n  - standardize: {mean: 0.5, std: 0.25}\n")
+    out = tmp_path / "stages.png"
+    result = invoke("preview", str(photo), str(DIGITS), "--rows", "2", "-p", str(spec), "--stages", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "3 images x stages" in result.output
+    sheet = cv2.imread(str(out))
+    assert sheet is not None and sheet.std() > 10  # not a blank page
+
+
+def test_preview_maps_standardized_tiles_back_to_the_original_pixels():
+    from augkit.preview import to_viewable
+
+    pipeline = augkit.load_pipeline("standardize(mean=[0.2, 0.4, 0.6], std=[0.1, 0.2, 0.3])")
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    restored = to_viewable(pipeline(image, index=0), pipeline.transforms[-1])
+    np.testing.assert_allclose(restored.astype(int), image.astype(int), atol=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["preview", "-p", "rotat(limit=3)"], ["unknown step 'rotat'", "did you mean 'rotate'"]),
+        (["preview", "-p", "rotate(p=2)"], ["'p' is a probability in [0, 1]"]),
+        (["preview", "-p", "missing.yaml"], ["pipeline file not found: missing.yaml"]),
+        (["preview", "nothing-here.png"], ["nothing-here.png"]),
+        (["preview", "-o", "no-dir/x.png"], ["no-dir"]),
+    ],
+)
+def test_preview_user_mistakes_are_one_line_exit_2(tmp_path, args, fragments):
+    assert_user_error(invoke(*args, cwd=tmp_path), *fragments)
+
+
+def test_preview_of_a_broken_image_names_it(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely truncated")
+    assert_user_error(invoke("preview", str(bad), "-o", str(tmp_path / "x.png")), "bad.jpg")
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def test_steps_lists_augkit_steps_and_describes_one():
+    listing = invoke("steps")
+    assert listing.exit_code == 0 and "crop" in listing.output and "standardize" in listing.output
+    detail = invoke("steps", "crop")
+    assert "padding = 0" in detail.output and "mode = 'random'" in detail.output
+    assert "RandomGamma" in invoke("steps", "--all").output
+    assert_user_error(invoke("steps", "crp"), "did you mean 'crop'")

@@ -1,0 +1,248 @@
+"""Pipeline specs: parsing, validation, round trips, reproducibility and replay."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import yaml
+
+import augkit
+from augkit._albumentations import A
+from augkit.errors import SpecError
+from augkit.spec import format_inline
+
+IMAGE = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+ISSUE_SPEC = """\
+seed: 0
+steps:
+  - crop: {size: 24, padding: 2}
+  - rotate: {limit: 15, p: 0.5}
+  - brightness: {limit: 0.2, p: 0.5}
+  - hflip: {p: 0.5}
+  - RandomGamma: {p: 0.3}
+  - standardize: {stats: stats.json}
+"""
+
+
+@pytest.fixture
+def spec_dir(tmp_path):
+    """A folder holding the issue's example spec and the stats file it names."""
+    stats = augkit.ChannelStats()
+    stats.update(IMAGE)
+    stats.save(tmp_path / "stats.json")
+    (tmp_path / "aug.yaml").write_text(ISSUE_SPEC)
+    return tmp_path
+
+
+def test_yaml_spec_round_trips_exactly_seed_included(spec_dir):
+    pipeline = augkit.load_pipeline(spec_dir / "aug.yaml")
+    assert pipeline.to_spec() == yaml.safe_load(ISSUE_SPEC)
+    again = augkit.load_pipeline(pipeline.to_spec() | {"seed": 5}, base_dir=spec_dir)
+    assert again.to_spec()["seed"] == 5
+    assert augkit.load_pipeline(pipeline).to_spec() == pipeline.to_spec()  # keeps its base folder
+
+
+def test_stats_paths_resolve_against_the_spec_files_folder(spec_dir, monkeypatch, tmp_path_factory):
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    out = augkit.load_pipeline(spec_dir / "aug.yaml")(IMAGE, index=0)
+    assert out.dtype == np.float32 and out.shape == (24, 24, 3)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_saved_spec_loads_back_to_the_same_pipeline(spec_dir, suffix):
+    pipeline = augkit.load_pipeline(spec_dir / "aug.yaml", seed=3)
+    path = pipeline.save(spec_dir / f"copy{suffix}")
+    loaded = augkit.load_pipeline(path)
+    assert loaded.to_spec() == pipeline.to_spec()
+    np.testing.assert_array_equal(loaded(IMAGE, index=4, epoch=2), pipeline(IMAGE, index=4, epoch=2))
+
+
+def test_inline_form_builds_the_same_pipeline_as_yaml():
+    inline = "crop(size=24, padding=2); rotate(limit=15, p=0.5); hflip(p=0.5); RandomGamma(p=0.3); Rotate(limit=[-10, 10])"
+    from_inline = augkit.load_pipeline(inline)
+    from_yaml = augkit.load_pipeline(
+        {"steps": [{"crop": {"size": 24, "padding": 2}}, {"rotate": {"limit": 15, "p": 0.5}}, {"hflip": {"p": 0.5}},
+                   {"RandomGamma": {"p": 0.3}}, {"Rotate": {"limit": [-10, 10]}}]}
+    )
+    assert from_inline.to_spec() == from_yaml.to_spec()
+    for index in range(5):
+        np.testing.assert_array_equal(from_inline(IMAGE, index=index), from_yaml(IMAGE, index=index))
+
+
+def test_format_inline_parses_back_to_the_same_spec_nested_steps_included():
+    spec = {"seed": 0, "steps": [{"crop": {"size": [24, 20], "mode": "center"}}, {"hflip": {}},
+                                 {"OneOf": {"p": 0.5, "transforms": [{"Blur": {"blur_limit": [3, 5]}}, {"GaussNoise": {}}]}}]}
+    assert augkit.load_pipeline(format_inline(spec)).to_spec() == spec
+
+
+def test_bare_step_names_and_a_bare_list_are_accepted():
+    assert augkit.load_pipeline(["hflip", {"vflip": None}]).to_spec() == {"seed": 0, "steps": [{"hflip": {}}, {"vflip": {}}]}
+
+
+def test_a_file_written_by_albumentations_save_loads_and_augments_identically(tmp_path):
+    ours = augkit.load_pipeline("crop(size=24, padding=2); rotate(limit=15); hflip; RandomGamma(p=0.3); OneOf(transforms=[Blur, GaussNoise], p=0.5)")
+    A.save(ours.compose, str(tmp_path / "albu.json"))
+    A.save(ours.compose, str(tmp_path / "albu.yaml"), data_format="yaml")
+    for name in ("albu.json", "albu.yaml"):
+        loaded = augkit.load_pipeline(tmp_path / name)
+        assert [next(iter(s)) for s in loaded.to_spec()["steps"]] == ["crop", "rotate", "HorizontalFlip", "RandomGamma", "OneOf"]
+        for index in range(8):
+            np.testing.assert_array_equal(loaded(IMAGE, index=index), ours(IMAGE, index=index))
+
+
+def test_a_plain_albumentations_pipeline_file_loads(tmp_path):
+    A.save(A.Compose([A.RandomCrop(16, 16), A.HorizontalFlip(p=0.5), A.Normalize()]), str(tmp_path / "plain.json"))
+    out = augkit.load_pipeline(tmp_path / "plain.json")(IMAGE, index=0)
+    assert out.shape == (16, 16, 3) and out.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("rotat(limit=10)", r"unknown step 'rotat' \(did you mean 'rotate'"),
+        ("randomgamma", r"did you mean .*'RandomGamma'"),
+        ("rotate(limt=10)", r"step 'rotate': unknown parameter 'limt' \(did you mean 'limit'\?\); rotate accepts: limit, border, fill, p"),
+        ("rotate(p=1.5)", r"step 'rotate': parameter 'p' is a probability in \[0, 1\], got 1.5"),
+        ("hflip(p=-0.1)", r"'p' is a probability in \[0, 1\]"),
+        ("RandomGamma(p=yes)", r"'p' is a probability"),
+        ("rotate(limit=abc)", r"step 'rotate': parameter 'limit' got 'abc', expected float \| tuple\[float, float\]"),
+        ("rotate(border=mirror)", r"parameter 'border' got 'mirror'"),
+        ("RandomGamma(gamma_limit=[1, 2, 3])", r"step 'RandomGamma': parameter 'gamma_limit' got \[1, 2, 3\]"),
+        ("crop(size=0)", r"step 'crop': size must be a positive int"),
+        ("standardize(mean=[0.5])", r"give either stats .* or both mean and std"),
+        ("OneOf(transforms=[rotat])", r"unknown step 'rotat'"),
+        ("FDA", r"'FDA' cannot be used in an augkit pipeline: it needs extra inputs"),
+        ("Lambda", r"cannot carry"),
+        ("crop(size=24", r"missing its closing '\)'"),
+        ("crop(24)", r"'24' is not key=value"),
+        ("", r"inline pipeline is empty"),
+        ("missing.yaml", r"pipeline file not found: missing.yaml"),
+    ],
+)
+def test_invalid_specs_fail_before_running_with_one_line_naming_step_and_key(spec, message):
+    with pytest.raises(SpecError, match=message) as info:
+        augkit.load_pipeline(spec)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"steps": [{"hflip": {}}], "sed": 1}, r"unknown key\(s\) sed"),
+        ({"seed": -1, "steps": []}, r"'seed' must be a non-negative integer"),
+        ({"seed": 0}, r"'steps' must be a list"),
+        ({"steps": [{"hflip": {}, "vflip": {}}]}, r"a step is 'name' or \{name: \{params\}\}"),
+        ({"steps": [{"hflip": [0.5]}]}, r"parameters must be a mapping"),
+        ({"steps": [{"OneOf": {"p": 0.5}}]}, r"needs 'transforms'"),
+    ],
+)
+def test_malformed_spec_structure_is_explained(data, message):
+    with pytest.raises(SpecError, match=message):
+        augkit.load_pipeline(data)
+
+
+def test_broken_yaml_and_json_files_are_explained(tmp_path):
+    (tmp_path / "bad.yaml").write_text("steps: [crop: {size: 24}\n")
+    (tmp_path / "bad.json").write_text("{steps: }")
+    with pytest.raises(SpecError, match=r"bad.yaml is not valid YAML"):
+        augkit.load_pipeline(tmp_path / "bad.yaml")
+    with pytest.raises(SpecError, match=r"bad.json is not valid JSON"):
+        augkit.load_pipeline(tmp_path / "bad.json")
+
+
+def test_missing_stats_file_is_a_user_error(tmp_path):
+    with pytest.raises(augkit.AugkitError, match="nope.json"):
+        augkit.load_pipeline({"steps": [{"standardize": {"stats": str(tmp_path / "nope.json")}}]})
+
+
+# ----------------------------------------------------------------------------- seeding and replay
+
+AUGMENT = "crop(size=24, padding=2); rotate(limit=30); brightness; contrast; hflip; RandomGamma(p=0.5); OneOf(transforms=[Blur, GaussNoise], p=0.5)"
+
+
+def test_same_seed_epoch_index_gives_the_same_image_across_pipeline_objects():
+    a, b = augkit.load_pipeline(AUGMENT), augkit.load_pipeline(AUGMENT)
+    for index in range(10):
+        np.testing.assert_array_equal(a(IMAGE, index=index, epoch=1), b(IMAGE, index=index, epoch=1))
+
+
+def test_the_result_does_not_depend_on_the_order_samples_are_drawn():
+    pipeline = augkit.load_pipeline(AUGMENT)
+    forward = [pipeline(IMAGE, index=i) for i in range(6)]
+    backward = [pipeline(IMAGE, index=i) for i in reversed(range(6))][::-1]
+    for x, y in zip(forward, backward):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_indices_epochs_and_seeds_each_change_the_draws():
+    pipeline = augkit.load_pipeline(AUGMENT)
+    outputs = {pipeline(IMAGE, index=i, epoch=0).tobytes() for i in range(20)}
+    assert len(outputs) == 20
+    assert not np.array_equal(pipeline(IMAGE, index=0, epoch=0), pipeline(IMAGE, index=0, epoch=1))
+    other_seed = augkit.load_pipeline(AUGMENT, seed=1)
+    assert not np.array_equal(pipeline(IMAGE, index=0), other_seed(IMAGE, index=0))
+
+
+def test_steps_draw_independent_values_not_one_shared_number():
+    """albumentations seeds every transform of a Compose with the same seed, so two steps with
+    the same range draw the same value; augkit's per-sample stream does not."""
+    pipeline = augkit.load_pipeline("brightness(limit=0.5, p=1); contrast(limit=0.5, p=1)")
+    pairs = []
+    for index in range(20):
+        _, applied = pipeline.replay(IMAGE, index=index)
+        pairs.append((applied[0].params["delta"], applied[1].params["factor"] - 1))
+    assert all(abs(d - c) > 1e-9 for d, c in pairs)
+
+
+def test_calls_without_an_index_are_numbered_reproducibly():
+    a, b = augkit.load_pipeline(AUGMENT), augkit.load_pipeline(AUGMENT)
+    first = [a(IMAGE) for _ in range(3)]
+    np.testing.assert_array_equal(first[2], b(IMAGE, index=2))
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_replay_reports_the_parameters_that_produced_the_image():
+    pipeline = augkit.load_pipeline("crop(size=24, padding=2); rotate(limit=30, p=1); brightness(p=1); hflip(p=0); RandomGamma(p=1)")
+    out, applied = pipeline.replay(IMAGE, index=3, epoch=1)
+    np.testing.assert_array_equal(out, pipeline(IMAGE, index=3, epoch=1))
+    assert [a.name for a in applied] == ["crop", "rotate", "brightness", "RandomGamma"]  # hflip(p=0) never applies
+    angle = applied[1].params["angle"]
+    assert -30 <= angle <= 30 and applied[1].caption == f"rot {angle:+.1f}°"
+    assert applied[2].caption.startswith("bright ") and applied[3].caption.startswith("RandomGamma gamma ")
+    y, x, h, w = applied[0].params["window"]
+    assert applied[0].caption == f"crop ({y},{x})" and (h, w) == (24, 24)
+
+
+def test_replay_forgets_what_a_oneof_did_not_pick_this_time():
+    pipeline = augkit.load_pipeline("OneOf(transforms=[Blur(p=1), GaussNoise(p=1)], p=1)")
+    picks = [[a.name for a in pipeline.replay(IMAGE, index=i)[1]] for i in range(20)]
+    assert all(len(p) == 1 for p in picks) and {p[0] for p in picks} == {"Blur", "GaussNoise"}
+
+
+def test_stages_end_in_the_pipelines_output():
+    pipeline = augkit.load_pipeline(AUGMENT + "; standardize(mean=0.5, std=0.25)")
+    for index in range(8):
+        stages = pipeline.stages(IMAGE, index=index)
+        np.testing.assert_array_equal(stages[-1][1], pipeline(IMAGE, index=index))
+        assert stages[-1][0].name == "standardize"
+
+
+def test_a_pipeline_pickles_for_worker_processes_and_keeps_its_draws():
+    pipeline = augkit.load_pipeline(AUGMENT)
+    clone = pickle.loads(pickle.dumps(pipeline))
+    np.testing.assert_array_equal(clone(IMAGE, index=5, epoch=3), pipeline(IMAGE, index=5, epoch=3))
+
+
+def test_to_spec_returns_a_copy_the_caller_may_change():
+    pipeline = augkit.load_pipeline("crop(size=24)")
+    spec = pipeline.to_spec()
+    spec["steps"][0]["crop"]["size"] = 8
+    assert pipeline.to_spec()["steps"][0]["crop"]["size"] == 24
+    assert json.loads(json.dumps(pipeline.to_spec())) == pipeline.to_spec()
