@@ -1,0 +1,334 @@
+"""Open the datasets people have, as a light index of (source, label); pixels are read on demand.
+
+Layouts, detected in this order:
+
+- **CIFAR-10 / CIFAR-100** python folders (``batches.meta`` + ``data_batch_1..5`` + ``test_batch``;
+  ``meta`` + ``train`` + ``test``): train and val (= the test batch). CIFAR-100 uses the 100
+  fine labels. The pickles are read through a restricted unpickler (``augkit.cifar``).
+- **ImageFolder with splits**: ``root/train/<class>/...``, and for val the first of ``val/``,
+  ``valid/``, ``validation/``, ``test/`` that exists (other folders beside them are ignored).
+  The classes are the class folders of both splits together, so a class missing from one split
+  keeps the same index in the other.
+- **ImageFolder**: ``root/<class>/...`` (images anywhere below each class folder); one split, train.
+- **Flat folder**: images directly in ``root`` (sub-folders not scanned), unlabelled (no classes,
+  labels -1); one split, train. A folder with both images and sub-folders is refused as
+  ambiguous rather than guessed.
+- **digits**: the name ``digits`` (when no such path exists): scikit-learn's 8 x 8 digits, 1797
+  images, one split, train.
+
+Rules common to all: only files with an image extension count, names starting with "." are
+ignored, everything is sorted by code point (class names, then files by their path inside the
+class folder), so the order and the class indices are the same on every machine. An empty class
+folder is still a class: a class whose images are missing keeps its index, and so do the others.
+Class names that could escape an output folder ("..", "a\\b", ...) are refused.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import importlib.util
+import operator
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path, PureWindowsPath
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from augkit import cifar
+from augkit.errors import DatasetError
+from augkit.images import IMAGE_EXTENSIONS, convert_channels, is_image_file, read_image
+
+# Names under which people store the validation split, in the order they are looked for.
+VAL_FOLDER_NAMES = ("val", "valid", "validation", "test")
+
+
+@dataclass(eq=False, repr=False)
+class Dataset(collections.abc.Sequence):
+    """One split of a dataset as a light index of (source, label); nothing is decoded until read."""
+
+    kind: str  # "imagefolder" | "folder" | "cifar10" | "cifar100" | "digits"
+    root: Path | None  # the path opened (None for digits)
+    split: str  # "train" | "val" | "all"
+    classes: tuple[str, ...]  # sorted class names; () for an unlabelled flat folder
+    sources: list[str]  # per sample: its file, or "<batch file>[<row>]" / "digits[<row>]"
+    labels: np.ndarray  # int64 index into classes; -1 when unlabelled
+    # In-memory kinds: where the pixels are (an object with .image(part, row)) and, per sample,
+    # (part, row). None for file-based kinds, whose sources are the files.
+    _store: Any = None
+    _where: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def read(self, i: int, *, gray: bool = False) -> np.ndarray:
+        """Sample ``i``'s pixels: uint8 RGB H x W x 3, or H x W x 1 with ``gray``.
+
+        Raises ImageReadError for a file that cannot be read as an image.
+        """
+        i = self._position(i)
+        if self._store is None:
+            return read_image(self.sources[i], gray=gray)
+        part, row = self._where[i]
+        return convert_channels(self._store.image(int(part), int(row)), gray=gray)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:  # type: ignore[override]
+        """(pixels, label) of sample ``i``, like a torchvision dataset."""
+        i = self._position(i)
+        return self.read(i), int(self.labels[i])
+
+    def subset(self, indices: collections.abc.Iterable[int]) -> Dataset:
+        """The samples at ``indices`` (in that order), with the same kind, split and classes."""
+        idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices))
+        if idx.size == 0:
+            idx = idx.astype(np.int64)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise TypeError(f"subset takes integer indices, got {idx.dtype} of shape {idx.shape}")
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"subset indices must be in [{-n}, {n}) for {n} samples")
+        idx = idx.astype(np.int64) % max(n, 1)
+        return replace(
+            self,
+            sources=[self.sources[j] for j in idx],
+            labels=self.labels[idx],
+            _where=None if self._where is None else self._where[idx],
+        )
+
+    def __repr__(self) -> str:
+        where = f"{str(self.root)!r}" if self.root is not None else "None"
+        return (
+            f"Dataset(kind={self.kind!r}, root={where}, split={self.split!r}, "
+            f"samples={len(self)}, classes={len(self.classes)})"
+        )
+
+    def _position(self, i: int) -> int:
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(
+                f"Dataset indices are integers, got {type(i).__name__}; "
+                f"use subset(indices) to select several samples"
+            ) from None
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} out of range for {n} samples")
+        return i % n
+
+
+class _Layout(NamedTuple):
+    """What was found at a path: its kind, and the folder of each split (folder kinds)."""
+
+    kind: str
+    root: Path | None
+    splits: dict[str, Path | None]
+
+
+def open_dataset(path: str | Path | None = None, split: str = "train") -> Dataset:
+    """Open one split ("train", "val", or "all" = train then val) of the dataset at ``path``.
+
+    Args:
+        path: a dataset folder (see the module docstring for the layouts), or "digits".
+            None: the sample data's digits (scikit-learn's digits if it is not there).
+        split: "train", "val" (where the layout has one), or "all".
+    """
+    layout = _find_layout(path)
+    if split == "all":
+        wanted = tuple(layout.splits)
+    elif split in layout.splits:
+        wanted = (split,)
+    else:
+        raise DatasetError(_unknown_split_message(layout, split))
+
+    if layout.kind in cifar.SPLIT_FILES:
+        classes, sources, labels, store, where = cifar.open_cifar(layout.root, layout.kind, wanted)
+        _check_class_names(classes, layout.root)
+        return Dataset(layout.kind, layout.root, split, classes, sources, labels, store, where)
+    if layout.kind == "digits":
+        return _open_digits(split)
+
+    folders = [layout.splits[s] for s in wanted]
+    if layout.kind == "folder":
+        files = [p for folder in folders for p in _flat_images(folder)]
+        classes = ()
+        labels = np.full(len(files), -1, dtype=np.int64)
+    else:
+        # Classes of every split, not only those opened: indices agree between train and val.
+        classes = tuple(sorted({c for d in layout.splits.values() for c in _subfolders(d)}))
+        _check_class_names(classes, layout.root)
+        files, label_list = [], []
+        for folder in folders:
+            for index, name in enumerate(classes):
+                found = _images_below(folder / name) if (folder / name).is_dir() else []
+                files += found
+                label_list += [index] * len(found)
+        labels = np.array(label_list, dtype=np.int64)
+    if not files:
+        where = ", ".join(str(f) for f in folders)
+        raise DatasetError(
+            f"{where}: no images found ({_extensions()}); an ImageFolder needs "
+            f"<root>/<class>/<image> files"
+        )
+    return Dataset(layout.kind, layout.root, split, classes, [str(f) for f in files], labels)
+
+
+def list_splits(path: str | Path | None = None) -> tuple[str, ...]:
+    """The splits the dataset at ``path`` has: ("train", "val") or ("train",)."""
+    return tuple(_find_layout(path).splits)
+
+
+def sample_data_dir() -> Path:
+    """The folder of the sample data shipped with augkit, the default input of every command."""
+    # Installed, the folder is the package augkit.sample_data (mapped from sample_data/ by
+    # pyproject.toml); in a source checkout that was not installed, it sits beside augkit/.
+    spec = importlib.util.find_spec("augkit.sample_data")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _find_layout(path: str | Path | None) -> _Layout:
+    if path is None:
+        root = sample_data_dir() / "digits"
+        if not root.exists():
+            return _Layout("digits", None, {"train": None})
+    else:
+        root = Path(path)
+    if not root.exists():
+        if str(path) == "digits":
+            return _Layout("digits", None, {"train": None})
+        raise DatasetError(f"{root}: no such file or directory")
+    if not root.is_dir():
+        if is_image_file(root):
+            raise DatasetError(
+                f"{root}: is a single image; pass its folder ({root.parent}) to open a dataset"
+            )
+        raise DatasetError(f"{root}: is a file, not a dataset folder")
+
+    kind = cifar.cifar_kind(root)
+    if kind is not None:
+        return _Layout(kind, root, dict.fromkeys(cifar.SPLIT_FILES[kind], root))
+    if (root / "train").is_dir():
+        splits: dict[str, Path | None] = {"train": root / "train"}
+        val = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
+        if val is not None:
+            splits["val"] = val
+        return _Layout("imagefolder", root, splits)
+
+    folders, images = _subfolders(root), _flat_images(root)
+    if folders and images:
+        raise DatasetError(
+            f"{root}: holds both images ({len(images)}) and folders ({', '.join(folders[:3])}"
+            f"{', ...' if len(folders) > 3 else ''}); for an ImageFolder move the images into "
+            f"class folders, for a flat folder of images move the folders out"
+        )
+    if folders:
+        return _Layout("imagefolder", root, {"train": root})
+    if images:
+        return _Layout("folder", root, {"train": root})
+    raise DatasetError(
+        f"{root}: no dataset found; looked for CIFAR python batches (batches.meta or meta), "
+        f"train/ and val/ split folders, class folders (<root>/<class>/<image>), and images "
+        f"directly in the folder ({_extensions()})"
+    )
+
+
+def _unknown_split_message(layout: _Layout, split: str) -> str:
+    where = layout.root if layout.root is not None else "digits"
+    valid = ", ".join((*layout.splits, "all"))
+    message = f"{where}: no split {split!r}; choose one of: {valid}"
+    if split == "val" and layout.kind == "imagefolder":
+        plain = layout.splits["train"] == layout.root  # root/<class>/..., not root/train/...
+        move = f"move the class folders into {where}/train/ and " if plain else ""
+        message += (
+            f". This dataset has no val split; to get one, {move}put held-out images "
+            f"in {where}/val/<class>/"
+        )
+    return message
+
+
+def _open_digits(split: str) -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DatasetError(
+            "the digits dataset needs scikit-learn: install scikit-learn "
+            "(pip install 'augkit[digits]')"
+        ) from None
+    digits = load_digits()
+    # Pixel values are 0..16; scale to 0..255, rounded, in exact integer arithmetic.
+    values = digits.images.astype(np.int64)
+    images = ((values * 255 + 8) // 16).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    classes = tuple(str(c) for c in digits.target_names)  # "0".."9": string order is numeric order
+    sources = [f"digits[{i}]" for i in range(len(images))]
+    where = np.stack([np.zeros(len(images), np.int64), np.arange(len(images))], 1)
+    return Dataset("digits", None, split, classes, sources, labels, _ArrayImages(images), where)
+
+
+class _ArrayImages:
+    """Pixels held in memory, as one N x H x W x C array (part is always 0)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def image(self, part: int, row: int) -> np.ndarray:
+        return self.images[row]
+
+
+def _check_class_names(classes: tuple[str, ...], root: Path | None) -> None:
+    # Class names become folder names under an output directory: refuse any that could escape it.
+    for name in classes:
+        if (
+            name in ("", ".", "..")
+            or "/" in name
+            or "\\" in name
+            or "\0" in name
+            or Path(name).is_absolute()
+            or PureWindowsPath(name).drive
+        ):
+            raise DatasetError(
+                f"{root}: refusing class name {name!r}: class names become folder names and this "
+                f"one could escape the output folder (it is empty, '.', '..', absolute, or "
+                f"contains a path separator)"
+            )
+
+
+def _subfolders(folder: Path) -> list[str]:
+    """Sorted names of the non-hidden folders in ``folder``."""
+    return sorted(e.name for e in _scan(folder) if not e.name.startswith(".") and e.is_dir())
+
+
+def _flat_images(folder: Path) -> list[Path]:
+    """Sorted image files directly in ``folder``."""
+    names = sorted(
+        e.name for e in _scan(folder)
+        if not e.name.startswith(".") and is_image_file(e.name) and e.is_file()
+    )  # fmt: skip
+    return [folder / name for name in names]
+
+
+def _images_below(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder``, sorted by their path inside it (part by part)."""
+
+    def fail(error: OSError) -> None:
+        raise DatasetError(f"{error.filename}: cannot list folder ({error.strerror})")
+
+    found: list[tuple[str, ...]] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=fail):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prunes the walk
+        inside = Path(dirpath).relative_to(folder).parts
+        found += [(*inside, f) for f in filenames if not f.startswith(".") and is_image_file(f)]
+    return [folder.joinpath(*parts) for parts in sorted(found)]
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as e:
+        raise DatasetError(f"{folder}: cannot list folder ({e.strerror or e})") from None
+
+
+def _extensions() -> str:
+    return " ".join(sorted(IMAGE_EXTENSIONS))
