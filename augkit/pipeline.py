@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from augkit._albumentations import A
-from augkit.errors import SpecError
+from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
 from augkit.registry import COMPOSITIONS, create_step, get_step
 from augkit.seeding import SampleRandom, sample_key
@@ -62,7 +62,8 @@ class Pipeline:
         self._leaves: list[_Leaf] = []
         transforms = [self._build(step, f"steps[{i}]") for i, step in enumerate(spec["steps"])]
         self.compose = A.Compose(transforms, p=1.0)
-        self._random = SampleRandom()
+        self._top_level = tuple(transforms)
+        self._random = SampleRandom(numpy=any(_draws_from_numpy(t) for t in _walk(transforms)))
         # Every transform draws from these two objects; reseeding them per sample is the whole
         # seeding scheme (albumentations would otherwise share one stream across all samples).
         self.compose.set_random_state(self._random.numpy, self._random.python)
@@ -98,8 +99,20 @@ class Pipeline:
         if index is None:
             index = self._calls
             self._calls += 1
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or 0 in image.shape:
+            shape = getattr(image, "shape", None)
+            raise AugkitError(
+                f"a pipeline takes one image as a numpy array (H x W or H x W x C), got "
+                f"{type(image).__name__}{f' of shape {shape}' if shape is not None else ''}"
+            )
         self._random.reseed(sample_key(self.seed, epoch, index))
-        return self.compose(image=image)["image"]
+        # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
+        # and shape checks across targets (an image pipeline has none of those): about 5% of a
+        # 32x32 pipeline's time (bench/pipeline_overhead.py).
+        data = {"image": image}
+        for transform in self._top_level:
+            data = transform(**data)
+        return data["image"]
 
     def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
         """Like calling the pipeline, and also return what each applied step drew."""
@@ -181,6 +194,24 @@ def load_pipeline(
     if seed is not None:
         spec["seed"] = seed
     return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
+
+
+# albumentations transforms known to draw from the Python generator only (their `p` check).
+_PYTHON_ONLY = (A.HorizontalFlip, A.VerticalFlip)
+
+
+def _draws_from_numpy(transform: Any) -> bool:
+    """Whether a transform may draw from its numpy generator; unknown ones are assumed to."""
+    if type(transform) in _PYTHON_ONLY:
+        return False
+    return getattr(transform, "draws_from_numpy", True)
+
+
+def _walk(transforms: Any) -> Any:
+    """Every transform in a tree of compositions, compositions included."""
+    for transform in transforms:
+        yield transform
+        yield from _walk(getattr(transform, "transforms", ()))
 
 
 def caption(name: str, transform: Any, params: Mapping[str, Any]) -> str:

@@ -6,12 +6,13 @@ sample gets depends on which worker happened to load it. augkit instead re-seeds
 pipeline's generators before every sample from (seed, epoch, index): the same triple gives the
 same image in any process, and different indices give independent streams.
 
-Re-seeding happens on the hot path (once per image), where a 32x32 pipeline takes about
-75 us in all, so it avoids the slow constructors: a fresh
-``np.random.default_rng(SeedSequence(...))`` costs about 10 us and ``random.Random.seed``
-about 5 us. Here the triple is hashed with SplitMix64 (about 1 us), the numpy PCG64
-generator gets its state assigned (about 1 us), and the Python generator is a SplitMix64
-stream whose seeding is one assignment.
+Re-seeding happens on the hot path, once per image, where a whole 32x32 pipeline takes about
+85 us; the slow constructors are out of the question there (a fresh
+``np.random.default_rng(SeedSequence(...))`` costs about 10 us, ``random.Random.seed`` about
+5 us). The triple is hashed with SplitMix64 (about 1 us); the Python generator is a SplitMix64
+stream, whose seeding is one assignment; the numpy generator (PCG64) gets its state assigned,
+which costs 3 to 9 us inside a pipeline (its code is cold by then), so it is skipped for
+pipelines whose steps never draw from it: augkit's own steps draw from the Python one only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import random
 import numpy as np
 
 _MASK64 = (1 << 64) - 1
+# Offsets that keep the PCG64 state words apart from the SplitMix stream started at the same key.
+_PCG_HIGH, _PCG_LOW = 0x6A09E667F3BCC908, 0xBB67AE8584CAA73B
 
 
 def _mix64(x: int) -> int:
@@ -42,8 +45,8 @@ class SplitMixRandom(random.Random):
 
     ``random.Random.seed`` expands its seed into 624 words of Mersenne Twister state on every
     call; augmentation needs a handful of draws per sample, from a stream that is cheap to
-    start. Overriding ``random`` and ``getrandbits`` is enough for every other method
-    (uniform, randint, choice, shuffle, gauss, ...), which build on those two.
+    start. Overriding ``random``, ``getrandbits`` and ``_randbelow`` is enough for every other
+    method (uniform, randint, choice, shuffle, gauss, ...), which build on those.
     """
 
     def __init__(self, seed: int = 0) -> None:
@@ -83,7 +86,7 @@ class SplitMixRandom(random.Random):
             have += 64
         return bits & ((1 << k) - 1)
 
-    def getstate(self) -> tuple[int, int | None]:
+    def getstate(self) -> tuple[int, float | None]:
         return self._state, self.gauss_next
 
     def setstate(self, state: tuple[int, float | None]) -> None:  # type: ignore[override]
@@ -98,7 +101,12 @@ class SampleRandom:
     before each sample, which changes their state in place.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, numpy: bool = True) -> None:
+        """Args:
+        numpy: whether to re-seed the numpy generator too; a pipeline whose steps never
+            draw from it (augkit's own steps only use the Python one) skips that cost.
+        """
+        self.reseeds_numpy = numpy
         self._bit_generator = np.random.PCG64(0)
         self.numpy = np.random.Generator(self._bit_generator)
         self.python = SplitMixRandom(0)
@@ -106,10 +114,11 @@ class SampleRandom:
         self._pcg_inc = self._pcg_state["state"]["inc"]
 
     def reseed(self, key: int) -> None:
-        """Start both streams from ``key`` (a ``sample_key``)."""
-        # A 128-bit PCG64 state from the key; the increment (which picks the stream) stays as
-        # constructed, so samples start at scattered points of one 2**128-long stream.
-        self._pcg_state["state"] = {"state": (key << 64) | _mix64(key), "inc": self._pcg_inc}
-        self._pcg_state["has_uint32"] = 0
-        self._bit_generator.state = self._pcg_state
-        self.python.seed(key ^ 0xD1B54A32D192ED03)  # any fixed offset: not the PCG words
+        """Start the streams from ``key`` (a ``sample_key``)."""
+        self.python.seed(key)
+        if self.reseeds_numpy:
+            # A 128-bit PCG64 state from the key; the increment (which picks the stream) stays
+            # as constructed, so samples start at scattered points of one stream 2**128 long.
+            self._pcg_state["state"] = {"state": (_mix64(key ^ _PCG_HIGH) << 64) | _mix64(key ^ _PCG_LOW), "inc": self._pcg_inc}
+            self._pcg_state["has_uint32"] = 0
+            self._bit_generator.state = self._pcg_state

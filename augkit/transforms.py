@@ -41,7 +41,14 @@ def _signed(value: float, digits: int = 2) -> str:
 
 
 class AugkitTransform:
-    """Mixin for augkit's steps: a caption for the parameters one sample drew."""
+    """Mixin for augkit's steps: a caption for the parameters one sample drew.
+
+    augkit's steps draw only from ``self.py_random``, never from ``self.random_generator``
+    (numpy), which lets a pipeline of them skip re-seeding numpy per sample (a test holds every
+    step to this).
+    """
+
+    draws_from_numpy = False
 
     def describe(self, params: dict[str, Any]) -> str:
         raise NotImplementedError

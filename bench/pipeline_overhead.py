@@ -1,7 +1,8 @@
 """What augkit's Pipeline costs on top of albumentations, single-threaded, in one run.
 
 Three contenders augment the same images with the same recipe (pad+crop, rotate,
-brightness, horizontal flip, standardize):
+brightness, horizontal flip, standardize; "+noise" adds albumentations' GaussNoise, which
+draws from numpy, so augkit must re-seed its numpy generator per sample too):
 
   augkit      ``Pipeline(image, index=i, epoch=0)``: re-seeds per sample, then runs its Compose
   by hand     the same Compose (augkit's steps) built by hand and called directly, seeded once
@@ -39,7 +40,7 @@ from augkit import transforms as T  # noqa: E402
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def contenders(side: int):
+def contenders(side: int, noise: bool):
     crop = side * 7 // 8
     pad = side // 8
     spec = {
@@ -49,6 +50,7 @@ def contenders(side: int):
             {"rotate": {"limit": 15, "p": 1.0}},
             {"brightness": {"limit": 0.2, "p": 1.0}},
             {"hflip": {"p": 1.0}},
+            *([{"GaussNoise": {"p": 1.0}}] if noise else []),
             {"standardize": {"mean": MEAN, "std": STD}},
         ],
     }
@@ -59,6 +61,7 @@ def contenders(side: int):
             T.Rotate(limit=15, p=1.0),
             T.Brightness(limit=0.2, p=1.0),
             A.HorizontalFlip(p=1.0),
+            *([A.GaussNoise(p=1.0)] if noise else []),
             T.Standardize(mean=MEAN, std=STD),
         ],
         seed=0,
@@ -70,6 +73,7 @@ def contenders(side: int):
             A.Rotate(limit=15, p=1.0, border_mode=cv2.BORDER_REFLECT_101),
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0, p=1.0),
             A.HorizontalFlip(p=1.0),
+            *([A.GaussNoise(p=1.0)] if noise else []),
             A.Normalize(mean=MEAN, std=STD),
         ],
         seed=0,
@@ -81,9 +85,9 @@ def contenders(side: int):
     }
 
 
-def measure(side: int, repeats: int, calls: int) -> dict[str, float]:
+def measure(side: int, noise: bool, repeats: int, calls: int) -> dict[str, float]:
     images = np.random.default_rng(0).integers(0, 256, (16, side, side, 3), dtype=np.uint8)
-    runs = contenders(side)
+    runs = contenders(side, noise)
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
@@ -105,12 +109,13 @@ def main() -> None:
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"albumentations {A.__version__}, opencv {cv2.__version__}, numpy {np.__version__}")
-    print(f"{'image':>9} {'augkit us':>10} {'by hand us':>11} {'native us':>10} {'augkit/by hand':>15} {'augkit/native':>14}")
-    for side in args.sides:
-        calls = args.calls if side <= 64 else max(100, args.calls // 8)
-        t = measure(side, args.repeats, calls)
-        print(f"{side:>4}x{side:<4} {t['augkit']:>10.1f} {t['by hand']:>11.1f} {t['albu-native']:>10.1f} "
-              f"{t['augkit'] / t['by hand']:>15.3f} {t['augkit'] / t['albu-native']:>14.3f}")
+    print(f"{'image':>9} {'recipe':>9} {'augkit us':>10} {'by hand us':>11} {'native us':>10} {'augkit/by hand':>15} {'augkit/native':>14}")
+    for noise in (False, True):
+        for side in args.sides:
+            calls = args.calls if side <= 64 else max(100, args.calls // 8)
+            t = measure(side, noise, args.repeats, calls)
+            print(f"{side:>4}x{side:<4} {'+noise' if noise else 'base':>9} {t['augkit']:>10.1f} {t['by hand']:>11.1f} "
+                  f"{t['albu-native']:>10.1f} {t['augkit'] / t['by hand']:>15.3f} {t['augkit'] / t['albu-native']:>14.3f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import pytest
 
 import augkit
 from augkit._albumentations import A
+from augkit.pipeline import _draws_from_numpy
+from augkit.registry import create_step, list_steps
 from augkit.seeding import SampleRandom, SplitMixRandom, sample_key
 
 IMAGE = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -73,7 +75,8 @@ def test_splitmix_random_is_uniform_enough_for_augmentation():
     assert abs(draws.mean() - 0.5) < 0.01 and abs(draws.std() - (1 / 12) ** 0.5) < 0.01
     counts = np.bincount([rng.randint(0, 9) for _ in range(20000)], minlength=10)
     assert counts.min() > 1700  # each of 10 values near 2000
-    assert rng.getrandbits(130) < 2**130
+    assert {rng.getrandbits(3) for _ in range(500)} == set(range(8))
+    assert 2**129 <= max(rng.getrandbits(130) for _ in range(50)) < 2**130
 
 
 def test_splitmix_random_state_round_trips_and_reseeding_restarts_the_stream():
@@ -84,11 +87,50 @@ def test_splitmix_random_state_round_trips_and_reseeding_restarts_the_stream():
     assert [rng.uniform(-1, 1) for _ in range(5)] == first
     rng.seed(1)
     assert [rng.uniform(-1, 1) for _ in range(5)] == first
-    assert isinstance(rng, random.Random)
+    with pytest.raises(TypeError, match="seeded with an int"):
+        rng.seed("one")
+
+
+class _NoNumpy:
+    """Stands in for a numpy Generator and fails the test on any use."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"drew from numpy ({name}) though the step claims not to")
+
+
+@pytest.mark.parametrize("name", list_steps("augkit"))
+def test_steps_that_skip_numpy_reseeding_never_draw_from_numpy(name):
+    """A pipeline of such steps does not re-seed numpy per sample; a numpy draw would then
+    depend on which samples a process saw before, and workers would disagree."""
+    params = {"p": 1.0, "size": 24} if name == "crop" else {"p": 1.0}
+    if name == "standardize":
+        params.update(mean=0.5, std=0.25)
+    if name == "subtract_mean":
+        params["mean"] = 0.5
+    for mode in (["random", "center", "random_resized"] if name == "crop" else [None]):
+        transform = create_step(name, **(params | ({"mode": mode} if mode else {})))
+        if _draws_from_numpy(transform):
+            pytest.skip(f"{name} draws from numpy, and its pipelines re-seed numpy")
+        transform.set_random_state(_NoNumpy(), SplitMixRandom(0))
+        for _ in range(20):
+            transform(image=IMAGE)
+
+
+def test_pipelines_reseed_numpy_only_when_a_step_may_draw_from_it():
+    assert not augkit.load_pipeline(SPEC)._random.reseeds_numpy
+    assert augkit.load_pipeline(SPEC + "; GaussNoise")._random.reseeds_numpy
+    assert augkit.load_pipeline("OneOf(transforms=[hflip, vflip])")._random.reseeds_numpy
+
+
+def test_numpy_drawing_steps_are_reproducible_per_sample_too():
+    pipeline = augkit.load_pipeline("GaussNoise(p=1); CoarseDropout(p=1)")
+    a = [pipeline(IMAGE, index=i) for i in (3, 1, 3)]
+    np.testing.assert_array_equal(a[0], a[2])
+    assert not np.array_equal(a[0], a[1])
 
 
 def test_sample_random_reseeds_both_generators_in_place():
-    streams = SampleRandom()
+    streams = SampleRandom(numpy=True)
     numpy_generator, python_generator = streams.numpy, streams.python
     streams.reseed(sample_key(0, 0, 1))
     a = (streams.numpy.random(3).tolist(), streams.python.random())

@@ -1,0 +1,46 @@
+"""The README's promise: its main command's jobs run for real, and CI runs its test command."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def command_after(marker: str) -> str:
+    match = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)\n```", README, re.S)
+    assert match, f"README.md has no bash block after <!-- {marker} -->"
+    return match.group(1).strip()
+
+
+def test_the_main_commands_augkit_jobs_run_on_the_sample_data_in_a_real_process(tmp_path):
+    """Runs every `.venv/bin/augkit ...` part of the first command with this interpreter's augkit
+    (the install parts are what CI's fresh clone exercises)."""
+    jobs = [part.strip() for part in command_after("main-command").split("&&") if "bin/augkit " in part]
+    assert [shlex.split(j)[1] for j in jobs] == ["preview", "stats"]
+    for job in jobs:
+        args = shlex.split(job)[1:]
+        done = subprocess.run([sys.executable, "-m", "augkit", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    preview = cv2.imread(str(tmp_path / "preview.png"))
+    assert preview is not None and preview.shape[1] > 800
+    assert "mean" in done.stdout and "std" in done.stdout
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "<!-- test-command -->" in ci  # .ci/run reads the command from the README ...
+    extracted = subprocess.run(
+        ["awk", re.search(r"awk '(.*?)' README.md", ci, re.S).group(1), "README.md"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert extracted == command_after("test-command")  # ... and gets the one the README shows
+    assert "pytest" in extracted
