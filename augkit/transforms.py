@@ -213,12 +213,18 @@ class Rotate(AugkitTransform, A.DualTransform):
 # ----------------------------------------------------------------------------- photometric
 
 
-@register_step("brightness")
-class Brightness(AugkitTransform, A.ImageOnlyTransform):
-    """Add a brightness offset drawn from ``limit`` (a fraction of the full range: 0.2 = ±51 of 255)."""
+class _Jitter(AugkitTransform, A.ImageOnlyTransform):
+    """Shared by brightness and contrast: one value ``delta`` drawn uniformly from ``limit``."""
 
     class InitSchema(BaseInitSchema):
         limit: float | tuple[float, float]
+
+        @model_validator(mode="after")
+        def _check(self) -> _Jitter.InitSchema:
+            low, high = _symmetric(self.limit)
+            if not -1 <= low <= high <= 1:
+                raise ValueError(f"limit must lie within [-1, 1] (low <= high), got {self.limit}")
+            return self
 
     def __init__(self, limit: float | tuple[float, float] = 0.2, p: float = 0.5) -> None:
         super().__init__(p=p)
@@ -227,38 +233,30 @@ class Brightness(AugkitTransform, A.ImageOnlyTransform):
     def get_params(self) -> dict[str, Any]:
         return {"delta": self.py_random.uniform(*_symmetric(self.limit))}
 
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("limit",)
+
+
+@register_step("brightness")
+class Brightness(_Jitter):
+    """Add a brightness offset drawn from ``limit`` (a fraction of the full range: 0.2 = ±51 of 255)."""
+
     def apply(self, img: np.ndarray, delta: float, **params: Any) -> np.ndarray:
         return F.adjust_brightness(img, delta)
 
     def describe(self, params: dict[str, Any]) -> str:
         return f"bright {_signed(params['delta'])}"
 
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("limit",)
-
 
 @register_step("contrast")
-class Contrast(AugkitTransform, A.ImageOnlyTransform):
-    """Scale contrast about the image mean by ``1 + d``, with ``d`` drawn from ``limit``."""
+class Contrast(_Jitter):
+    """Scale contrast about the image mean by ``1 + delta``, with ``delta`` drawn from ``limit``."""
 
-    class InitSchema(BaseInitSchema):
-        limit: float | tuple[float, float]
-
-    def __init__(self, limit: float | tuple[float, float] = 0.2, p: float = 0.5) -> None:
-        super().__init__(p=p)
-        self.limit = limit
-
-    def get_params(self) -> dict[str, Any]:
-        return {"factor": 1.0 + self.py_random.uniform(*_symmetric(self.limit))}
-
-    def apply(self, img: np.ndarray, factor: float, **params: Any) -> np.ndarray:
-        return F.adjust_contrast(img, factor)
+    def apply(self, img: np.ndarray, delta: float, **params: Any) -> np.ndarray:
+        return F.adjust_contrast(img, 1.0 + delta)
 
     def describe(self, params: dict[str, Any]) -> str:
-        return f"contrast ×{params['factor']:.2f}"
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("limit",)
+        return f"contrast ×{1 + params['delta']:.2f}"
 
 
 # ----------------------------------------------------------------------------- preprocessing
