@@ -1,9 +1,9 @@
 """``Pipeline``: an albumentations Compose built from a spec, with per-sample seeding and replay.
 
-``pipeline(image, index=i, epoch=e)`` re-seeds the Compose's generators from
-(spec seed, e, i) before running it (see ``augkit.seeding``), so an augmented sample is a pure
-function of its inputs: the same in a preview, an offline augmentation run and any DataLoader
-worker. ``replay`` also returns the parameters each step drew, ``stages`` the image after
+``pipeline(image, index=i, epoch=e)`` re-seeds the generators its transforms draw from with
+(spec seed, e, i) before running them (see ``augkit.seeding``), so an augmented sample is a
+pure function of its inputs: the same in a preview, an offline augmentation run and any
+DataLoader worker. ``replay`` also returns the parameters each step drew, ``stages`` the image after
 each step, and ``to_spec`` gives back the spec the pipeline was built from.
 """
 
@@ -21,7 +21,7 @@ import yaml
 from augkit._albumentations import A
 from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
-from augkit.registry import COMPOSITIONS, create_step, get_step
+from augkit.registry import COMPOSITIONS, create_step
 from augkit.seeding import SampleRandom, sample_key
 from augkit.spec import SPEC_SUFFIXES, parse_spec
 
@@ -51,7 +51,8 @@ class Pipeline:
     """A validated, reproducible augmentation/preprocessing pipeline.
 
     Build one with ``load_pipeline``; ``compose`` is the albumentations ``Compose`` inside,
-    usable wherever albumentations is.
+    usable wherever albumentations is. One object must not be called from several threads at
+    once (its transforms share two generators); worker processes each get their own copy.
     """
 
     def __init__(self, spec: Mapping[str, Any], base_dir: str | Path | None = None) -> None:
@@ -219,8 +220,8 @@ def caption(name: str, transform: Any, params: Mapping[str, Any]) -> str:
     describe = getattr(transform, "describe", None)
     if describe is not None:
         return describe(params)
-    if get_step(name) in (A.HorizontalFlip, A.VerticalFlip):
-        return name
+    if isinstance(transform, (A.HorizontalFlip, A.VerticalFlip)):
+        return name  # nothing drawn: that it happened is the news
     parts = []
     for key, value in params.items():
         if key in _UNCAPTIONED:

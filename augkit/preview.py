@@ -36,6 +36,9 @@ MARGIN = 12
 HEADER_PX = 26
 DPI = 100
 
+# Steps whose float output to_viewable knows how to map back to pixels.
+_NORMALIZERS = (Standardize, SubtractMean, Scale, A.Normalize)
+
 DEFAULT_PIPELINE = {
     "seed": 0,
     "steps": [
@@ -107,11 +110,7 @@ def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
 
 
 def _last_normalizer(transforms: Sequence[object]) -> object | None:
-    found = None
-    for t in transforms:
-        if isinstance(t, (Standardize, SubtractMean, Scale, A.Normalize)):
-            found = t
-    return found
+    return next((t for t in reversed(transforms) if isinstance(t, _NORMALIZERS)), None)
 
 
 def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bool) -> list[list[Tile]]:
@@ -123,7 +122,7 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
         if stages:
             normalizer = None
             for applied, image in pipeline.stages(source.image, index=source.index, epoch=0):
-                if isinstance(applied.transform, (Standardize, SubtractMean, Scale, A.Normalize)):
+                if isinstance(applied.transform, _NORMALIZERS):
                     normalizer = applied.transform
                 row.append(Tile(to_viewable(image, normalizer), applied.caption or applied.name))
         else:

@@ -42,7 +42,7 @@ UNSUPPORTED = {
     **dict.fromkeys(["FDA", "HistogramMatching", "Mosaic", "OverlayElements", "PixelDistributionAdaptation"], _NEEDS_METADATA),
 }
 # Base classes and composition machinery: not steps at all.
-_NOT_STEPS = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "NoOp", "ReplayCompose", "Compose", "BaseCompose", "SelectiveChannelTransform"}
+_NOT_STEPS = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "ReplayCompose", "Compose", "BaseCompose", "SelectiveChannelTransform"}
 
 
 def register_step(name: str) -> Callable[[T], T]:

@@ -44,3 +44,13 @@ def test_ci_runs_exactly_the_readmes_test_command():
     ).stdout.strip()
     assert extracted == command_after("test-command")  # ... and gets the one the README shows
     assert "pytest" in extracted
+
+
+def test_the_readmes_python_api_example_runs(tmp_path):
+    match = re.search(r"## Python API\s*```python\n(.*?)\n```", README, re.S)
+    assert match, "README.md has no Python API example"
+    digits = str(ROOT / "sample_data" / "digits")
+    code = match.group(1).replace('"sample_data/digits"', repr(digits))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "'seed': 0" in done.stdout and (tmp_path / "stats.json").is_file()

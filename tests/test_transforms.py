@@ -227,9 +227,9 @@ def test_every_albumentations_step_runs_on_an_rgb_image_with_this_opencv(name):
     assert not missing, f"{name} needs {missing}: add it to REQUIRED_ARGS"
     if "p" in step_parameters(cls):
         params["p"] = 1.0
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # some warn about inputs they would like (masks, gray)
         warnings.simplefilter("ignore")
         transform = create_step(name, **params)
-    transform.set_random_seed(0)
-    out = run(transform, np.ascontiguousarray(IMAGE[:, :48]))
+        transform.set_random_seed(0)
+        out = run(transform, np.ascontiguousarray(IMAGE[:, :48]))
     assert out.ndim == 3 and out.shape[2] == 3 and out.size > 0
