@@ -228,3 +228,19 @@ def test_steps_lists_augkit_steps_and_describes_one():
     assert "padding = 0" in detail.output and "mode = 'random'" in detail.output
     assert "RandomGamma" in invoke("steps", "--all").output
     assert_user_error(invoke("steps", "crp"), "did you mean 'crop'")
+
+
+def test_stats_mean_image_feeds_alexnet_style_mean_subtraction(tmp_path):
+    result = invoke("stats", "--mean-image", "-o", str(tmp_path / "digits.json"), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "digits.mean_image.npy").is_file()
+    pipeline = augkit.load_pipeline("subtract_mean(stats=digits.json, mode=image)", base_dir=tmp_path)
+    dataset = augkit.open_dataset(DIGITS)
+    centred = np.stack([pipeline(dataset.read(i), index=i) for i in range(len(dataset))]).astype(np.float64)
+    np.testing.assert_allclose(centred.mean(axis=0), 0, atol=1e-6)  # every pixel position centred
+
+
+def test_stats_mean_image_of_differently_sized_images_says_to_resize(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((5, 4, 3), np.uint8))
+    assert_user_error(invoke("stats", str(tmp_path), "--mean-image", "--workers", "1"), "same size")
