@@ -29,3 +29,11 @@ class SpecError(AugkitError):
 
 class DatasetError(AugkitError):
     """A dataset that cannot be opened: missing, empty, or of a layout augkit does not know."""
+
+
+class RunError(Exception):
+    """A run that could not finish for a reason other than its input (disk full, interrupted).
+
+    The command line prints it as one line with exit code 1; what was done is kept, and
+    running the same command again resumes.
+    """

@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from augkit import __version__
-from augkit.errors import AugkitError
+from augkit.errors import AugkitError, RunError
 
 # name -> "module:attribute"; the order here is the order in --help.
 COMMANDS = {
+    "preprocess": "augkit.cli.preprocess:preprocess",
     "preview": "augkit.cli.preview:preview",
     "stats": "augkit.cli.stats:stats",
     "steps": "augkit.cli.steps:steps",
@@ -29,6 +30,12 @@ class UserError(click.ClickException):
     """A mistake in the user's input: printed as one line, exit code 2."""
 
     exit_code = 2
+
+
+class RunFailed(click.ClickException):
+    """A run that could not finish (disk full, interrupted): one line, exit code 1."""
+
+    exit_code = 1
 
 
 class LazyGroup(click.Group):
@@ -49,6 +56,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except AugkitError as error:
             raise UserError(str(error)) from None
+        except RunError as error:
+            raise RunFailed(str(error)) from None
         except OSError as error:
             # Output paths are user input too: a missing folder, no permission, a full disk.
             if error.filename is None:

@@ -1,0 +1,373 @@
+"""Run a preprocessing plan: check OUT, resume what is done, run the rest, assemble, record.
+
+The order of events is what makes a run safe to kill at any moment:
+
+1. ``manifest.json`` is written first with ``"complete": false`` and the run's settings, so an
+   OUT always says what it is, and a second run with other settings is refused.
+2. Shards run (in this process or a pool); each writes its files under temporary names,
+   renames them, then writes its record. A rerun keeps the shards whose record and files
+   check out (sha256) and redoes the others.
+3. For the packed format, the shard arrays are copied into one array per split (written under a
+   temporary name, renamed when complete), ``stats.json`` is written from the shards'
+   statistics merged in plan order, and the manifest is rewritten with ``"complete": true``.
+   Only then are the shard files removed.
+
+Nothing in OUT depends on timing or on the number of workers, so an interrupted and resumed
+run ends with the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augkit import __version__
+from augkit.errors import AugkitError, RunError
+from augkit.files import atomic_write
+from augkit.preprocess.plan import PreprocessConfig, Shard, make_shards, open_splits, output_names
+from augkit.preprocess.shard import SHARDS_DIR, ShardTask, packed_path, run_shard, verify_shard
+from augkit.stats import ChannelStats
+
+FORMAT = "augkit.preprocess/1"
+MANIFEST = "manifest.json"
+STATS = "stats.json"
+
+
+@dataclass
+class PreprocessReport:
+    """What a run did (the CLI prints it; ``--json`` prints it as JSON)."""
+
+    out: str
+    complete: bool
+    counts: dict[str, dict[str, Any]]
+    skipped: list[dict[str, str]]
+    shards: int
+    shards_resumed: int
+    stats: ChannelStats | None = field(repr=False)
+
+
+@dataclass
+class Progress:
+    """Callbacks the caller may give: ``advance(images, skipped)`` after each shard."""
+
+    start: Callable[[int], None] = lambda total: None
+    advance: Callable[[int, int], None] = lambda images, skipped: None
+
+
+def preprocess(
+    source: str | Path | None,
+    out: str | Path,
+    config: PreprocessConfig,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> PreprocessReport:
+    """Preprocess the dataset at ``source`` into ``out`` (see the module docstring).
+
+    Raises:
+        AugkitError: bad input (a missing source, OUT in use by another run, ...).
+        RunError: the run could not finish (disk full, interrupted); rerunning resumes.
+    """
+    progress = progress or Progress()
+    if workers < 1:
+        raise AugkitError(f"--workers must be at least 1, got {workers}")
+    out = Path(out)
+    splits = open_splits(source, config)
+    any_split = next(iter(splits.values()))
+    _check_paths(any_split.root, out)
+    header = {
+        "format": FORMAT,
+        "augkit_version": __version__,
+        "source": {"path": str(any_split.root.resolve()) if any_split.root else any_split.kind, "kind": any_split.kind},
+        "config": config.to_dict(),
+        "classes": list(any_split.classes),
+    }
+    previous = _prepare_out(out, header, overwrite)
+    if previous is not None:  # already complete with these settings, and its files check out
+        return _report(out, previous, resumed=len(previous["shards"]))
+
+    atomic_write(out / MANIFEST, _json({**header, "complete": False}))
+    (out / SHARDS_DIR).mkdir(exist_ok=True)
+    _remove_temporary_files(out)
+
+    shards = make_shards(splits, config.shard_size)
+    names = {split: output_names(ds) for split, ds in splits.items()} if config.format == "folder" else {}
+    records = {shard.id: verify_shard(out, shard) for shard in shards}
+    pending = [shard for shard in shards if records[shard.id] is None]
+    progress.start(sum(s.stop - s.start for s in shards))
+    for shard in shards:
+        if records[shard.id] is not None:
+            progress.advance(shard.stop - shard.start, len(records[shard.id]["skipped"]))
+
+    tasks = [
+        ShardTask(
+            shard,
+            splits[shard.split].subset(range(shard.start, shard.stop)),
+            names[shard.split][shard.start : shard.stop] if names else None,
+            config,
+            str(out),
+        )
+        for shard in pending
+    ]
+    done = len(shards) - len(pending)
+    try:
+        for record in _run(tasks, workers):
+            records[record["id"]] = record
+            done += 1
+            progress.advance(record["stop"] - record["start"], len(record["skipped"]))
+    except KeyboardInterrupt:
+        raise RunError(f"interrupted with {done} of {len(shards)} shards done; run the same command again to resume") from None
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise RunError(
+                f"no space left writing {error.filename or out} ({done} of {len(shards)} shards done); "
+                "free some space and run the same command again to resume"
+            ) from None
+        raise
+
+    ordered = [records[shard.id] for shard in shards]
+    manifest = _finish(out, header, config, splits, shards, ordered)
+    return _report(out, manifest, resumed=len(shards) - len(pending))
+
+
+# ----------------------------------------------------------------------------- OUT
+
+
+def _check_paths(root: Path | None, out: Path) -> None:
+    """Refuse an OUT inside the source or a source inside OUT: one would read the other."""
+    if root is None:
+        return
+    src, dst = root.resolve(), out.resolve()
+    if dst == src or src in dst.parents:
+        raise AugkitError(f"OUT ({out}) is inside the source ({root}); write somewhere else, the source is never changed")
+    if dst in src.parents:
+        raise AugkitError(f"the source ({root}) is inside OUT ({out}); choose an OUT outside the source")
+
+
+def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """Make OUT ready; return its manifest if it already holds this exact run, complete and intact."""
+    if out.exists() and not out.is_dir():
+        raise AugkitError(f"OUT ({out}) is a file; give a folder")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    manifest = _read_manifest(out)
+    if manifest is None:
+        raise AugkitError(
+            f"OUT ({out}) is not empty and holds no augkit manifest; give a new or empty folder "
+            "(augkit never deletes what it did not write, --overwrite included)"
+        )
+    same = {k: manifest.get(k) for k in header} == header
+    if same and manifest.get("complete"):
+        broken = _first_changed_file(out, manifest)
+        if broken is None:
+            return manifest
+        if not overwrite:
+            raise AugkitError(f"OUT ({out}) is complete but {broken} changed since; rerun with --overwrite to rebuild it")
+    elif same:
+        return None  # an unfinished run of the same command: resume it
+    elif not overwrite:
+        old_config = manifest.get("config") or {}
+        changed = [f"--{k.replace('_', '-')}" for k in header["config"] if old_config.get(k) != header["config"][k]]
+        changed += [k for k in ("source", "classes", "augkit_version") if manifest.get(k) != header[k]]
+        what = ", ".join(changed)
+        raise AugkitError(
+            f"OUT ({out}) holds a run with other settings ({what} differ); use another folder, "
+            "or --overwrite to replace it"
+        )
+    shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return None
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+
+
+def _first_changed_file(out: Path, manifest: dict[str, Any]) -> str | None:
+    for entry in manifest.get("files", []):
+        try:
+            if hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest() != entry["sha256"]:
+                return entry["path"]
+        except OSError:
+            return entry["path"]
+    return None
+
+
+def _remove_temporary_files(out: Path) -> None:
+    """Leftovers of a killed run: atomic_write's temporary files, never a finished one."""
+    for path in out.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run(tasks: list[ShardTask], workers: int) -> Iterator[dict[str, Any]]:
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield run_shard(task)
+        return
+    # Not "fork": a child forked while OpenCV's thread pool is busy can hang on its locks.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = context.Pool(min(workers, len(tasks)), initializer=_init_worker)
+    try:
+        yield from pool.imap_unordered(run_shard, tasks)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # Ctrl-C or a failure: stop the other shards now; what is done stays done
+        raise
+    finally:
+        pool.join()
+
+
+def _init_worker() -> None:
+    # Ctrl-C reaches every process of the terminal's group: only the parent handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool keeps the cores busy; OpenCV's own threads would contend
+
+
+# ----------------------------------------------------------------------------- finishing
+
+
+def _finish(out, header, config, splits, shards: list[Shard], records: list[dict[str, Any]]) -> dict[str, Any]:
+    stats = ChannelStats(mean_image=False)
+    for record in records:
+        if record["split"] == "train" and record["stats"] is not None:
+            stats.merge(ChannelStats.from_dict(record["stats"]))
+    files = []
+    outputs: dict[str, Any] = {}
+    if config.format == "packed":
+        for split in splits:
+            outputs[split] = _assemble(out, split, [r for r in records if r["split"] == split])
+            files += [outputs[split].pop("images_file"), outputs[split].pop("labels_file")]
+    else:
+        for split in splits:
+            outputs[split] = {"folder": split, "count": sum(r["count"] for r in records if r["split"] == split)}
+        files = [f for r in records for f in r["files"]]
+    if stats.count:
+        stats.save(out / STATS)
+
+    classes = header["classes"]
+    counts = {}
+    for split in splits:
+        per_label: dict[str, int] = {}
+        for record in (r for r in records if r["split"] == split):
+            for label, n in record["labels"].items():
+                per_label[label] = per_label.get(label, 0) + n
+        counts[split] = {
+            "images": sum(per_label.values()),
+            "sources": len(splits[split]),
+            "skipped": sum(len(r["skipped"]) for r in records if r["split"] == split),
+            "per_class": {(classes[int(k)] if int(k) >= 0 else "(unlabelled)"): v for k, v in sorted(per_label.items(), key=lambda kv: int(kv[0]))},
+        }
+    manifest = {
+        **header,
+        "complete": True,
+        "output": {"format": config.format, "splits": outputs, "layout": _layout_note(config)},
+        "counts": counts,
+        "stats": STATS if stats.count else None,
+        "skipped": [{**s, "split": r["split"]} for r in records for s in r["skipped"]],
+        "shards": [
+            {"id": r["id"], "split": r["split"], "start": r["start"], "stop": r["stop"], "count": r["count"],
+             "inputs": r["inputs"], "sha256": _combined(r["files"])}
+            for r in records
+        ],
+        "files": files,
+    }
+    atomic_write(out / MANIFEST, _json(manifest))
+    shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)  # the manifest now holds every checksum
+    return manifest
+
+
+def _layout_note(config: PreprocessConfig) -> str:
+    if config.format == "folder":
+        return "<split>/<class>/<name>.<ext>; copies are <name>_aug<k>.<ext>"
+    if config.copies:
+        return f"sample-major: each training image, then its {config.copies} augmented copies"
+    return "one row per image, in the source's order"
+
+
+def _combined(files: list[dict[str, str]]) -> str:
+    """One checksum for a shard: of its files' names and checksums, in order."""
+    digest = hashlib.sha256()
+    for entry in files:
+        digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One images and one labels array for the split, copied shard by shard (memory stays flat)."""
+    shapes = {tuple(r["shape"]) for r in records if r["shape"] is not None}
+    if len(shapes) > 1:
+        raise AugkitError(
+            f"{split}: shards hold images of different sizes ({' and '.join(map(str, sorted(shapes)))}); "
+            "pass --size HxW so that every image has the same size"
+        )
+    shape = shapes.pop() if shapes else (0, 0, 3)
+    total = sum(r["count"] for r in records)
+    entries = {}
+    for what, dtype, row_shape in (("images", np.uint8, shape), ("labels", np.int64, ())):
+        final = out / f"{split}_{what}.npy"
+        temporary = out / f".{final.name}.assemble.tmp"
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total, *row_shape))
+        row = 0
+        for record in records:
+            if record["count"]:
+                part = np.load(packed_path(out, record["id"], what), mmap_mode="r")
+                array[row : row + len(part)] = part
+                row += len(part)
+        array.flush()
+        del array
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+        digest = hashlib.sha256()
+        with open(final, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        entries[what] = {"path": final.name, "sha256": digest.hexdigest()}
+    return {
+        "images": entries["images"]["path"],
+        "labels": entries["labels"]["path"],
+        "count": total,
+        "shape": list(shape),
+        "images_file": entries["images"],
+        "labels_file": entries["labels"],
+    }
+
+
+def _report(out: Path, manifest: dict[str, Any], resumed: int) -> PreprocessReport:
+    stats_path = out / STATS
+    return PreprocessReport(
+        out=str(out),
+        complete=bool(manifest.get("complete")),
+        counts=manifest.get("counts", {}),
+        skipped=manifest.get("skipped", []),
+        shards=len(manifest.get("shards", [])),
+        shards_resumed=resumed,
+        stats=ChannelStats.load(stats_path) if stats_path.exists() else None,
+    )
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"

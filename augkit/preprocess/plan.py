@@ -1,0 +1,153 @@
+"""What a preprocessing run will do: its settings, its splits, and its shards.
+
+The plan is a pure function of the settings and the source's index (file list and labels):
+the same command plans the same shards on any machine, whatever the number of workers. A
+shard is a contiguous range of one split's samples and the unit of everything after: it runs
+as one task, writes its outputs under temporary names, and is recorded as done only when they
+are complete. That is what lets a run resume after a crash, and what would let shards run on
+other machines (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from augkit.datasets import Dataset, list_splits, open_dataset
+from augkit.errors import AugkitError
+from augkit.resize import RESIZE_MODES
+
+FORMATS = ("packed", "folder")
+IMAGE_FORMATS = ("png", "jpg")
+# Steps whose float output cannot be stored as uint8 images: standardise at training time.
+_FLOAT_STEPS = ("standardize", "subtract_mean", "scale", "Normalize", "ToFloat")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every setting that shapes a run's output (workers and verbosity do not)."""
+
+    size: tuple[int, int] | None = None  # (height, width); None keeps each image's size
+    resize_mode: str = "center-crop"  # see augkit.resize
+    gray: bool = False  # one channel instead of RGB
+    format: str = "packed"  # "packed": N x H x W x C .npy per split; "folder": a class tree of image files
+    image_format: str = "png"  # folder format only: "png" (lossless) or "jpg"
+    jpeg_quality: int = 95
+    copies: int = 0  # augmented copies per training image, besides the original
+    pipeline: dict[str, Any] | None = field(default=None, hash=False)  # canonical spec for the copies
+    split_val: float | None = None  # carve this fraction of train into val (stratified, seeded)
+    split_seed: int = 0
+    shard_size: int = 512  # samples per shard
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise AugkitError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
+        if self.format not in FORMATS:
+            raise AugkitError(f"unknown format {self.format!r}; choose one of: {', '.join(FORMATS)}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise AugkitError(f"unknown image format {self.image_format!r}; choose one of: {', '.join(IMAGE_FORMATS)}")
+        if self.format == "packed" and self.resize_mode == "shorter":
+            raise AugkitError(
+                "--resize-mode shorter gives images of different sizes, which a packed array cannot hold; "
+                "use center-crop, pad or exact, or --format folder"
+            )
+        if self.shard_size < 1:
+            raise AugkitError(f"--shard-size must be at least 1, got {self.shard_size}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise AugkitError(f"JPEG quality must be 1 to 100, got {self.jpeg_quality}")
+        if self.copies < 0:
+            raise AugkitError(f"--copies must be 0 or more, got {self.copies}")
+        if self.copies and self.pipeline is None:
+            raise AugkitError("--copies needs a pipeline (-p) to make the copies with")
+        if self.pipeline is not None and not self.copies:
+            raise AugkitError("-p makes augmented copies: give --copies K too (K copies per training image)")
+        if self.pipeline is not None:
+            names = {name for step in self.pipeline["steps"] for name in step}
+            floats = sorted(names & set(_FLOAT_STEPS))
+            if floats:
+                raise AugkitError(
+                    f"the copies' pipeline has {', '.join(floats)}, whose float output cannot be saved as "
+                    "images; keep offline copies uint8 and standardise at training time"
+                )
+        if self.split_val is not None and not 0 < self.split_val < 1:
+            raise AugkitError(f"--split-val is a fraction between 0 and 1, got {self.split_val}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size"] = list(self.size) if self.size else None
+        return data
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: samples ``start`` to ``stop`` of split ``split``."""
+
+    id: str  # "train-00003": also the name of its files
+    split: str
+    start: int
+    stop: int
+    inputs: str  # digest of the shard's source paths and labels: a changed source means redo
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: ``fraction`` of each class, drawn with ``seed``, each kept in order."""
+    val = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng = np.random.default_rng([seed, int(label) + 1])  # +1: -1 (unlabelled) is a valid label
+        count = int(round(fraction * len(members)))
+        val.append(rng.permutation(members)[:count])
+    val_idx = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return train_idx, val_idx
+
+
+def open_splits(source: Any, config: PreprocessConfig) -> dict[str, Dataset]:
+    """The splits to write, in order: the source's own, or train and a carved val."""
+    available = list_splits(source)
+    if config.split_val is None:
+        return {split: open_dataset(source, split) for split in available}
+    if "val" in available:
+        raise AugkitError(f"{source} already has a val split; drop --split-val to keep it")
+    train = open_dataset(source, "train")
+    train_idx, val_idx = stratified_split(train.labels, config.split_val, config.split_seed)
+    return {"train": train.subset(train_idx), "val": train.subset(val_idx)}
+
+
+def make_shards(splits: dict[str, Dataset], shard_size: int) -> list[Shard]:
+    """Every split cut into contiguous shards of ``shard_size`` samples (the last may be shorter)."""
+    shards = []
+    for split, dataset in splits.items():
+        for number, start in enumerate(range(0, len(dataset), shard_size)):
+            stop = min(start + shard_size, len(dataset))
+            digest = hashlib.sha256()
+            digest.update("\n".join(dataset.sources[start:stop]).encode("utf-8", "surrogateescape"))
+            digest.update(np.ascontiguousarray(dataset.labels[start:stop], dtype=np.int64).tobytes())
+            shards.append(Shard(f"{split}-{number:05d}", split, start, stop, digest.hexdigest()))
+    return shards
+
+
+def output_names(dataset: Dataset) -> list[str]:
+    """File stems for the folder format: the source's own, numbered where two would collide.
+
+    Images from in-memory sets (CIFAR, digits) are named by their index. Sub-folders inside a
+    class folder are flattened, so ``a/x.jpg`` and ``b/x.png`` become ``x`` and ``x_1``.
+    """
+    names, used = [], set()
+    for index, source in enumerate(dataset.sources):
+        stem = f"{index:06d}" if dataset.kind in ("cifar10", "cifar100", "digits", "packed") else _stem(source)
+        label, candidate, number = int(dataset.labels[index]), stem, 0
+        while (label, candidate) in used:
+            number += 1
+            candidate = f"{stem}_{number}"
+        used.add((label, candidate))
+        names.append(candidate)
+    return names
+
+
+def _stem(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name[1:] else name
