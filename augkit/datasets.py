@@ -2,6 +2,10 @@
 
 Layouts, detected in this order:
 
+- **augkit preprocess output**: a folder whose ``manifest.json`` says ``"format":
+  "augkit.preprocess/1"`` (see ``augkit.packed``). A "packed" output is N x H x W x C uint8
+  arrays, memory-mapped, with train and, if written, val; a "folder" output is an ImageFolder
+  with splits beside its manifest and opens as one. An unfinished run is refused.
 - **CIFAR-10 / CIFAR-100** python folders (``batches.meta`` + ``data_batch_1..5`` + ``test_batch``;
   ``meta`` + ``train`` + ``test``): train and val (= the test batch). CIFAR-100 uses the 100
   fine labels. The pickles are read through a restricted unpickler (``augkit.cifar``).
@@ -35,7 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from augkit import cifar
+from augkit import cifar, packed
 from augkit.errors import DatasetError
 from augkit.images import IMAGE_EXTENSIONS, convert_channels, is_image_file, read_image
 
@@ -47,14 +51,16 @@ VAL_FOLDER_NAMES = ("val", "valid", "validation", "test")
 class Dataset(collections.abc.Sequence):
     """One split of a dataset as a light index of (source, label); nothing is decoded until read."""
 
-    kind: str  # "imagefolder" | "folder" | "cifar10" | "cifar100" | "digits"
+    kind: str  # "imagefolder" | "folder" | "packed" | "cifar10" | "cifar100" | "digits"
     root: Path | None  # the path opened (None for digits)
     split: str  # "train" | "val" | "all"
     classes: tuple[str, ...]  # sorted class names; () for an unlabelled flat folder
-    sources: list[str]  # per sample: its file, or "<batch file>[<row>]" / "digits[<row>]"
+    # Per sample: its file, or "<array file>[<row>]" / "digits[<row>]"; a list, or for packed
+    # outputs a packed.RowSources that makes each string when asked (millions of rows).
+    sources: collections.abc.Sequence[str]
     labels: np.ndarray  # int64 index into classes; -1 when unlabelled
-    # In-memory kinds: where the pixels are (an object with .image(part, row)) and, per sample,
-    # (part, row). None for file-based kinds, whose sources are the files.
+    # Array kinds (in memory or memory-mapped): where the pixels are (an object with
+    # .image(part, row)) and, per sample, (part, row). None for kinds whose sources are files.
     _store: Any = None
     _where: np.ndarray | None = None
 
@@ -88,12 +94,12 @@ class Dataset(collections.abc.Sequence):
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"subset indices must be in [{-n}, {n}) for {n} samples")
         idx = idx.astype(np.int64) % max(n, 1)
-        return replace(
-            self,
-            sources=[self.sources[j] for j in idx],
-            labels=self.labels[idx],
-            _where=None if self._where is None else self._where[idx],
-        )
+        where = None if self._where is None else self._where[idx]
+        if isinstance(self.sources, packed.RowSources):
+            sources = self.sources.take(where)
+        else:
+            sources = [self.sources[j] for j in idx]
+        return replace(self, sources=sources, labels=self.labels[idx], _where=where)
 
     def __repr__(self) -> str:
         where = f"{str(self.root)!r}" if self.root is not None else "None"
@@ -140,10 +146,14 @@ def open_dataset(path: str | Path | None = None, split: str = "train") -> Datase
     else:
         raise DatasetError(_unknown_split_message(layout, split))
 
-    if layout.kind in cifar.SPLIT_FILES:
-        classes, sources, labels, store, where = cifar.open_cifar(layout.root, layout.kind, wanted)
-        _check_class_names(classes, layout.root)
-        return Dataset(layout.kind, layout.root, split, classes, sources, labels, store, where)
+    if layout.kind == "packed" or layout.kind in cifar.SPLIT_FILES:
+        # Both index (classes, sources, labels, pixel store, (part, row) of each sample).
+        if layout.kind == "packed":
+            index = packed.open_packed(layout.root, wanted)
+        else:
+            index = cifar.open_cifar(layout.root, layout.kind, wanted)
+        _check_class_names(index[0], layout.root)
+        return Dataset(layout.kind, layout.root, split, *index)
     if layout.kind == "digits":
         return _open_digits(split)
 
@@ -205,6 +215,10 @@ def _find_layout(path: str | Path | None) -> _Layout:
             )
         raise DatasetError(f"{root}: is a file, not a dataset folder")
 
+    # First: a preprocess output may hold anything beside its manifest (a train/ folder too).
+    packed_splits = packed.packed_splits(root)
+    if packed_splits is not None:
+        return _Layout("packed", root, dict.fromkeys(packed_splits, root))
     kind = cifar.cifar_kind(root)
     if kind is not None:
         return _Layout(kind, root, dict.fromkeys(cifar.SPLIT_FILES[kind], root))
@@ -213,7 +227,10 @@ def _find_layout(path: str | Path | None) -> _Layout:
         val = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
         if val is not None:
             splits["val"] = val
-        return _Layout("imagefolder", root, splits)
+        # Split folders holding images directly (no class folders) are unlabelled splits, as
+        # `augkit preprocess --format folder` writes an unlabelled source.
+        flat = not _subfolders(root / "train") and bool(_flat_images(root / "train"))
+        return _Layout("folder" if flat else "imagefolder", root, splits)
 
     folders, images = _subfolders(root), _flat_images(root)
     if folders and images:
@@ -227,7 +244,8 @@ def _find_layout(path: str | Path | None) -> _Layout:
     if images:
         return _Layout("folder", root, {"train": root})
     raise DatasetError(
-        f"{root}: no dataset found; looked for CIFAR python batches (batches.meta or meta), "
+        f"{root}: no dataset found; looked for an `augkit preprocess` output (manifest.json), "
+        f"CIFAR python batches (batches.meta or meta), "
         f"train/ and val/ split folders, class folders (<root>/<class>/<image>), and images "
         f"directly in the folder ({_extensions()})"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,5 +85,56 @@ def make_cifar(tmp_path: Path) -> Callable[..., FakeCifar]:
                 _dump(root / name, batch)
             written += [data, labels]
         return FakeCifar(root, names, *written)
+
+    return make
+
+
+@dataclass
+class FakePacked:
+    """An `augkit preprocess` packed output written in the real format, and what went into it."""
+
+    root: Path
+    manifest: dict
+    images: dict[str, np.ndarray]  # split -> N x H x W x C uint8, as written
+    labels: dict[str, np.ndarray]  # split -> N int64
+
+
+@pytest.fixture
+def make_packed(tmp_path: Path) -> Callable[..., FakePacked]:
+    """Build a packed `augkit preprocess` output folder: manifest.json + .npy arrays per split.
+
+    Random pixels and labels from a fixed seed; ``counts`` rows per split (a split left out is
+    not written); ``shape`` of one image (H, W, C); ``classes`` [] writes unlabelled (-1)
+    samples; ``complete`` False is an interrupted run.
+    """
+
+    def make(counts: dict[str, int] | None = None, shape: tuple[int, int, int] = (4, 6, 3),
+             classes: tuple[str, ...] = ("cat", "dog", "owl"), complete: bool = True,
+             name: str = "packed") -> FakePacked:  # fmt: skip
+        rng = np.random.default_rng(1)
+        counts = {"train": 5, "val": 3} if counts is None else counts
+        root = tmp_path / name
+        root.mkdir()
+        images, labels, entries = {}, {}, {}
+        for split, n in counts.items():
+            images[split] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+            labels[split] = rng.integers(0, len(classes), n) if classes else np.full(n, -1)
+            labels[split] = labels[split].astype(np.int64)
+            entries[split] = {"images": f"{split}_images.npy", "labels": f"{split}_labels.npy",
+                              "count": n}  # fmt: skip
+            np.save(root / entries[split]["images"], images[split])
+            np.save(root / entries[split]["labels"], labels[split])
+        manifest = {
+            "format": "augkit.preprocess/1",
+            "complete": complete,
+            "output": {"format": "packed", "splits": entries},
+            "classes": list(classes),
+            # Keys the reader does not need, as preprocess writes them.
+            "source": "somewhere/else",
+            "stats": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+            "skipped": [{"path": "bad.png", "reason": "truncated"}],
+        }
+        (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return FakePacked(root, manifest, images, labels)
 
     return make

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
 import shlex
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 import augkit.datasets
-from augkit import cifar
+from augkit import cifar, packed
 from augkit.datasets import Dataset, list_splits, open_dataset, sample_data_dir
 from augkit.errors import DatasetError, ImageReadError
 
@@ -266,6 +269,243 @@ def test_restricted_unpickler_loads_numpy_arrays_and_bytes(tmp_path, protocol):
     loaded = cifar.load_pickle(path)
     np.testing.assert_array_equal(loaded[b"data"], array)
     assert loaded[b"names"] == [b"x"]
+
+
+# ----------------------------------------------------------------------------- augkit preprocess output
+
+
+def write_manifest(root, manifest):
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_packed_output_is_found_first_and_reads_every_pixel_back_exactly(make_packed, write_png):
+    fake = make_packed({"train": 5})
+    write_png(fake.root / "train" / "x" / "1.png", color(1))  # an ImageFolder too, if looked at first
+    ds = open_dataset(fake.root)
+    assert (ds.kind, ds.root, ds.split, len(ds)) == ("packed", fake.root, "train", 5)
+    for i, expected in enumerate(fake.images["train"]):
+        image = ds.read(i)
+        np.testing.assert_array_equal(image, expected)
+        assert type(image) is np.ndarray and image.dtype == np.uint8 and image.flags.c_contiguous
+    assert ds.sources[3] == f"{fake.root / 'train_images.npy'}[3]"
+    assert list(ds.sources) == [f"{fake.root / 'train_images.npy'}[{i}]" for i in range(5)]
+
+
+def test_packed_read_is_a_copy_the_caller_may_change(make_packed):
+    fake = make_packed()
+    ds = open_dataset(fake.root)
+    image = ds.read(0)
+    image[:] = 0  # a view of the read-only memory map would refuse this
+    np.testing.assert_array_equal(ds.read(0), fake.images["train"][0])
+
+
+def test_packed_labels_and_classes_come_from_the_output(make_packed):
+    fake = make_packed()
+    ds = open_dataset(fake.root)
+    assert ds.classes == ("cat", "dog", "owl") and ds.labels.dtype == np.int64
+    np.testing.assert_array_equal(ds.labels, fake.labels["train"])
+    image, label = ds[2]
+    np.testing.assert_array_equal(image, fake.images["train"][2])
+    assert label == fake.labels["train"][2]
+
+
+def test_packed_splits_are_train_then_val_and_all_is_both_in_that_order(make_packed):
+    fake = make_packed({"val": 3, "train": 4})  # the manifest lists val first
+    assert list_splits(fake.root) == ("train", "val")
+    val, both = open_dataset(fake.root, "val"), open_dataset(fake.root, "all")
+    np.testing.assert_array_equal(val.labels, fake.labels["val"])
+    np.testing.assert_array_equal(val.read(2), fake.images["val"][2])
+    assert both.split == "all" and len(both) == 7
+    np.testing.assert_array_equal(both.labels, np.concatenate([fake.labels["train"], fake.labels["val"]]))
+    np.testing.assert_array_equal(both.read(3), fake.images["train"][3])
+    np.testing.assert_array_equal(both.read(4), fake.images["val"][0])
+    assert both.sources[4] == f"{fake.root / 'val_images.npy'}[0]"
+
+
+def test_packed_output_without_val_has_only_a_train_split(make_packed):
+    fake = make_packed({"train": 2})
+    assert list_splits(fake.root) == ("train",)
+    with pytest.raises(DatasetError, match="no split 'val'; choose one of: train, all"):
+        open_dataset(fake.root, "val")
+
+
+def test_unlabelled_packed_output_has_no_classes_and_labels_minus_one(make_packed):
+    fake = make_packed({"train": 3}, classes=())
+    ds = open_dataset(fake.root)
+    assert ds.classes == () and ds.labels.tolist() == [-1, -1, -1] and ds[0][1] == -1
+
+
+def test_packed_rgb_reads_as_gray_and_packed_gray_as_rgb(make_packed):
+    rgb = make_packed(name="rgb")
+    expected = cv2.cvtColor(rgb.images["train"][1], cv2.COLOR_RGB2GRAY)[..., None]
+    np.testing.assert_array_equal(open_dataset(rgb.root).read(1, gray=True), expected)
+    gray = make_packed(shape=(4, 6, 1), name="gray")
+    ds, stored = open_dataset(gray.root), gray.images["train"][1]
+    np.testing.assert_array_equal(ds.read(1, gray=True), stored)
+    np.testing.assert_array_equal(ds.read(1), np.repeat(stored, 3, axis=2))
+
+
+def test_packed_dataset_pickles_as_file_paths_not_pixels_and_reads_the_same_after(make_packed):
+    fake = make_packed({"train": 20000, "val": 10}, shape=(8, 8, 3))
+    ds = open_dataset(fake.root, "all")
+    ds.read(0)  # maps the images file in this process
+    blob = pickle.dumps(ds)
+    # What is left is the labels and the (file, row) index: 24 bytes a sample, against 192.
+    assert len(blob) < fake.images["train"].nbytes / 5
+    clone = pickle.loads(blob)
+    for i in (0, 19999, 20009):
+        np.testing.assert_array_equal(clone.read(i), ds.read(i))
+    np.testing.assert_array_equal(clone.labels, ds.labels)
+    assert clone.sources[20009] == f"{fake.root / 'val_images.npy'}[9]"
+
+
+def test_packed_subset_reads_the_same_rows_after_pickling(make_packed):
+    fake = make_packed({"train": 6, "val": 4})
+    ds = open_dataset(fake.root, "all")
+    part = pickle.loads(pickle.dumps(ds.subset([8, 1, -1])))
+    assert list(part.sources) == [ds.sources[8], ds.sources[1], ds.sources[9]]
+    for j, i in enumerate([8, 1, 9]):
+        np.testing.assert_array_equal(part.read(j), ds.read(i))
+        assert part[j][1] == ds.labels[i]
+
+
+@pytest.mark.parametrize("output_format", ["packed", "folder"])
+def test_unfinished_preprocess_run_says_to_run_the_command_again(make_packed, output_format):
+    fake = make_packed(complete=False)
+    fake.manifest["output"]["format"] = output_format
+    write_manifest(fake.root, fake.manifest)
+    for call in (open_dataset, list_splits):
+        with pytest.raises(DatasetError) as info:
+            call(fake.root)
+        assert str(info.value) == (
+            f"{fake.root}: an unfinished `augkit preprocess` run; run the same command again to finish it"
+        )
+
+
+def test_manifest_that_is_not_json_is_named_in_the_error(make_packed):
+    fake = make_packed()
+    (fake.root / "manifest.json").write_text('{"format": "augkit.preprocess/1", "compl')
+    with pytest.raises(DatasetError, match=re.escape(f"{fake.root / 'manifest.json'}: not valid JSON")):
+        open_dataset(fake.root)
+
+
+def _save(name, array):
+    return lambda root: np.save(root / name, array)
+
+
+# damage -> (how, the file named, what the message says about it)
+DAMAGED_OUTPUTS = {
+    "images file missing": (lambda root: (root / "val_images.npy").unlink(), "val_images.npy", "missing"),
+    "labels file missing": (lambda root: (root / "train_labels.npy").unlink(), "train_labels.npy", "missing"),
+    "images not a .npy file": (lambda root: (root / "train_images.npy").write_bytes(b"GIF89a"),
+                               "train_images.npy", "not a readable .npy array"),
+    "images of objects": (_save("train_images.npy", np.array([None] * 5, dtype=object)),
+                          "train_images.npy", "not a readable .npy array"),
+    "images not uint8": (_save("train_images.npy", np.zeros((5, 4, 6, 3), np.int16)),
+                         "train_images.npy", r"expected uint8 images .* found int16 of shape \(5, 4, 6, 3\)"),
+    "images not 4-D": (_save("train_images.npy", np.zeros((5, 4, 6), np.uint8)),
+                       "train_images.npy", r"expected uint8 .* found uint8 of shape \(5, 4, 6\)"),
+    "images with 4 channels": (_save("val_images.npy", np.zeros((3, 4, 6, 4), np.uint8)),
+                               "val_images.npy", r"expected .* C = 1 or 3, found uint8 of shape \(3, 4, 6, 4\)"),
+    "fewer images than the manifest says": (_save("train_images.npy", np.zeros((4, 4, 6, 3), np.uint8)),
+                                            "train_images.npy", "4 images, but the manifest says 5"),
+    "labels 2-D": (_save("train_labels.npy", np.zeros((5, 1), np.int64)),
+                   "train_labels.npy", r"expected a 1-D integer array of labels, found int64 of shape \(5, 1\)"),
+    "labels not integers": (_save("train_labels.npy", np.zeros(5, np.float32)),
+                            "train_labels.npy", "expected a 1-D integer array of labels, found float32"),
+    "fewer labels than images": (_save("val_labels.npy", np.zeros(2, np.int64)),
+                                 "val_labels.npy", "2 labels for 3 images in val_images.npy"),
+    "label past the last class": (_save("train_labels.npy", np.array([0, 1, 2, 3, 0])),
+                                  "train_labels.npy", "labels from 0 to 3, expected -1 .* below 3"),
+    "label below -1": (_save("val_labels.npy", np.array([0, -2, 1])),
+                       "val_labels.npy", "labels from -2 to 1, expected -1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", DAMAGED_OUTPUTS)
+def test_damaged_packed_output_names_the_file_and_what_is_wrong(make_packed, damage):
+    fake = make_packed()
+    change, file, message = DAMAGED_OUTPUTS[damage]
+    change(fake.root)
+    with pytest.raises(DatasetError, match=re.escape(f"{fake.root / file}: ") + message):
+        open_dataset(fake.root, "all")
+
+
+def _splits(manifest):
+    return manifest["output"]["splits"]
+
+
+# fault -> (how, what the message says after "<manifest>: ")
+BAD_MANIFESTS = {
+    "newer format": (lambda m: m.update(format="augkit.preprocess/2"),
+                     "format 'augkit.preprocess/2' was written by another version of augkit"),
+    "complete not a boolean": (lambda m: m.update(complete="yes"), "'complete' is 'yes', expected true or false"),
+    "no output": (lambda m: m.pop("output"), "'output' is missing, expected an object"),
+    "unknown output format": (lambda m: m["output"].update(format="zip"),
+                              "'output.format' is 'zip', expected 'packed' or 'folder'"),
+    "no train split": (lambda m: _splits(m).pop("train"), r"'output.splits' has no 'train' entry \(found: val\)"),
+    "count not an integer": (lambda m: _splits(m)["train"].update(count="5"),
+                             "'output.splits.train.count' is '5', expected an integer"),
+    "negative count": (lambda m: _splits(m)["val"].update(count=-3),
+                       "'output.splits.val.count' is -3, expected a row count"),
+    "file outside the folder": (lambda m: _splits(m)["val"].update(labels="../val_labels.npy"),
+                                "'output.splits.val' names '../val_labels.npy', which is not a file in"),
+    "classes not sorted": (lambda m: m.update(classes=["dog", "cat", "owl"]),
+                           "'classes' must be unique class names in sorted order"),
+    "classes not strings": (lambda m: m.update(classes=[0, 1, 2]), "'classes' must be unique class names"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", BAD_MANIFESTS)
+def test_malformed_packed_manifest_says_which_entry_is_wrong(make_packed, fault):
+    fake = make_packed()
+    change, message = BAD_MANIFESTS[fault]
+    change(fake.manifest)
+    write_manifest(fake.root, fake.manifest)
+    with pytest.raises(DatasetError, match=re.escape(f"{fake.root / 'manifest.json'}: ") + message):
+        list_splits(fake.root)
+
+
+def test_packed_class_name_that_could_escape_an_output_folder_is_refused(make_packed):
+    fake = make_packed(classes=("../x", "a", "b"))
+    with pytest.raises(DatasetError, match=re.escape("refusing class name '../x'")):
+        open_dataset(fake.root)
+
+
+@pytest.mark.parametrize("manifest", ['{"format": "other-tool/3", "complete": false}', "[1, 2]", '{"name": "x"}'])
+def test_manifest_json_of_another_tool_is_ignored(tmp_path, write_png, manifest):
+    write_png(tmp_path / "a" / "1.png", color(1))
+    (tmp_path / "manifest.json").write_text(manifest)
+    ds = open_dataset(tmp_path)
+    assert (ds.kind, ds.classes, len(ds)) == ("imagefolder", ("a",), 1)
+
+
+def test_folder_output_of_preprocess_opens_as_the_imagefolder_beside_its_manifest(tmp_path, write_png):
+    root = tmp_path / "out"
+    write_png(root / "train" / "cat" / "0.png", color(0))
+    write_png(root / "train" / "dog" / "1.png", color(1))
+    write_png(root / "val" / "dog" / "2.png", color(2))
+    write_manifest(root, {
+        "format": packed.FORMAT, "complete": True, "classes": ["cat", "dog"],
+        "output": {"format": "folder", "splits": {"train": {"count": 2}, "val": {"count": 1}}},
+    })  # fmt: skip
+    (root / "stats.json").write_text(json.dumps({"mean": [0.5] * 3, "std": [0.2] * 3}))
+    assert list_splits(root) == ("train", "val")
+    train, val = open_dataset(root), open_dataset(root, "val")
+    assert (train.kind, train.classes, train.labels.tolist()) == ("imagefolder", ("cat", "dog"), [0, 1])
+    assert (val.classes, val.labels.tolist()) == (("cat", "dog"), [1])
+    np.testing.assert_array_equal(val.read(0), color(2))
+
+
+def test_split_folders_holding_images_directly_are_unlabelled_splits(tmp_path, write_png):
+    """What `augkit preprocess --format folder` writes for an unlabelled (flat) source."""
+    write_png(tmp_path / "train" / "a.png", color(0))
+    write_png(tmp_path / "train" / "b.png", color(1))
+    write_png(tmp_path / "val" / "c.png", color(2))
+    train, val = open_dataset(tmp_path), open_dataset(tmp_path, "val")
+    assert (train.kind, train.classes, train.labels.tolist()) == ("folder", (), [-1, -1])
+    assert [s.rsplit("/", 1)[-1] for s in val.sources] == ["c.png"]
+    np.testing.assert_array_equal(val.read(0), color(2))
 
 
 # ----------------------------------------------------------------------------- digits
