@@ -111,7 +111,7 @@ def preprocess(
     else:
         for split, counts in report.counts.items():
             click.echo(f"{split}: {counts['images']} images from {counts['sources']} sources, {counts['skipped']} skipped")
-        if report.shards_resumed == report.shards:
+        if report.already_complete:
             click.echo("already complete with these settings: nothing to do")
         elif report.shards_resumed:
             click.echo(f"resumed: {report.shards_resumed} of {report.shards} shards were already done")

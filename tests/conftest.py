@@ -7,6 +7,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,3 +139,111 @@ def make_packed(tmp_path: Path) -> Callable[..., FakePacked]:
         return FakePacked(root, manifest, images, labels)
 
     return make
+
+
+# ----------------------------------------------------------------------------- preprocess
+
+
+@pytest.fixture(scope="session")
+def photo_crops() -> Callable[..., list[np.ndarray]]:
+    """Distinct real RGB images: crops of the sample photos, area-resized to ``sizes`` (cycled)."""
+    import augkit
+
+    folder = augkit.sample_data_dir() / "photos"
+    photos = [cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1] for p in sorted(folder.glob("*.[jp][pn]g"))]
+
+    def crops(count: int, sizes: tuple[tuple[int, int], ...] = ((32, 32),), seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        images = []
+        for i in range(count):
+            photo, (h, w) = photos[i % len(photos)], sizes[i % len(sizes)]
+            y, x = rng.integers(0, photo.shape[0] - 3 * h), rng.integers(0, photo.shape[1] - 3 * w)
+            window = np.ascontiguousarray(photo[y : y + 3 * h, x : x + 3 * w])
+            images.append(cv2.resize(window, (w, h), interpolation=cv2.INTER_AREA))
+        return images
+
+    return crops
+
+
+@pytest.fixture(scope="session")
+def write_image_folder(photo_crops: Callable[..., list[np.ndarray]]) -> Callable[..., Path]:
+    """Write a dataset of photo crops at ``root``; returns ``root``.
+
+    ``folders`` maps a folder under the root ("cat", "train/cat") to its number of images,
+    written as 0000.<ext>, 0001.<ext>, ... with OpenCV; ``sizes`` (height, width) are cycled.
+    """
+
+    def write(root: Path, folders: dict[str, int], *, sizes: tuple[tuple[int, int], ...] = ((32, 32),),
+              ext: str = "png", seed: int = 0) -> Path:  # fmt: skip
+        images = iter(photo_crops(sum(folders.values()), sizes, seed))
+        for folder, count in folders.items():
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                ok, buf = cv2.imencode(f".{ext}", np.ascontiguousarray(next(images)[..., ::-1]))
+                assert ok
+                (root / folder / f"{i:04d}.{ext}").write_bytes(buf.tobytes())
+        return root
+
+    return write
+
+
+@pytest.fixture
+def make_image_folder(tmp_path: Path, write_image_folder: Callable[..., Path]) -> Callable[..., Path]:
+    """``write_image_folder`` at tmp_path/<name> (default "src")."""
+
+    def make(folders: dict[str, int], *, name: str = "src", **options: Any) -> Path:
+        return write_image_folder(tmp_path / name, folders, **options)
+
+    return make
+
+
+@pytest.fixture
+def preprocess_cli() -> Callable[..., Any]:
+    """Run ``augkit preprocess ARGS --workers N`` in-process through CliRunner; returns the Result.
+
+    One worker unless asked: a single process runs the shards in this process, so
+    monkeypatches reach them (and no pool has to start).
+    """
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
+    def run(*args: object, workers: int = 1) -> Any:
+        argv = ["preprocess", *map(str, args), "--workers", str(workers)]
+        return CliRunner().invoke(cli, argv, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def assert_fails() -> Callable[..., str]:
+    """Check a CliRunner result: exit ``code``, one "Error: " line holding ``fragments``, no traceback.
+
+    Click's own usage errors may add their "Usage:" and "Try ..." lines; nothing else may appear
+    on stderr. Returns the error line.
+    """
+
+    def check(result: Any, code: int, *fragments: str) -> str:
+        assert result.exit_code == code, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("Error: ")]
+        assert len(errors) == 1, result.stderr
+        assert all(line.startswith(("Usage:", "Try ", "Error: ")) for line in lines), result.stderr
+        assert "Traceback" not in result.output
+        for fragment in fragments:
+            assert fragment in errors[0], errors[0]
+        return errors[0]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def tree_digest() -> Callable[[Path], dict[str, str]]:
+    """sha256 of every file below a folder, hidden ones included, by path relative to it."""
+    import hashlib
+
+    def digest(root: Path) -> dict[str, str]:
+        files = (p for p in Path(root).rglob("*") if p.is_file())
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    return digest

@@ -55,6 +55,7 @@ class PreprocessReport:
     shards: int
     shards_resumed: int
     stats: ChannelStats | None = field(repr=False)
+    already_complete: bool = False  # OUT held this exact run, complete: nothing was done
 
 
 @dataclass
@@ -84,6 +85,10 @@ def preprocess(
     if workers < 1:
         raise AugkitError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
+    if source is not None and Path(source).exists():
+        # One spelling of the source (relative or absolute, symlinked or not) for the shards'
+        # input digests and the manifest: the same data is the same run however it was named.
+        source = Path(source).resolve()
     splits = open_splits(source, config)
     any_split = next(iter(splits.values()))
     _check_paths(any_split.root, out)
@@ -96,14 +101,15 @@ def preprocess(
     }
     previous = _prepare_out(out, header, overwrite)
     if previous is not None:  # already complete with these settings, and its files check out
-        return _report(out, previous, resumed=len(previous["shards"]))
+        return _report(out, previous, resumed=len(previous["shards"]), already_complete=True)
 
     atomic_write(out / MANIFEST, _json({**header, "complete": False}))
     (out / SHARDS_DIR).mkdir(exist_ok=True)
     _remove_temporary_files(out)
 
     shards = make_shards(splits, config.shard_size)
-    names = {split: output_names(ds) for split, ds in splits.items()} if config.format == "folder" else {}
+    copies = {split: config.copies if split == "train" else 0 for split in splits}  # copies of training images only
+    names = {split: output_names(ds, copies[split]) for split, ds in splits.items()} if config.format == "folder" else {}
     records = {shard.id: verify_shard(out, shard) for shard in shards}
     pending = [shard for shard in shards if records[shard.id] is None]
     progress.start(sum(s.stop - s.start for s in shards))
@@ -127,6 +133,8 @@ def preprocess(
             records[record["id"]] = record
             done += 1
             progress.advance(record["stop"] - record["start"], len(record["skipped"]))
+        # Inside the try: assembling writes the largest files, so it is where a disk fills up.
+        manifest = _finish(out, header, config, splits, shards, [records[shard.id] for shard in shards])
     except KeyboardInterrupt:
         raise RunError(f"interrupted with {done} of {len(shards)} shards done; run the same command again to resume") from None
     except OSError as error:
@@ -136,9 +144,6 @@ def preprocess(
                 "free some space and run the same command again to resume"
             ) from None
         raise
-
-    ordered = [records[shard.id] for shard in shards]
-    manifest = _finish(out, header, config, splits, shards, ordered)
     return _report(out, manifest, resumed=len(shards) - len(pending))
 
 
@@ -329,16 +334,17 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str,
     for what, dtype, row_shape in (("images", np.uint8, shape), ("labels", np.int64, ())):
         final = out / f"{split}_{what}.npy"
         temporary = out / f".{final.name}.assemble.tmp"
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=(total, *row_shape))
-        row = 0
-        for record in records:
-            if record["count"]:
-                part = np.load(packed_path(out, record["id"], what), mmap_mode="r")
-                array[row : row + len(part)] = part
-                row += len(part)
-        array.flush()
-        del array
-        with open(temporary, "rb+") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                  "shape": (total, *row_shape)}
+        # Appended shard by shard, not through a memory map of the whole file: a map's written
+        # pages count in the process's memory until it is closed, so peak memory would grow
+        # with the dataset.
+        with open(temporary, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for record in records:
+                if record["count"]:
+                    f.write(np.load(packed_path(out, record["id"], what)).astype(dtype, copy=False).tobytes())
+            f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, final)
         digest = hashlib.sha256()
@@ -356,7 +362,7 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def _report(out: Path, manifest: dict[str, Any], resumed: int) -> PreprocessReport:
+def _report(out: Path, manifest: dict[str, Any], resumed: int, already_complete: bool = False) -> PreprocessReport:
     stats_path = out / STATS
     return PreprocessReport(
         out=str(out),
@@ -366,6 +372,7 @@ def _report(out: Path, manifest: dict[str, Any], resumed: int) -> PreprocessRepo
         shards=len(manifest.get("shards", [])),
         shards_resumed=resumed,
         stats=ChannelStats.load(stats_path) if stats_path.exists() else None,
+        already_complete=already_complete,
     )
 
 

@@ -130,22 +130,28 @@ def make_shards(splits: dict[str, Dataset], shard_size: int) -> list[Shard]:
     return shards
 
 
-def output_names(dataset: Dataset) -> list[str]:
+def output_names(dataset: Dataset, copies: int = 0) -> list[str]:
     """File stems for the folder format: the source's own, numbered where two would collide.
 
     Images from in-memory sets (CIFAR, digits) are named by their index. Sub-folders inside a
-    class folder are flattened, so ``a/x.jpg`` and ``b/x.png`` become ``x`` and ``x_1``.
+    class folder are flattened, so ``a/x.jpg`` and ``b/x.png`` become ``x`` and ``x_1``. A
+    stem also takes its copies' names (``x_aug1`` ... ``x_aug<copies>``), so a source named
+    ``x_aug1.png`` beside ``x.png`` becomes ``x_aug1_1`` rather than be overwritten by a copy.
     """
     names, used = [], set()
     for index, source in enumerate(dataset.sources):
         stem = f"{index:06d}" if dataset.kind in ("cifar10", "cifar100", "digits", "packed") else _stem(source)
         label, candidate, number = int(dataset.labels[index]), stem, 0
-        while (label, candidate) in used:
+        while used.intersection((label, name) for name in _with_copies(candidate, copies)):
             number += 1
             candidate = f"{stem}_{number}"
-        used.add((label, candidate))
+        used.update((label, name) for name in _with_copies(candidate, copies))
         names.append(candidate)
     return names
+
+
+def _with_copies(stem: str, copies: int) -> list[str]:
+    return [stem, *(f"{stem}_aug{k}" for k in range(1, copies + 1))]
 
 
 def _stem(path: str) -> str:
