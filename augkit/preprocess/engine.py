@@ -35,7 +35,7 @@ import numpy as np
 from augkit import __version__
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
-from augkit.preprocess.plan import PreprocessConfig, Shard, make_shards, open_splits, output_names
+from augkit.preprocess.plan import PreprocessConfig, make_shards, open_splits, output_names
 from augkit.preprocess.shard import SHARDS_DIR, ShardTask, packed_path, run_shard, verify_shard
 from augkit.stats import ChannelStats
 
@@ -134,7 +134,7 @@ def preprocess(
             done += 1
             progress.advance(record["stop"] - record["start"], len(record["skipped"]))
         # Inside the try: assembling writes the largest files, so it is where a disk fills up.
-        manifest = _finish(out, header, config, splits, shards, [records[shard.id] for shard in shards])
+        manifest = _finish(out, header, config, splits, [records[shard.id] for shard in shards])
     except KeyboardInterrupt:
         raise RunError(f"interrupted with {done} of {len(shards)} shards done; run the same command again to resume") from None
     except OSError as error:
@@ -254,7 +254,10 @@ def _init_worker() -> None:
 # ----------------------------------------------------------------------------- finishing
 
 
-def _finish(out, header, config, splits, shards: list[Shard], records: list[dict[str, Any]]) -> dict[str, Any]:
+def _finish(
+    out: Path, header: dict[str, Any], config: PreprocessConfig, splits: dict, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Merge the shards' records (in plan order) into stats.json, the final arrays and the manifest."""
     stats = ChannelStats(mean_image=False)
     for record in records:
         if record["split"] == "train" and record["stats"] is not None:
