@@ -158,6 +158,16 @@ class ChannelStats:
         self.images += n_images
         return self
 
+    def update_many(self, images: Iterable[np.ndarray]) -> ChannelStats:
+        """Add many images; runs of same-sized ones are measured as one batch; returns self.
+
+        Equal to calling ``update`` on each (to float rounding), and much faster for small
+        images, whose per-call overhead outweighs the arithmetic.
+        """
+        for batch in _same_shape_batches(images, BATCH_BYTES):
+            self.update(batch)
+        return self
+
     def merge(self, other: ChannelStats) -> ChannelStats:
         """Add the statistics of ``other`` (other images) to these, in place; returns self.
 
@@ -413,9 +423,7 @@ def _chunk_stats(
     """Statistics of images ``start`` to ``stop`` of the job's dataset, and the files skipped."""
     stats = ChannelStats(mean_image=job.mean_image)
     skipped: list[Skipped] = []
-    images = _readable_images(job, range(start, stop), skipped, progress)
-    for batch in _same_shape_batches(images, BATCH_BYTES):
-        stats.update(batch)
+    stats.update_many(_readable_images(job, range(start, stop), skipped, progress))
     return stats, skipped
 
 

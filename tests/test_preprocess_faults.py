@@ -155,11 +155,11 @@ def fill_the_disk_at(monkeypatch, module: str, nth: int) -> list:
     """Make ``module``'s atomic_write fail with ENOSPC on its ``nth`` call; returns the calls."""
     real, calls = importlib.import_module(module).atomic_write, []
 
-    def full_disk(path, data):
+    def full_disk(path, data, **options):
         calls.append(path)
         if len(calls) == nth:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, data)
+        return real(path, data, **options)
 
     monkeypatch.setattr(f"{module}.atomic_write", full_disk)
     return calls
