@@ -28,7 +28,7 @@ RESIZE_MODES = ("center-crop", "exact", "pad", "shorter")  # augkit.resize.RESIZ
 @click.option("--split-val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Carve this fraction of train into val (stratified, seeded) when the source has no val split.")
 @options.workers
-@click.option("--shard-size", type=click.IntRange(min=1), default=512, show_default=True, help="Images per shard (unit of work and of resume).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per shard (unit of work and of resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any file was skipped (after writing everything else).")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT written by a run with other settings.")
 @options.json_output

@@ -40,7 +40,7 @@ class PreprocessConfig:
     pipeline: dict[str, Any] | None = field(default=None, hash=False)  # canonical spec for the copies
     split_val: float | None = None  # carve this fraction of train into val (stratified, seeded)
     split_seed: int = 0
-    shard_size: int = 512  # samples per shard
+    shard_size: int = 256  # samples per shard: small enough to keep every worker busy to the end
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
