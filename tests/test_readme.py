@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -54,3 +55,19 @@ def test_the_readmes_python_api_example_runs(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "'seed': 0" in done.stdout and (tmp_path / "stats.json").is_file()
+
+
+def test_every_package_in_the_tree_is_listed_for_installation():
+    """A sub-package missing from pyproject.toml works in the editable install of the tests and
+    is silently absent from a wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(config["packages"])
+    folders = {package: ROOT / folder for package, folder in config["package-dir"].items()}
+    found = set()
+    for package, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            found.add(".".join((package, *parts)) if parts else package)
+    found -= {p for p in found if p.startswith("augkit.sample_data.")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
