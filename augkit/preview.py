@@ -22,7 +22,6 @@ import numpy as np
 
 from augkit._albumentations import A
 from augkit.datasets import Dataset, open_dataset
-from augkit.errors import AugkitError
 from augkit.images import is_image_file, read_image
 from augkit.pipeline import Pipeline
 from augkit.transforms import Scale, Standardize, SubtractMean
@@ -80,8 +79,6 @@ def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[
 
 
 def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
-    if len(dataset) == 0:
-        raise AugkitError(f"{dataset.root}: the dataset has no images")
     rng = np.random.default_rng(seed)
     picks = sorted(rng.choice(len(dataset), size=min(rows, len(dataset)), replace=False).tolist())
     sources = []

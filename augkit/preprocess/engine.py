@@ -36,7 +36,7 @@ from augkit import __version__
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
 from augkit.preprocess.plan import PreprocessConfig, make_shards, open_splits, output_names
-from augkit.preprocess.shard import SHARDS_DIR, ShardTask, packed_path, run_shard, verify_shard
+from augkit.preprocess.shard import SHARDS_DIR, ShardTask, first_changed_file, packed_path, run_shard, verify_shard
 from augkit.stats import ChannelStats
 
 FORMAT = "augkit.preprocess/1"
@@ -176,7 +176,7 @@ def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str
         )
     same = {k: manifest.get(k) for k in header} == header
     if same and manifest.get("complete"):
-        broken = _first_changed_file(out, manifest)
+        broken = first_changed_file(out, manifest.get("files", []))
         if broken is None:
             return manifest
         if not overwrite:
@@ -203,16 +203,6 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
-
-
-def _first_changed_file(out: Path, manifest: dict[str, Any]) -> str | None:
-    for entry in manifest.get("files", []):
-        try:
-            if hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest() != entry["sha256"]:
-                return entry["path"]
-        except OSError:
-            return entry["path"]
-    return None
 
 
 def _remove_temporary_files(out: Path) -> None:

@@ -186,10 +186,15 @@ def verify_shard(out: str | Path, shard: Shard) -> dict[str, Any] | None:
         return None
     if record.get("inputs") != shard.inputs or (record.get("start"), record.get("stop")) != (shard.start, shard.stop):
         return None
-    for entry in record.get("files", []):
+    return record if first_changed_file(out, record.get("files", [])) is None else None
+
+
+def first_changed_file(out: str | Path, entries: list[dict[str, str]]) -> str | None:
+    """The first of ``entries`` ({"path", "sha256"}) missing or changed under ``out``, or None."""
+    for entry in entries:
         try:
             if _sha256((Path(out) / entry["path"]).read_bytes()) != entry["sha256"]:
-                return None
+                return entry["path"]
         except OSError:
-            return None
-    return record
+            return entry["path"]
+    return None
