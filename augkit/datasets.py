@@ -41,7 +41,7 @@ import numpy as np
 
 from augkit import cifar, packed
 from augkit.errors import DatasetError
-from augkit.images import IMAGE_EXTENSIONS, convert_channels, is_image_file, read_image
+from augkit.images import IMAGE_EXTENSIONS, DraftSize, convert_channels, is_image_file, read_image
 
 # Names under which people store the validation split, in the order they are looked for.
 VAL_FOLDER_NAMES = ("val", "valid", "validation", "test")
@@ -67,14 +67,17 @@ class Dataset(collections.abc.Sequence):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def read(self, i: int, *, gray: bool = False) -> np.ndarray:
+    def read(self, i: int, *, gray: bool = False, draft: DraftSize | None = None) -> np.ndarray:
         """Sample ``i``'s pixels: uint8 RGB H x W x 3, or H x W x 1 with ``gray``.
+
+        ``draft`` lets a JPEG file be decoded at reduced scale (``read_image``); in-memory and
+        packed samples come at their stored size.
 
         Raises ImageReadError for a file that cannot be read as an image.
         """
         i = self._position(i)
         if self._store is None:
-            return read_image(self.sources[i], gray=gray)
+            return read_image(self.sources[i], gray=gray, draft=draft)
         part, row = self._where[i]
         return convert_channels(self._store.image(int(part), int(row)), gray=gray)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -61,8 +62,20 @@ def is_image_file(path: str | Path) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
+# JPEG reduced-scale decoding (libjpeg's DCT scaling), largest reduction first.
+_JPEG_DRAFT_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+# A function of an image's full (height, width) giving the smallest (height, width) its caller
+# needs: what ``read_image(draft=...)`` takes.
+DraftSize = Callable[[int, int], tuple[int, int]]
+
+
 def read_image(
-    path: str | Path, *, gray: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | Path,
+    *,
+    gray: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: DraftSize | None = None,
 ) -> np.ndarray:
     """Read an image file as uint8 RGB (height x width x 3), or gray (height x width x 1).
 
@@ -71,6 +84,11 @@ def read_image(
         gray: return one channel (ITU-R 601 luma, the weights of PIL's ``convert("L")``).
         max_pixels: refuse images with more pixels than this (decompression bombs); for PNG and
             JPEG the size is read from the header, before anything is decoded. None: no limit.
+        draft: for callers that shrink the image next (Pillow's ``Image.draft``): a function of
+            the full (height, width) that gives the smallest (height, width) the caller needs.
+            A JPEG is then decoded at 1/2, 1/4 or 1/8 scale, the smallest still at least that
+            large (libjpeg scales in the DCT domain: a 1/2-scale decode takes about 60% of a full
+            one). Other formats, and JPEGs too small to reduce, are decoded in full.
 
     Raises:
         ImageReadError: the file is missing, unreadable, not an image, truncated, too large,
@@ -108,8 +126,11 @@ def read_image(
     if not complete:
         raise ImageReadError(path, f"truncated ({kind} ends before {end})")
 
+    flags = cv2.IMREAD_UNCHANGED
+    if draft is not None and kind == "JPEG" and size is not None:
+        flags = _jpeg_draft_flags(*size, draft)
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
         # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS) and other assertions land here.
         raise ImageReadError(path, f"cannot decode ({_cv2_reason(e)})") from None
@@ -179,6 +200,16 @@ def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> Pa
     """
     path = Path(path)
     return atomic_write(path, encode_image(image, path.suffix, quality))
+
+
+def _jpeg_draft_flags(width: int, height: int, draft: DraftSize) -> int:
+    """imdecode flags for the smallest reduced JPEG decode that ``draft`` accepts."""
+    need_h, need_w = draft(height, width)
+    for scale, flag in _JPEG_DRAFT_FLAGS:
+        # libjpeg rounds a scaled side up; EXIF orientation stays ignored, as with UNCHANGED.
+        if -(-height // scale) >= need_h and -(-width // scale) >= need_w:
+            return flag | cv2.IMREAD_IGNORE_ORIENTATION
+    return cv2.IMREAD_UNCHANGED
 
 
 def _check_pixels(path: str | Path, width: int, height: int, max_pixels: int | None) -> None:

@@ -9,7 +9,9 @@ so the decoder sees real photo content. Every contender reads the same files:
                  size" (the resize is work any preprocessing must do; (a') divides by it)
   decode, 2 proc the same loop split over 2 processes of a warm pool: what this machine gives
                  two processes at the moment, the ceiling for (b)
-  preprocess w1  ``preprocess(SRC, OUT, PreprocessConfig(size=(S, S)), workers=1)``: packed output
+  preprocess w1  ``preprocess(SRC, OUT, PreprocessConfig(size=(S, S)), workers=1)``: packed output,
+                 the defaults (JPEGs shrunk 4x or more are draft-decoded at reduced scale)
+  w1 full decode the same with ``jpeg_draft=False`` (``--no-jpeg-draft``): every JPEG decoded in full
   preprocess w2  the same with ``workers=2``
   Pillow loop    naive, one process: open, convert("RGB"), resize to cover S x S with BOX
                  (Pillow's area filter, as augkit's INTER_AREA), centre crop, save PNG
@@ -18,7 +20,8 @@ so the decoder sees real photo content. Every contender reads the same files:
 
 The targets (issue 3), each a ratio of throughputs:
 
-  (a) preprocess w1 / decode-only      >= 0.8   (a') the same against decode+resize
+  (a) preprocess w1 / decode-only      >= 0.8   (a') the same against decode+resize;
+                                                (a'') w1 full decode / decode+resize
   (b) preprocess w2 / preprocess w1    >= 1.7   ("decode, 2 proc" / decode-only is the ceiling; on a
                                                  shared machine, "(b) / ceiling" is the steadier figure)
   (c) folder wN / Pillow loop          >= 2
@@ -65,7 +68,8 @@ PHOTOS = Path(__file__).resolve().parent.parent / "sample_data" / "photos"
 # order, with the machine's ceiling for (b) after (b).
 RATIOS = [
     ("(a) preprocess w1 / decode-only", "preprocess w1", "decode-only", 0.8),
-    ("(a') preprocess w1 / decode+resize", "preprocess w1", "decode+resize", 0.8),
+    ("(a') preprocess w1 / decode+resize", "preprocess w1", "decode+resize", None),
+    ("(a'') w1 full decode / decode+resize", "w1 full decode", "decode+resize", None),
     ("(b) preprocess w2 / preprocess w1", "preprocess w2", "preprocess w1", 1.7),
     ("    ceiling: decode 2 proc / decode-only", "decode, 2 proc", "decode-only", None),
     ("(c) folder wN / Pillow loop", "folder wN", "Pillow loop", 2.0),
@@ -131,6 +135,7 @@ def _init_decoder() -> None:
 def contenders(src: Path, dataset: Dataset, size: int, workers: int, shard_size: int, pool):
     """name -> run(out): each reads every image of ``src`` once; ``out`` is a fresh folder to write to."""
     packed = PreprocessConfig(size=(size, size), shard_size=shard_size)
+    full = PreprocessConfig(size=(size, size), shard_size=shard_size, jpeg_draft=False)
     folder = PreprocessConfig(size=(size, size), shard_size=shard_size, format="folder")
     paths = list(dataset.sources)
     halves = [paths[: len(paths) // 2], paths[len(paths) // 2 :]]
@@ -139,6 +144,7 @@ def contenders(src: Path, dataset: Dataset, size: int, workers: int, shard_size:
         "decode+resize": lambda out: decode_resize_all(paths, size),
         "decode, 2 proc": lambda out: pool.map(decode_all, halves),
         "preprocess w1": lambda out: preprocess(src, out, packed, workers=1),
+        "w1 full decode": lambda out: preprocess(src, out, full, workers=1),
         "preprocess w2": lambda out: preprocess(src, out, packed, workers=2),
         "Pillow loop": lambda out: pillow_loop(dataset, out, size),
         "folder wN": lambda out: preprocess(src, out, folder, workers=workers),

@@ -137,6 +137,41 @@ def test_non_ascii_path_reads(tmp_path):
     np.testing.assert_array_equal(read_image(str(path)), RGB)
 
 
+def _photo_jpeg(tmp_path: Path, height: int, width: int) -> Path:
+    """A real photo, area-resized to height x width, saved as a quality-95 JPEG."""
+    import augkit
+
+    photo = cv2.imread(str(augkit.sample_data_dir() / "photos" / "astronaut.jpg"), cv2.IMREAD_COLOR)
+    return _write(tmp_path, "photo.jpg", cv2_bytes(".jpg", cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)))
+
+
+@pytest.mark.parametrize(
+    ("need", "shape"),
+    [
+        ((200, 200), (257, 301)),  # not reducible by 2: full decode
+        ((120, 150), (129, 151)),  # 1/2: libjpeg rounds the sides up
+        ((60, 40), (65, 76)),  # 1/4
+        ((1, 1), (33, 38)),  # 1/8 at most
+    ],
+)
+def test_draft_decodes_a_jpeg_at_the_smallest_scale_still_large_enough(tmp_path, need, shape):
+    path = _photo_jpeg(tmp_path, 257, 301)
+    asked = []
+    image = read_image(path, draft=lambda h, w: asked.append((h, w)) or need)
+    assert asked == [(257, 301)]  # the full size, from the header
+    assert image.shape == (*shape, 3) and image.dtype == np.uint8
+    # The same picture, in RGB order (pixel-level closeness after the resize that follows a
+    # draft: test_preprocess.py).
+    assert np.abs(image.mean(axis=(0, 1)) - read_image(path).mean(axis=(0, 1))).max() < 3  # R-B: 45
+
+
+def test_draft_keeps_gray_reads_and_leaves_other_formats_at_full_size(tmp_path):
+    jpeg = _photo_jpeg(tmp_path, 64, 64)
+    assert read_image(jpeg, gray=True, draft=lambda h, w: (16, 16)).shape == (16, 16, 1)
+    png = _write(tmp_path, "photo.png", cv2_bytes(".png", cv2.imread(str(jpeg))))
+    assert np.array_equal(read_image(png, draft=lambda h, w: (1, 1)), read_image(png))
+
+
 def _truncated_png(tmp_path: Path) -> Path:
     data = cv2_bytes(".png", np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     path = tmp_path / "cut.png"

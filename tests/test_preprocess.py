@@ -214,6 +214,29 @@ def test_digits_are_packed_by_name(preprocess_cli, tmp_path, monkeypatch):
     assert labels.tolist() == digits.target.tolist()
 
 
+@pytest.mark.parametrize("mode", ["center-crop", "pad", "exact"])
+def test_jpegs_much_larger_than_the_output_are_draft_decoded_close_to_a_full_decode(
+    make_image_folder, preprocess_cli, tmp_path, mode
+):
+    src = make_image_folder({"cat": 3, "dog": 3}, sizes=((64, 80), (80, 64)), ext="jpg")
+    fast, full = tmp_path / "fast", tmp_path / "full"
+    succeeded(preprocess_cli(src, fast, "--size", "16", "--resize-mode", mode))
+    succeeded(preprocess_cli(src, full, "--size", "16", "--resize-mode", mode, "--no-jpeg-draft"))
+    assert manifest(fast)["config"]["jpeg_draft"] and not manifest(full)["config"]["jpeg_draft"]
+    a, b = packed(fast)[0].astype(int), packed(full)[0].astype(int)
+    assert a.shape == b.shape == (6, 16, 16, 3)
+    assert not np.array_equal(a, b)  # decoded at 1/2 scale: 4x shrink, 2x kept for the area filter
+    assert np.abs(a - b).mean() < 1.5
+
+
+def test_jpegs_shrunk_less_than_four_times_are_decoded_in_full(make_image_folder, preprocess_cli, tmp_path):
+    src = make_image_folder({"cat": 2, "dog": 2}, sizes=((64, 80),), ext="jpg")
+    fast, full = tmp_path / "fast", tmp_path / "full"
+    succeeded(preprocess_cli(src, fast, "--size", "24"))  # 2.7x: a 1/2-scale decode would leave 1.3x
+    succeeded(preprocess_cli(src, full, "--size", "24", "--no-jpeg-draft"))
+    assert np.array_equal(packed(fast)[0], packed(full)[0])
+
+
 # ----------------------------------------------------------------------------- determinism
 
 

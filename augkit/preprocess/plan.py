@@ -32,6 +32,7 @@ class PreprocessConfig:
 
     size: tuple[int, int] | None = None  # (height, width); None keeps each image's size
     resize_mode: str = "center-crop"  # see augkit.resize
+    jpeg_draft: bool = True  # decode JPEGs at 1/2-1/8 scale when --size shrinks them 2x more (augkit.resize)
     gray: bool = False  # one channel instead of RGB
     format: str = "packed"  # "packed": N x H x W x C .npy per split; "folder": a class tree of image files
     image_format: str = "png"  # folder format only: "png" (lossless) or "jpg"

@@ -24,7 +24,7 @@ from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write
 from augkit.images import encode_image
 from augkit.preprocess.plan import PreprocessConfig, Shard
-from augkit.resize import resize_to
+from augkit.resize import draft_size, resize_to
 from augkit.stats import ChannelStats
 
 SHARDS_DIR = ".shards"  # inside OUT: shard files and records until the run completes
@@ -94,9 +94,10 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     files: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     originals: list[np.ndarray] = []  # training images as written, for the statistics
+    draft = draft_size(config.size, config.resize_mode) if config.size is not None and config.jpeg_draft else None
     for j in range(len(dataset)):
         try:
-            image = dataset.read(j, gray=config.gray)
+            image = dataset.read(j, gray=config.gray, draft=draft)
         except ImageReadError as error:
             skipped.append({"path": error.path, "reason": error.reason})
             continue
