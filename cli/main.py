@@ -23,6 +23,8 @@ COMMANDS = {
     "preview": "augkit.cli.preview:preview",
     "stats": "augkit.cli.stats:stats",
     "steps": "augkit.cli.steps:steps",
+    "train": "augkit.cli.train:train",
+    "evaluate": "augkit.cli.evaluate:evaluate",
 }
 
 
@@ -77,6 +79,7 @@ def cli() -> None:
       augkit preview                       # a contact sheet of the sample photos
       augkit stats -o stats.json           # per-channel mean/std of the sample digits
       augkit preview -p "crop(size=0.8); rotate(limit=20); hflip" photos/
+      augkit train                         # a small CNN on the sample digits, ~98-99% in seconds
     """
 
 

@@ -1,0 +1,196 @@
+"""``augkit train``: a baseline trained with the chosen tricks, every option a ``TrainConfig`` field.
+
+Resolution order: ``TrainConfig`` defaults, then ``--config FILE``, then the flags given on the
+command line, then ``--set key=value``. Flags have no click defaults of their own (the help shows
+``TrainConfig``'s), so a flag that was not typed never overrides the file.
+
+Choices for names (activation, init, model, ...) come from augkit.train's registries, loaded
+only when a value is checked or the command's help is shown: torch stays out of ``augkit --help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from augkit.cli import options
+from augkit.train.config import TrainConfig, parse_assignment
+
+DEFAULTS = TrainConfig()
+
+
+class RegistryChoice(click.Choice):
+    """A choice among the names of an augkit.train registry, imported on first use."""
+
+    def __init__(self, target: str) -> None:
+        self._target = target  # "module:REGISTRY"
+        super().__init__([], case_sensitive=True)
+
+    @property
+    def registry(self) -> Any:
+        module, attribute = self._target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    @property
+    def choices(self) -> list[str]:  # type: ignore[override]
+        return self.registry.names()
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click.Choice.__init__ assigns it; the registry is the source
+        pass
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in self.choices:
+            return value
+        self.fail(self.registry.unknown(value), param, ctx)
+
+
+def _default(key: str) -> str:
+    value = getattr(DEFAULTS, key)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def option(*names: str, key: str, help: str, **kwargs: Any) -> Any:  # noqa: A002
+    """A config flag: default None (not typed), the TrainConfig default shown in the help."""
+    return click.option(*names, key, default=None, help=f"{help}  [default: {_default(key)}]", **kwargs)
+
+
+def flag(name: str, key: str, help: str) -> Any:  # noqa: A002
+    return click.option(f"--{name}/--no-{name}", key, default=None, help=f"{help}  [default: {_default(key)}]")
+
+
+# Flags that may change when continuing a run (where and how fast it runs, not what it computes).
+RUNTIME_KEYS = ("device", "workers")
+
+CONFIG_OPTIONS = [
+    option("--model", key="model", type=RegistryChoice("augkit.train.models:MODELS"), help="Architecture."),
+    option("--hidden", key="hidden", metavar="W,W,...", help="mlp: hidden layer widths."),
+    option("--channels", key="channels", metavar="C,C,...", help="cnn/resnet: channels per stage."),
+    option("--activation", key="activation", type=RegistryChoice("augkit.train.activations:ACTIVATIONS"), help="Activation function."),
+    option("--init", key="init", type=RegistryChoice("augkit.train.inits:INITS"), help="Weight initialisation (biases start at 0)."),
+    option("--init-std", key="init_std", type=float, help="std for --init normal (the course's weight_scale) and uniform."),
+    option("--dropout", key="dropout", type=float, help="Probability of DROPPING a unit, in [0, 1)."),
+    flag("batchnorm", "batchnorm", "Batch normalisation after each linear/conv layer."),
+    option("--weight-decay", key="weight_decay", type=float, help="L2 on weights only (decoupled for adamw)."),
+    option("--l1", key="l1", type=float, help="L1 penalty strength on weights."),
+    option("--augment", key="augment", metavar="PIPELINE", help="augkit pipeline for training images (file or inline spec)."),
+    flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
+    option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
+    option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),
+    option("--lr", key="lr", type=float, help="Peak learning rate."),
+    option("--momentum", key="momentum", type=float, help="SGD momentum (Adam/AdamW: beta1)."),
+    option("--schedule", key="schedule", type=RegistryChoice("augkit.train.optim:SCHEDULES"), help="Learning-rate schedule."),
+    option("--warmup-epochs", key="warmup_epochs", type=float, help="Linear warm-up length in epochs."),
+    option("--label-smoothing", key="label_smoothing", type=float, help="Label smoothing."),
+    option("--clip-grad", key="clip_grad", type=float, help="Clip the gradients' global norm to this."),
+    option("--epochs", key="epochs", type=int, help="Epochs."),
+    option("--batch-size", key="batch_size", type=int, help="Batch size."),
+    option("--val-split", key="val_split", type=float, help="Fraction of train carved into val when DATA has no val split (default there: 0.2)."),
+    option("--workers", key="workers", type=int, help="DataLoader worker processes for augmentation."),
+    option("--device", key="device", help="auto | cpu | cuda | cuda:N | mps."),
+    flag("amp", "amp", "bf16 autocast and channels-last on CUDA."),
+    flag("compile", "compile", "torch.compile the model."),
+    option("--seed", key="seed", type=int, help="Seed for init, data order, augmentation and dropout."),
+]
+
+
+def config_options(command: Any) -> Any:
+    for decorate in reversed(CONFIG_OPTIONS):
+        command = decorate(command)
+    return command
+
+
+@click.command(context_settings={"show_default": False})
+@click.argument("data", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file (e.g. an earlier RUN_DIR/config.yaml).")
+@config_options
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Set any config key (e.g. --set leaky_slope=0.1); repeatable.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR to write (default: runs/<model>-<time>).")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), help="Continue the run in this RUN_DIR from its last.pt.")
+@options.json_output
+@options.quiet
+def train(data: str | None, config_file: Path | None, assignments: tuple[str, ...], out: Path | None,
+          resume: Path | None, as_json: bool, quiet: bool, **flags: Any) -> None:  # fmt: skip
+    """Train a baseline on DATA (default: the sample digits) with the chosen tricks.
+
+    DATA is any dataset augkit opens: an ImageFolder (with train/ and val/, or carved with
+    --val-split), a packed `augkit preprocess` output (memory-mapped), CIFAR python batches.
+    Every option is a config key; --set reaches the ones without a flag (leaky_slope,
+    maxout_pieces, prelu_per_channel, init_mode, zero_init_residual, mean_image, train_subset,
+    tensorboard). RUN_DIR gets config.yaml, last.pt/best.pt, metrics.csv, summary.json, curves.png.
+
+    \b
+    Examples:
+      augkit train
+      augkit train --model mlp --hidden 512,512 --activation tanh --init xavier_normal
+      augkit train --model mlp --init normal --init-std 0.01 --no-batchnorm   # watch it fail
+      augkit train ~/data/flowers-64 --model resnet --augment "crop(size=56, padding=4); hflip" --amp
+      augkit train --config runs/cnn-20261126-101500/config.yaml -o runs/again
+      augkit train --resume runs/cnn-20261126-101500
+    """
+    from augkit.train.loop import train as run
+
+    given = {key: value for key, value in flags.items() if value is not None}
+    if data is not None:
+        given["data"] = data
+    if resume is not None:
+        config = _resumed_config(resume, config_file, given, assignments, out)
+        run_dir = resume
+    else:
+        config = TrainConfig.load(config_file) if config_file else TrainConfig()
+        config = config.replace(given, source="command line").replace(
+            dict(parse_assignment(a) for a in assignments), source="--set"
+        )
+        run_dir = out if out is not None else _default_run_dir(config)
+
+    log = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
+    if not as_json and not quiet:
+        click.echo(f"config ({run_dir / 'config.yaml'}):\n" + _indent(config.to_yaml()), err=True)
+    summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
+    else:
+        click.echo(
+            f"best val acc {summary['best_val_acc']:.4f} (epoch {summary['best_epoch']}), final "
+            f"{summary['final_val_acc']:.4f}; {summary['epochs']} epochs in {summary['seconds']:.1f}s, "
+            f"{summary['images_per_second']:.0f} img/s on {summary['device']} -> {run_dir}"
+        )
+
+
+def _resumed_config(run_dir: Path, config_file: Path | None, given: dict[str, Any], assignments: tuple[str, ...],
+                    out: Path | None) -> TrainConfig:  # fmt: skip
+    """The saved config of the run in ``run_dir``; only runtime flags may change."""
+    if config_file is not None or assignments or out is not None:
+        raise click.UsageError("--resume continues a run with its saved config: drop --config, --set and -o")
+    changed = sorted(set(given) - set(RUNTIME_KEYS))
+    if changed:
+        flags = ", ".join("DATA" if k == "data" else f"--{k.replace('_', '-')}" for k in changed)
+        raise click.UsageError(f"--resume continues a run with its saved config; drop {flags} "
+                               f"(only {', '.join('--' + k for k in RUNTIME_KEYS)} may change)")  # fmt: skip
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        from augkit.errors import AugkitError
+
+        raise AugkitError(f"--resume {run_dir}: no config.yaml there; give the RUN_DIR of an earlier `augkit train`")
+    return TrainConfig.load(saved).replace(given, source="command line")
+
+
+def _default_run_dir(config: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path("runs") / f"{config.model}-{stamp}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = Path("runs") / f"{config.model}-{stamp}-{n}"
+    return run_dir
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())

@@ -1,0 +1,277 @@
+"""`augkit train` and `augkit evaluate` end to end on the sample digits and on datasets built at
+test time: what a run writes, how its config resolves, resume after a real kill, the NaN stop,
+and every user mistake as one line with exit code 2 before any training.
+
+The lecture's claims as experiments: test_train_evidence.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from augkit.cli.main import cli
+from augkit.train.config import TrainConfig
+
+# A small, quick run: an MLP on the 8x8 sample digits, a few hundred ms per epoch.
+QUICK = ["--model", "mlp", "--hidden", "64", "--epochs", "2", "-q"]
+
+
+def invoke(*args: object) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def succeeded(result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "quick"
+    succeeded(invoke("train", *QUICK, "--dropout", "0.1", "-o", run_dir))
+    return run_dir
+
+
+# ----------------------------------------------------------------------------- what a run writes
+
+
+def test_a_run_writes_config_checkpoints_metrics_summary_and_curves(quick_run):
+    names = {p.name for p in quick_run.iterdir()}
+    assert {"config.yaml", "stats.json", "last.pt", "best.pt", "metrics.csv", "summary.json", "curves.png"} <= names
+    rows = read_metrics(quick_run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0])[:7] == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+    summary = json.loads((quick_run / "summary.json").read_text())
+    for key in ("best_val_acc", "best_epoch", "final_val_acc", "epochs", "seconds", "images_per_second", "device"):
+        assert key in summary, key
+    assert summary["epochs"] == 2 and summary["device"] == "cpu"
+    assert summary["final_val_acc"] == pytest.approx(float(rows[-1]["val_acc"]), abs=1e-6)
+    assert summary["best_val_acc"] == pytest.approx(max(float(r["val_acc"]) for r in rows), abs=1e-6)
+    assert summary["best_val_acc"] > 0.5  # an MLP learns the digits within two epochs
+    assert (quick_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoints_load_with_weights_only_and_hold_the_whole_state(quick_run):
+    state = torch.load(quick_run / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "config", "history", "best"} <= set(state)
+    assert state["epoch"] == 2 and TrainConfig.from_dict(state["config"]).hidden == (64,)
+
+
+def test_saved_config_reproduces_the_run(quick_run, tmp_path):
+    again = tmp_path / "again"
+    succeeded(invoke("train", "--config", quick_run / "config.yaml", "-o", again, "-q"))
+    assert (again / "config.yaml").read_text() == (quick_run / "config.yaml").read_text()
+    first = torch.load(quick_run / "last.pt", weights_only=True)["model"]
+    second = torch.load(again / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(first[k], second[k]) for k in first)  # same seed, same data order: same weights
+
+
+def test_config_file_then_flags_then_set(tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump({"model": "mlp", "hidden": [32], "dropout": 0.3, "lr": 0.02, "epochs": 1}))
+    run_dir = tmp_path / "run"
+    succeeded(invoke("train", "--config", config, "--dropout", "0.2", "--set", "lr=0.01", "--set", "leaky_slope=0.2",
+                     "--activation", "leaky_relu", "-o", run_dir, "-q"))  # fmt: skip
+    saved = TrainConfig.load(run_dir / "config.yaml")
+    assert (saved.hidden, saved.dropout, saved.lr, saved.leaky_slope, saved.epochs) == ((32,), 0.2, 0.01, 0.2, 1)
+
+
+def test_json_prints_the_summary(tmp_path):
+    report = json.loads(succeeded(invoke("train", *QUICK, "--epochs", "1", "--json", "-o", tmp_path / "r")))
+    assert report["run_dir"] == str(tmp_path / "r") and report["epochs"] == 1
+
+
+def test_train_help_lists_the_registries_choices():
+    out = subprocess.run([sys.executable, "-m", "augkit", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    from augkit.train.activations import ACTIVATIONS
+    from augkit.train.inits import INITS
+
+    for name in [*ACTIVATIONS.names(), *INITS.names()]:
+        assert name in out, name
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion_and_draws_it(quick_run, tmp_path):
+    plot = tmp_path / "confusion.png"
+    report = json.loads(succeeded(invoke("evaluate", quick_run, "--json", "-o", plot)))
+    summary = json.loads((quick_run / "summary.json").read_text())
+    assert report["accuracy"] == pytest.approx(summary["best_val_acc"], abs=1e-6)
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == report["images"] == 360
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(report["accuracy"], abs=1e-6)
+    assert set(report["per_class"]) == {str(d) for d in range(10)}
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    text = succeeded(invoke("evaluate", quick_run, "--checkpoint", "last", "-o", tmp_path / "c2.png"))
+    assert "accuracy" in text and "confusion" in text
+
+
+def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_folder):
+    other = make_image_folder({"cat": 3, "dog": 3}, sizes=((8, 8),))
+    result = invoke("evaluate", quick_run, other)
+    assert result.exit_code == 2 and "classes" in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- user mistakes
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--activation", "relux"], "did you mean relu"),
+        (["--init", "kaiming"], "kaiming_normal"),
+        (["--model", "vgg"], "choose one of"),
+        (["--dropout", "1"], "dropout must be in [0, 1)"),
+        (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
+        (["--set", "dropuot=0.5"], "did you mean dropout"),
+        (["--set", "epochs=many"], "epochs must be int"),
+        (["--hidden", "64,x"], "hidden must be a list of integers"),
+        (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "cuda"),
+        (["--model", "cnn", "--channels", "8,8,8,8,8"], "8x8"),
+        (["--lr", "0"], "lr must be above 0"),
+        (["--augment", "rotat(limit=10)"], "rotate"),
+        (["--stats", "missing-stats.json"], "missing-stats.json"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expected):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "-o", str(run_dir), "-q", "--epochs", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (run_dir / "last.pt").exists()
+
+
+def test_dataset_problems_are_one_line_exit_2(tmp_path, make_image_folder, write_png):
+    one_class = make_image_folder({"cat": 4}, sizes=((8, 8),), name="one")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    gray = make_image_folder({"a": 4, "b": 4}, sizes=((8, 8),), name="rgb")
+    stats = tmp_path / "gray-stats.json"
+    succeeded(invoke("stats", "--gray", "-o", stats, "--workers", "1", "-q"))  # the digits, one channel
+    cases = [
+        ([str(one_class)], "class"),
+        ([str(empty)], str(empty)),
+        ([str(tmp_path / "missing")], "missing"),
+        ([str(gray), "--stats", str(stats)], "channel"),
+    ]
+    for args, expected in cases:
+        result = CliRunner().invoke(cli, ["train", *QUICK, "-o", str(tmp_path / "run"), *args])
+        assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, (args, result.output)
+        assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_an_existing_run_dir_is_never_overwritten(quick_run):
+    before = (quick_run / "last.pt").read_bytes()
+    result = invoke("train", *QUICK, "-o", quick_run)
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert (quick_run / "last.pt").read_bytes() == before
+
+
+def test_resume_of_a_missing_run_dir_is_one_line_exit_2(tmp_path):
+    result = invoke("train", "--resume", tmp_path / "no-such-run")
+    assert result.exit_code == 2 and "no-such-run" in result.output and "Traceback" not in result.output
+
+
+def test_resume_refuses_changes_to_what_the_run_computes(quick_run):
+    result = invoke("train", "--resume", quick_run, "--lr", "0.5")
+    assert result.exit_code == 2 and "--lr" in result.output
+
+
+# ----------------------------------------------------------------------------- resume after kill -9
+
+# Dropout (torch's RNG) and augmentation (seeded per sample) both matter for an exact resume.
+RESUMABLE = ["--model", "mlp", "--hidden", "512,512", "--dropout", "0.2", "--epochs", "6",
+             "--augment", "rotate(limit=10)", "--workers", "1", "--batch-size", "32", "-q"]  # fmt: skip
+
+
+def _train_process(*args: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "augkit", "train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_run_killed_mid_way_resumes_to_the_same_weights(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    straight = _train_process(*RESUMABLE, "-o", reference)
+    victim = _train_process(*RESUMABLE, "-o", killed)
+    deadline = time.monotonic() + 120
+    while not (killed / "metrics.csv").exists() or len(read_metrics(killed)) < 2:
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the run never finished two epochs"
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    done = torch.load(killed / "last.pt", weights_only=True)["epoch"]
+    assert 2 <= done < 6, done  # killed mid-run, after at least one checkpoint
+
+    resumed = subprocess.run([sys.executable, "-m", "augkit", "train", "--resume", str(killed), "-q"],
+                             capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert straight.wait(timeout=180) == 0, straight.communicate()
+    a = torch.load(reference / "last.pt", weights_only=True)
+    b = torch.load(killed / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 6
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=1e-6)
+    assert [r["epoch"] for r in read_metrics(killed)] == [str(e) for e in range(1, 7)]
+    assert b["history"][-1]["val_acc"] == pytest.approx(a["history"][-1]["val_acc"], abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- NaN / Inf
+
+
+def test_a_diverging_run_stops_at_once_with_exit_1_naming_epoch_and_step(tmp_path):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--lr", "1e6", "--schedule", "constant", "--no-batchnorm", "-o", str(run_dir)])
+    assert result.exit_code == 1, result.output
+    assert "epoch 1, step" in result.output and "learning rate" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (run_dir / "last.pt").exists()
+
+
+def test_a_loss_that_turns_nan_later_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """The guard itself: the model's output turns NaN at a chosen step of epoch 2."""
+    import augkit.train.loop as loop
+
+    real_create = loop.create_model
+    calls = {"n": 0}
+
+    class NaNAfter(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module, step: int) -> None:
+            super().__init__()
+            self.inner, self.step = inner, step
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.inner(x)
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] >= self.step:
+                    return out * float("nan")
+            return out
+
+    steps_per_epoch = 1437 // 64
+    monkeypatch.setattr(loop, "create_model", lambda *a, **k: NaNAfter(real_create(*a, **k), steps_per_epoch + 5))
+    run_dir = tmp_path / "run"
+    with pytest.raises(loop.NonFiniteLoss, match=r"epoch 2, step 5: .*learning rate.*epoch 1\) is kept"):
+        loop.train(TrainConfig(model="mlp", hidden=(32,), epochs=3), run_dir, quiet=True, log=lambda m: None)
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+    assert len(read_metrics(run_dir)) == 1

@@ -1,0 +1,605 @@
+"""The torch bridge: a dataset as uint8 arrays, reproducible batches, normalisation on the device.
+
+Three steps, in the order a run takes them:
+
+1. ``open_splits(config)`` opens DATA (any layout augkit opens) as train and val arrays of uint8
+   N x H x W x C images. A packed ``augkit preprocess`` output is used memory-mapped as it is;
+   anything else is decoded once into memory, unreadable files skipped and listed.
+2. ``make_loader(...)`` gives each epoch's batches as uint8 tensors. The order and every
+   augmentation are pure functions of (seed, epoch, index): the batches of an epoch are the same
+   for any number of workers and whatever the state of any random generator, so a resumed run
+   sees exactly the batches an uninterrupted one would have.
+3. ``Normalizer`` turns a uint8 batch into standardised float32 N x C x H x W on the device:
+   uint8 crosses the bus (a quarter of float32's bytes) and the arithmetic runs on the whole batch.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import augkit
+from augkit import packed
+from augkit.datasets import Dataset, list_splits, open_dataset
+from augkit.errors import AugkitError, ImageReadError
+from augkit.preprocess.plan import stratified_split
+from augkit.stats import ChannelStats
+from augkit.train.config import TrainConfig
+
+if TYPE_CHECKING:  # albumentations loads only for runs that augment
+    from augkit.pipeline import Pipeline
+
+# The fraction of train carved into val when DATA has no val split and --val-split is not given.
+DEFAULT_VAL_SPLIT = 0.2
+
+# The most bytes of decoded images open_splits holds in memory. Past it, the fix is a packed
+# `augkit preprocess` output, which trains memory-mapped at any size.
+MEMORY_BUDGET = 4 << 30
+
+# Bytes of images per ChannelStats update in fit_normalizer: the training array may be a
+# memory map larger than memory, so it is measured a slice at a time.
+_STATS_CHUNK_BYTES = 64 << 20
+
+STATS_FILE = "stats.json"
+
+
+# ----------------------------------------------------------------------------- opening the data
+
+
+@dataclass
+class Splits:
+    """The training and validation images of a run, as uint8 arrays, and where they came from."""
+
+    train_images: np.ndarray  # uint8 N x H x W x C, in memory or memory-mapped
+    train_labels: np.ndarray  # int64 N, index into classes
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    classes: list[str]
+    source: str  # what was opened, for messages
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable files: (path, reason)
+    val_split: float | None = None  # the fraction of train carved into val; None: DATA's own val
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of every image."""
+        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+
+def open_splits(config: TrainConfig) -> Splits:
+    """The train and val images of ``config.data`` (None: the sample digits), checked for training.
+
+    DATA's own val split is used when it has one; otherwise ``config.val_split`` of each class
+    (``DEFAULT_VAL_SPLIT``, 0.2, when None: the caller should say so) is carved from train,
+    stratified and seeded. ``config.train_subset`` then keeps that many training images, an equal
+    share per class as far as the classes allow. Images decode as 1 channel when every one is
+    gray (R = G = B everywhere), as RGB otherwise.
+
+    Raises:
+        AugkitError: DATA is missing, empty, unreadable, unlabelled or has one class; images
+            differ in size; a split would be empty; the subset is larger than train; or the
+            decoded images would not fit in ``MEMORY_BUDGET``. Each message says how to fix it.
+    """
+    path = Path(config.data) if config.data is not None else augkit.sample_data_dir() / "digits"
+    source = str(path)
+    splits = list_splits(path)
+    train = open_dataset(path, "train")
+    _check_classes(train, source)
+
+    carved: float | None = None
+    if "val" in splits:
+        if config.val_split is not None:
+            raise AugkitError(f"{source}: DATA already has a val split; drop --val-split")
+        val = open_dataset(path, "val")
+        train_idx, val_idx = np.arange(len(train)), np.arange(len(val))
+    else:
+        carved = DEFAULT_VAL_SPLIT if config.val_split is None else config.val_split
+        train_idx, val_idx = stratified_split(train.labels, carved, config.seed)
+        val = train
+        _check_carved(train, train_idx, val_idx, carved, source)
+
+    if config.train_subset is not None:
+        if config.train_subset > len(train_idx):
+            what = "after carving val" if carved is not None else "in DATA"
+            raise AugkitError(
+                f"{source}: --train-subset {config.train_subset} is more than the {len(train_idx)} "
+                f"training images {what}; choose at most {len(train_idx)}"
+            )
+        train_idx = train_idx[stratified_subset(train.labels[train_idx], config.train_subset, config.seed)]
+
+    train_set, val_set = train.subset(train_idx), val.subset(val_idx)
+    skipped: list[tuple[str, str]] = []
+    if train.kind == "packed":
+        train_images, val_images = _packed_arrays(train, train_idx, val, val_idx, source)
+    else:
+        (train_images, val_images), keep, skipped = _decode([train_set, val_set], source)
+        train_set, val_set = train_set.subset(keep[0]), val_set.subset(keep[1])
+    return Splits(
+        train_images, train_set.labels, val_images, val_set.labels,
+        list(train.classes), source, skipped, carved,
+    )  # fmt: skip
+
+
+def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``count`` samples: an equal share of each class, as far as it has images.
+
+    A class with fewer images than its share gives all it has and the rest is shared among the
+    others; the few classes that get one image more than the rest are drawn with ``seed``.
+    """
+    names, sizes = np.unique(labels, return_counts=True)
+    rng = np.random.default_rng([seed, 0x5B5E7])  # a stream of its own, apart from the val carve
+    quota, remaining, left = sizes.copy(), count, len(names)
+    order = np.argsort(sizes, kind="stable")
+    for position, k in enumerate(order):  # smallest classes first: they may not fill a share
+        share = remaining // left
+        if sizes[k] > share:  # this class and every larger one take an equal share
+            larger = order[position:]
+            quota[larger] = share
+            remaining -= share * len(larger)
+            quota[rng.permutation(larger)[:remaining]] += 1  # the images an equal split leaves over
+            break
+        remaining, left = remaining - sizes[k], left - 1
+    chosen = [rng.permutation(np.flatnonzero(labels == name))[:q] for name, q in zip(names, quota)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
+
+
+def _check_classes(train: Dataset, source: str) -> None:
+    present = [train.classes[i] for i in np.unique(train.labels) if i >= 0]
+    if len(present) >= 2:
+        return
+    if not train.classes:
+        raise AugkitError(
+            f"{source}: training needs at least 2 classes; DATA has none (its images are not in "
+            f"class folders): put them in {source}/<class>/ folders"
+        )
+    listed = ", ".join(present) if present else "none with images"
+    raise AugkitError(
+        f"{source}: training needs at least 2 classes; DATA has {len(present)}: {listed}; "
+        f"add a folder of images per class ({source}/<class>/<image>)"
+    )
+
+
+def _check_carved(train: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, fraction: float, source: str) -> None:
+    if len(val_idx) and len(train_idx):
+        return
+    left = "val" if not len(val_idx) else "train"
+    classes = len(np.unique(train.labels))
+    fix = "raise --val-split or add images" if left == "val" else "lower --val-split or add images"
+    raise AugkitError(
+        f"{source}: --val-split {fraction:g} leaves the {left} split empty ({len(train)} images in "
+        f"{classes} classes, {fraction:g} of each class rounded); {fix}"
+    )
+
+
+def _packed_arrays(
+    train: Dataset, train_idx: np.ndarray, val: Dataset, val_idx: np.ndarray, source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The packed output's memory maps; rows picked out of them (carve, subset) are copied."""
+    maps = {split: packed.open_packed(train.root, (split,))[3].array(0) for split in {train.split, val.split}}
+    arrays = []
+    for dataset, idx in ((train, train_idx), (val, val_idx)):
+        whole = maps[dataset.split]
+        if len(idx) == len(whole):  # every row, in order: the map itself, no copy
+            arrays.append(whole)
+            continue
+        _check_budget(len(idx) * whole[0].nbytes, source, "copying the selected rows of")
+        arrays.append(whole[idx])
+    return arrays[0], arrays[1]
+
+
+def _decode(
+    datasets: Sequence[Dataset], source: str
+) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[str, str]]]:
+    """Each dataset's images as one uint8 array, one size for all; unreadable files skipped.
+
+    Returns (arrays, kept indices per dataset, skipped (path, reason)).
+    """
+    total = sum(len(d) for d in datasets)
+    first: tuple[str, tuple[int, ...]] | None = None  # (source, shape) of the first image read
+    gray = True
+    buffers, kept, skipped = [], [], []
+    for dataset in datasets:
+        buffer, keep = None, []
+        for i in range(len(dataset)):
+            try:
+                image = dataset.read(i)  # always RGB: one channel is kept at the end if all are gray
+            except ImageReadError as e:
+                skipped.append((e.path, e.reason))
+                continue
+            if first is None:
+                first = (dataset.sources[i], image.shape)
+                _check_budget(total * image.nbytes, source, "decoding")
+            elif image.shape != first[1]:
+                raise AugkitError(_sizes_message(source, first, (dataset.sources[i], image.shape)))
+            if buffer is None:
+                buffer = np.empty((len(dataset), *image.shape), dtype=np.uint8)
+            buffer[len(keep)] = image
+            keep.append(i)
+            gray = gray and bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+        buffers.append(buffer[: len(keep)] if buffer is not None else None)
+        kept.append(np.array(keep, dtype=np.int64))
+
+    for dataset, buffer in zip(datasets, buffers):
+        if buffer is None or not len(buffer):
+            reason = f"; the first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+            raise AugkitError(
+                f"{source}: none of the {len(dataset)} images of the {dataset.split} split could be "
+                f"read ({len(skipped)} unreadable{reason}); fix or remove the broken files"
+            )
+    arrays = [np.ascontiguousarray(b[..., :1]) if gray else b for b in buffers]
+    return arrays, kept, skipped
+
+
+def _sizes_message(source: str, a: tuple[str, tuple[int, ...]], b: tuple[str, tuple[int, ...]]) -> str:
+    (path_a, (h_a, w_a, _)), (path_b, (h_b, w_b, _)) = a, b
+    size = f"{h_a}" if h_a == w_a else f"{h_a}x{w_a}"
+    return (
+        f"{source}: images differ in size ({path_a} is {h_a}x{w_a}, {path_b} is {h_b}x{w_b}, "
+        f"height x width); a batch needs one size: run `augkit preprocess {source} OUT --size {size}` "
+        f"and train on OUT"
+    )
+
+
+def _check_budget(nbytes: int, source: str, doing: str) -> None:
+    if nbytes <= MEMORY_BUDGET:
+        return
+    raise AugkitError(
+        f"{source}: {doing} the images needs {nbytes / 2**30:.1f} GiB of memory, over the "
+        f"{MEMORY_BUDGET / 2**30:g} GiB limit; write a packed dataset with `augkit preprocess "
+        f"{source} OUT --size 32` (add --split-val 0.2 if DATA has no val split) and train on "
+        f"OUT, which is read memory-mapped, or train on fewer images with --train-subset"
+    )
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def load_augment(spec: str | None, seed: int) -> Pipeline | None:
+    """The training augmentation for ``spec`` (a pipeline file or inline spec), seeded; None: none."""
+    if not spec:
+        return None
+    return augkit.load_pipeline(spec, seed=seed)
+
+
+class Loader:
+    """An epoch's batches of (uint8 N x H x W x C images, int64 labels), as CPU tensors.
+
+    Training: the order is a permutation drawn from ``default_rng([seed, epoch])`` and the last
+    incomplete batch is dropped when there is more than one (BatchNorm cannot train on a batch
+    of 1). Evaluation (``train=False``): every sample in order, never augmented.
+
+    Without augmentation the batches are sliced from the array in this process. With it, a
+    DataLoader runs ``augment(image, index=i, epoch=e)`` on each sample, in ``workers`` processes
+    (started by forkserver, never fork: a child forked while OpenCV's thread pool is busy can
+    hang), so each sample's augmentation depends only on (pipeline seed, epoch, index).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        train: bool,
+        seed: int,
+        augment: Pipeline | None = None,
+        workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 N x H x W x C, got {images.dtype} of shape {images.shape}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        if batch_size < 1 or workers < 0:
+            raise ValueError(f"batch_size must be at least 1 and workers at least 0, got {batch_size}, {workers}")
+        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.augment = augment if train else None
+        self.pin_memory = pin_memory
+        self._loader, self._closed = None, False
+        if self.augment is not None:
+            # Caught here, in this process and before any worker starts, in the common case of a
+            # pipeline that always changes the size; _AugmentedImages checks every sample too.
+            _check_augmented(images[0], self.augment(np.array(images[0]), index=0, epoch=0))
+            # The sampler must not refer back to this object: a DataLoader freed by the cycle
+            # collector, rather than by its last reference going, takes seconds to stop its workers.
+            self._sampler = _EpochSampler(len(images), batch_size, train, seed)
+            context = None
+            if workers:
+                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+                context = multiprocessing.get_context(method)
+            self._loader = torch.utils.data.DataLoader(
+                _AugmentedImages(images, self.labels, self.augment, shared=workers > 0),
+                batch_sampler=self._sampler,
+                num_workers=workers,
+                collate_fn=_stack,
+                pin_memory=pin_memory,
+                multiprocessing_context=context,
+                persistent_workers=workers > 0,
+                worker_init_fn=_init_worker if workers else None,
+                # Its own generator: otherwise starting the iterator draws a seed from torch's
+                # global RNG, which dropout uses too, and a persistent iterator starts only in
+                # the first epoch a process runs: a resumed run would draw at another moment.
+                generator=torch.Generator().manual_seed(seed),
+            )
+
+    def __len__(self) -> int:
+        return _batch_count(len(self.images), self.batch_size, self.train)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample indices of ``epoch``'s batches, concatenated (dropped samples left out)."""
+        return _epoch_order(len(self.images), self.batch_size, self.train, self.seed, epoch)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch``: the same for the same (seed, epoch), whatever came before."""
+        if self.augment is None:
+            order = self.order(epoch)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                x, y = torch.from_numpy(np.asarray(self.images[idx])), torch.from_numpy(self.labels[idx])
+                yield (x.pin_memory(), y.pin_memory()) if self.pin_memory else (x, y)
+            return
+        if self._closed:
+            raise RuntimeError("this loader was closed")
+        self._sampler.epoch = epoch
+        for batch in self._loader:
+            if isinstance(batch, str):  # _stack's message about a misshapen image, from a worker
+                raise AugkitError(batch)
+            yield batch
+
+    def close(self) -> None:
+        """Stop the worker processes now, rather than when the loader is garbage-collected."""
+        self._loader, self._closed = None, True  # its last reference: its iterator stops the workers
+
+
+def make_loader(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int,
+    augment: Pipeline | None = None,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> Loader:
+    """The batches of one split (see ``Loader``).
+
+    ``augment`` applies to training only, and ``workers`` only with ``augment``: without it the
+    batches are array slices, made faster in this process than a worker could send them.
+    """
+    return Loader(
+        images, labels, batch_size=batch_size, train=train, seed=seed,
+        augment=augment, workers=workers, pin_memory=pin_memory,
+    )  # fmt: skip
+
+
+def _batch_count(n: int, batch_size: int, train: bool) -> int:
+    if train:  # full batches only, unless there are not enough samples for one
+        return max(1, n // batch_size) if n else 0
+    return -(-n // batch_size)
+
+
+def _epoch_order(n: int, batch_size: int, train: bool, seed: int, epoch: int) -> np.ndarray:
+    if not train:
+        return np.arange(n)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[: _batch_count(n, batch_size, train) * batch_size]
+
+
+class _EpochSampler:
+    """The DataLoader's batch sampler: lists of (epoch, index), in the order of ``Loader.order``."""
+
+    def __init__(self, n: int, batch_size: int, train: bool, seed: int) -> None:
+        self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        # Built at once, not lazily, so a batch never sees an epoch set after iteration began.
+        epoch, size = self.epoch, self.batch_size
+        order = _epoch_order(self.n, size, self.train, self.seed, epoch).tolist()
+        return iter([[(epoch, i) for i in order[s : s + size]] for s in range(0, len(order), size)])
+
+    def __len__(self) -> int:
+        return _batch_count(self.n, self.batch_size, self.train)
+
+
+class _AugmentedImages(torch.utils.data.Dataset):
+    """Sample (epoch, index): the augmented image and its label, or a message if misshapen."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Pipeline, *, shared: bool) -> None:
+        self.images = _SharedImages(images) if shared else images
+        self.labels, self.augment = labels, augment
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray | str, int]:
+        epoch, index = key
+        images = self.images.array if isinstance(self.images, _SharedImages) else self.images
+        # A copy: a transform that writes in place must never change the training data.
+        image = np.array(images[index])
+        out = self.augment(image, index=index, epoch=epoch)
+        try:
+            _check_augmented(image, out)
+        except AugkitError as e:
+            return str(e), int(self.labels[index])
+        return out, int(self.labels[index])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class _SharedImages:
+    """An image array that each worker process receives without a copy of its own.
+
+    A memory map pickles as its file (each worker maps it: the page cache is shared); an array
+    in memory is copied once into shared memory, which torch's pickler then hands to workers.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        if _is_file_map(array):
+            self.array, self._tensor = array, None
+        else:
+            self._tensor = torch.empty(array.shape, dtype=torch.uint8).share_memory_()
+            self.array = self._tensor.numpy()
+            self.array[...] = array
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._tensor is not None:
+            return {"tensor": self._tensor}
+        a = self.array
+        return {"file": a.filename, "offset": a.offset, "shape": a.shape, "dtype": a.dtype.str}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._tensor = state.get("tensor")
+        if self._tensor is not None:
+            self.array = self._tensor.numpy()
+        else:
+            self.array = np.memmap(state["file"], np.dtype(state["dtype"]), "r", state["offset"], state["shape"])
+
+
+def _is_file_map(array: np.ndarray) -> bool:
+    """Whether ``array`` is a whole memory-mapped file region (not a slice of one, not a copy)."""
+    return (
+        isinstance(array, np.memmap)
+        and isinstance(array.base, mmap.mmap)
+        and array.filename is not None
+        and array.flags.c_contiguous
+    )
+
+
+def _check_augmented(image: np.ndarray, out: Any) -> None:
+    if isinstance(out, np.ndarray) and out.dtype == image.dtype and out.shape == image.shape:
+        return
+    got = f"{'x'.join(map(str, out.shape))} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+    raise AugkitError(
+        f"the augment pipeline turned a {'x'.join(map(str, image.shape))} uint8 image into {got}; "
+        f"keep size and dtype (e.g. crop with padding) and leave standardisation to the harness"
+    )
+
+
+def _stack(samples: list[tuple[np.ndarray | str, int]]) -> tuple[torch.Tensor, torch.Tensor] | str:
+    """Collate: one uint8 N x H x W x C tensor and the labels; or the first sample's error message."""
+    message = next((image for image, _ in samples if isinstance(image, str)), None)
+    if message is not None:
+        return message  # raised in the training process, as one line, not as a worker traceback
+    images = torch.from_numpy(np.stack([image for image, _ in samples]))
+    return images, torch.tensor([label for _, label in samples], dtype=torch.int64)
+
+
+def _init_worker(worker_id: int) -> None:
+    import cv2
+
+    # One OpenCV thread per worker: the workers are the parallelism, and a thread pool in each
+    # would oversubscribe the cores.
+    cv2.setNumThreads(1)
+
+
+# ----------------------------------------------------------------------------- on the device
+
+
+class Normalizer(nn.Module):
+    """uint8 N x H x W x C -> float32 N x C x H x W: ``(x / 255 - mean) / std``, on the whole batch.
+
+    ``mean`` is C x 1 x 1 (per channel) or C x H x W (the mean image); ``std`` is C x 1 x 1.
+    Both are on the [0, 1] scale, as ``ChannelStats`` stores them; zeros and ones when not used.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float().contiguous())
+        self.register_buffer("std", std.float().contiguous())
+
+    @classmethod
+    def from_stats(
+        cls, stats: ChannelStats | None, *, standardize: bool, mean_image: bool, channels: int
+    ) -> Normalizer:
+        """Subtract the mean image (``mean_image``) or, with ``standardize``, the per-channel mean;
+        with ``standardize`` also divide by the per-channel std. Neither: scale to [0, 1] only.
+        """
+        mean, std = torch.zeros(channels, 1, 1), torch.ones(channels, 1, 1)
+        if not (standardize or mean_image):
+            return cls(mean, std)
+        if stats is None or stats.channels != channels:
+            found = "no statistics" if stats is None else f"statistics of {stats.channels} channels"
+            raise ValueError(f"standardize/mean_image need statistics of {channels} channels, got {found}")
+        if mean_image:
+            if stats.mean_image is None:
+                raise ValueError("mean_image needs statistics computed with mean_image=True")
+            mean = torch.from_numpy(stats.mean_image).permute(2, 0, 1)
+        else:
+            mean = torch.from_numpy(stats.mean).view(channels, 1, 1)
+        if standardize:
+            # A constant channel has std 0: it is only centred, instead of becoming NaN.
+            std = torch.from_numpy(np.where(stats.std > 0, stats.std, 1.0)).view(channels, 1, 1)
+        return cls(mean, std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # permute of an N x H x W x C tensor is N x C x H x W in channels-last memory order.
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        return x.sub_(self.mean).div_(self.std)
+
+
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device | str, normalizer: Normalizer, *, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uint8 batch copied to ``device`` (non-blocking; from pinned memory on CUDA) and normalised.
+
+    ``normalizer`` must already be on ``device``. Returns float32 N x C x H x W (channels-last
+    memory format with ``channels_last``) and the labels.
+    """
+    x = normalizer(x.to(device, non_blocking=True))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=memory_format), y.to(device, non_blocking=True)
+
+
+def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path) -> Normalizer:
+    """The normaliser for ``config``: statistics from ``config.stats``, else from the training split.
+
+    Computed statistics are cached as ``run_dir/stats.json``; when that file exists (a resumed
+    run) it is loaded instead. No statistics are needed without standardize and mean_image.
+    """
+    channels = splits.shape[2]
+    if not (config.standardize or config.mean_image):
+        return Normalizer.from_stats(None, standardize=False, mean_image=False, channels=channels)
+    if config.stats is not None:
+        stats = ChannelStats.load(config.stats)
+        _check_stats(stats, config.stats, splits, config.mean_image, "compute stats on this data or drop --stats")
+    else:
+        cache = Path(run_dir) / STATS_FILE
+        if cache.exists():
+            stats = ChannelStats.load(cache)
+            _check_stats(stats, cache, splits, config.mean_image, "it belongs to another run: use a new run folder")
+        else:
+            stats = ChannelStats(channels, mean_image=config.mean_image)
+            images = splits.train_images
+            rows = max(1, _STATS_CHUNK_BYTES // max(1, images[0].nbytes))
+            for start in range(0, len(images), rows):
+                stats.update(np.asarray(images[start : start + rows]))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(cache)
+    return Normalizer.from_stats(stats, standardize=config.standardize, mean_image=config.mean_image, channels=channels)
+
+
+def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_image: bool, fix: str) -> None:
+    height, width, channels = splits.shape
+    if stats.channels != channels:
+        kind = "gray" if channels == 1 else "RGB" if channels == 3 else f"{channels} channels"
+        raise AugkitError(f"stats file {path} has {stats.channels} channels but DATA has {channels} ({kind}); {fix}")
+    if not mean_image:
+        return
+    if stats.mean_image is None:
+        raise AugkitError(
+            f"stats file {path} has no mean image, which --mean-image needs; "
+            f"compute one with `augkit stats DATA --mean-image -o FILE`, or drop --mean-image"
+        )
+    if stats.mean_image.shape[:2] != (height, width):
+        h, w = stats.mean_image.shape[:2]
+        raise AugkitError(
+            f"stats file {path} has a {h}x{w} mean image but DATA's images are {height}x{width}; {fix}"
+        )

@@ -1,0 +1,381 @@
+"""The training loop: ``train(config, run_dir)``, one function read top to bottom.
+
+Each optimisation step, in a fixed order: forward (bf16 autocast with --amp on CUDA), loss
+(+ L1 penalty), zero_grad, backward, clip, optimiser step, scheduler step, record. Each epoch:
+train, evaluate on val, then write ``last.pt`` (and ``best.pt``), ``metrics.csv`` and, at the
+end, ``summary.json`` and ``curves.png``. Everything a run needs is built first by ``build``,
+so a mistake in the config or the data stops the run before any training.
+
+RUN_DIR after a run:
+    config.yaml    the resolved config: ``augkit train --config RUN_DIR/config.yaml`` runs it again
+    stats.json     the training split's statistics used to standardise (when computed here)
+    last.pt        the state after the latest epoch: ``--resume RUN_DIR`` continues from it
+    best.pt        the state after the epoch with the best validation accuracy
+    metrics.csv    one row per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds, ...
+    summary.json   best_val_acc, best_epoch, final_val_acc, epochs, seconds, images_per_second, device, ...
+    curves.png     loss and accuracy, train against val
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import augkit
+from augkit.errors import AugkitError, RunError
+from augkit.files import atomic_write
+from augkit.train import data as datalib
+from augkit.train.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrapped
+from augkit.train.config import TrainConfig
+from augkit.train.models import count_parameters, create_model
+from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
+from augkit.train.plots import plot_curves
+
+CONFIG, METRICS, SUMMARY, CURVES = "config.yaml", "metrics.csv", "summary.json", "curves.png"
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_second")
+
+
+# ----------------------------------------------------------------------------- building a run
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU. Asking for a device that is not there is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AugkitError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AugkitError("--device cuda: CUDA is not available here (no GPU, or a CPU-only torch); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise AugkitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise AugkitError("--device mps: MPS is not available here; use --device cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise AugkitError(f"unsupported device {name!r}; choose auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+@dataclass
+class Parts:
+    """Everything a run is made of, built and checked before the first step."""
+
+    config: TrainConfig
+    device: torch.device
+    splits: datalib.Splits
+    model: nn.Module
+    normalizer: datalib.Normalizer
+    train_loader: datalib.Loader
+    val_loader: datalib.Loader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda" and self.config.model != "mlp"
+
+    @property
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA with --amp: no loss scaling needed (bf16 has float32's range)."""
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def build(config: TrainConfig, run_dir: Path) -> Parts:
+    """Data, model, optimiser and schedule for ``config``; every user error surfaces here."""
+    device = resolve_device(config.device)
+    splits = datalib.open_splits(config)
+    height, width, channels = splits.shape
+    torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
+    model = create_model(config, (channels, height, width), len(splits.classes)).to(device)
+    if device.type == "cuda" and config.model != "mlp":
+        model = model.to(memory_format=torch.channels_last)
+    normalizer = datalib.fit_normalizer(config, splits, run_dir).to(device)
+    augment = datalib.load_augment(config.augment, config.seed)
+    pin = device.type == "cuda"
+    train_loader = datalib.make_loader(
+        splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
+        seed=config.seed, augment=augment, workers=config.workers, pin_memory=pin,
+    )  # fmt: skip
+    val_loader = datalib.make_loader(
+        splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
+        seed=config.seed, augment=None, workers=0, pin_memory=pin,
+    )  # fmt: skip
+    optimizer = create_optimizer(model, config)
+    scheduler = create_scheduler(optimizer, config, len(train_loader))
+    if config.tensorboard:
+        try:
+            importlib.import_module("torch.utils.tensorboard")
+        except ImportError:
+            raise AugkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    # bf16 needs no loss scaling; the scaler is kept (disabled) so checkpoints have one shape.
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    return Parts(config, device, splits, model, normalizer, train_loader, val_loader, optimizer, scheduler, scaler)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class NonFiniteLoss(RunError):
+    """The loss became NaN or Inf: training stops at once, keeping the last good checkpoint."""
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume``); returns the summary."""
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parts = build(config, run_dir)
+    model, device, optimizer, scheduler = parts.model, parts.device, parts.optimizer, parts.scheduler
+    config.save(run_dir / CONFIG)
+
+    history: list[dict[str, float]] = []
+    best = {"val_acc": -1.0, "epoch": 0}
+    start_epoch = 0
+    if resume:
+        state = load_checkpoint(run_dir / LAST, map_location=device)
+        unwrapped(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        parts.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
+
+    _describe(parts, log)
+    step_model = torch.compile(model) if config.compile else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    tensorboard = _tensorboard(run_dir) if config.tensorboard else None
+    # Losses stay on the device and are read every `sync_every` steps: each read is a CPU-GPU
+    # sync point. On the CPU reading is free, so the NaN check and the bar run every step.
+    sync_every = 1 if device.type == "cpu" else 25
+
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            steps = len(parts.train_loader)
+            losses = torch.zeros(steps, device=device)
+            correct = torch.zeros(steps, device=device)
+            seen = 0
+            with _bar(steps, f"epoch {epoch + 1}/{config.epochs}", quiet) as bar:
+                checked = 0
+                for step, (x, y) in enumerate(parts.train_loader.batches(epoch)):
+                    inputs, targets = datalib.to_device(x, y, device, parts.normalizer, channels_last=parts.channels_last)
+                    with parts.autocast:
+                        logits = step_model(inputs)
+                        loss = criterion(logits.float(), targets)
+                    penalty = l1_penalty(model, config.l1)
+                    optimizer.zero_grad(set_to_none=True)
+                    (loss if penalty is None else loss + penalty).backward()
+                    if config.clip_grad is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                    optimizer.step()
+                    scheduler.step()
+                    losses[step] = loss.detach()
+                    correct[step] = (logits.argmax(dim=1) == targets).sum()
+                    seen += len(targets)
+                    if (step + 1) % sync_every == 0 or step + 1 == steps:
+                        _check_finite(losses[checked : step + 1], checked, epoch, config, run_dir, history)
+                        checked = step + 1
+                        elapsed = time.perf_counter() - started
+                        bar.update(step + 1 - bar.n)
+                        bar.set_postfix(loss=f"{losses[: step + 1].mean().item():.4f}",
+                                        acc=f"{correct[: step + 1].sum().item() / seen:.4f}",
+                                        img_s=f"{seen / elapsed:.0f}", refresh=False)  # fmt: skip
+            train_seconds = time.perf_counter() - started
+            val_loss, val_acc, _, _ = evaluate_loader(model, parts, parts.val_loader, criterion)
+
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": losses.mean().item(),
+                "train_acc": correct.sum().item() / max(seen, 1),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "seconds": time.perf_counter() - started,
+                "images_per_second": seen / train_seconds,
+            }
+            history.append(row)
+            is_best = val_acc > best["val_acc"]
+            if is_best:
+                best = {"val_acc": val_acc, "epoch": epoch + 1}
+            state = {
+                "model": unwrapped(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": parts.scaler.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "best": best,
+                "rng": rng_state(),
+                "config": config.to_dict(),
+                "classes": list(parts.splits.classes),
+                "shape": list(parts.splits.shape),
+                "augkit_version": augkit.__version__,
+            }
+            save_checkpoint(run_dir / LAST, state)
+            if is_best:
+                save_checkpoint(run_dir / BEST, state)
+            _write_metrics(run_dir / METRICS, history)
+            if tensorboard is not None:
+                for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+                    tensorboard.add_scalar(key, row[key], epoch + 1)
+            if not quiet:
+                log(f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
+                    f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+                    f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")  # fmt: skip
+
+    finally:
+        parts.train_loader.close()  # stop augmentation workers now (not at garbage collection)
+    if tensorboard is not None:
+        tensorboard.close()
+    summary = _summary(history, best, parts)
+    atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if history:
+        plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
+    return summary
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, parts: Parts, loader: datalib.Loader, criterion: nn.Module
+) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy, predictions, labels) over every batch of ``loader``, in eval mode."""
+    model.eval()
+    total_loss = torch.zeros((), device=parts.device)
+    predictions, labels = [], []
+    for x, y in loader.batches(0):
+        inputs, targets = datalib.to_device(x, y, parts.device, parts.normalizer, channels_last=parts.channels_last)
+        with parts.autocast:
+            logits = model(inputs)
+        total_loss += criterion(logits.float(), targets) * len(targets)
+        predictions.append(logits.argmax(dim=1))
+        labels.append(targets)
+    model.train()
+    if not predictions:
+        return math.nan, math.nan, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    predicted, truth = torch.cat(predictions).cpu(), torch.cat(labels).cpu()
+    count = len(truth)
+    return total_loss.item() / count, (predicted == truth).float().mean().item(), predicted, truth
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not run_dir.is_dir():
+            raise AugkitError(f"--resume {run_dir}: no such folder; give the RUN_DIR of an earlier run")
+        if not (run_dir / LAST).is_file():
+            raise AugkitError(f"--resume {run_dir}: no {LAST} there (no epoch finished yet); start it again without --resume")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        what = "holds a run" if (run_dir / CONFIG).exists() else "is not empty"
+        raise AugkitError(f"RUN_DIR {run_dir} {what}; continue it with --resume {run_dir}, or choose another -o")
+
+
+def _check_finite(
+    losses: torch.Tensor, offset: int, epoch: int, config: TrainConfig, run_dir: Path, history: list[dict[str, float]]
+) -> None:
+    """Stop at the first non-finite loss, saying where and what usually causes it."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    step = offset + int((~finite).nonzero()[0, 0])
+    value = losses[step - offset].item()
+    kept = (
+        f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {run_dir / LAST}"
+        if history else "no epoch had finished, so there is no checkpoint"
+    )  # fmt: skip
+    if history:
+        plot_curves(history, run_dir / CURVES)
+    causes = [f"a learning rate too high (--lr {config.lr:g}; try {config.lr / 10:g})"]
+    if config.init in ("normal", "uniform", "constant"):
+        causes.append(f"weights initialised too large (--init {config.init} --init-std {config.init_std:g}; try kaiming_normal)")
+    elif not config.batchnorm:
+        causes.append("a deep network without normalisation (try --batchnorm)")
+    raise NonFiniteLoss(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: usually {' or '.join(causes)}; {kept}")
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    """The whole table, rewritten atomically each epoch: after a crash it matches last.pt."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write(path, buffer.getvalue())
+
+
+def _summary(history: list[dict[str, float]], best: dict[str, float], parts: Parts) -> dict[str, Any]:
+    speeds = sorted(r["images_per_second"] for r in history)
+    return {
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_val_acc": history[-1]["val_acc"] if history else None,
+        "final_train_acc": history[-1]["train_acc"] if history else None,
+        "epochs": len(history),
+        "seconds": round(sum(r["seconds"] for r in history), 3),  # training and validation, all epochs
+        "images_per_second": round(speeds[len(speeds) // 2], 1) if speeds else None,  # training, median epoch
+        "device": str(parts.device),
+        "parameters": count_parameters(parts.model),
+        "classes": len(parts.splits.classes),
+        "train_images": len(parts.splits.train_labels),
+        "val_images": len(parts.splits.val_labels),
+        "data": parts.splits.source,
+    }
+
+
+def _describe(parts: Parts, log: Callable[[str], None]) -> None:
+    splits, config = parts.splits, parts.config
+    h, w, c = splits.shape
+    log(f"data: {splits.source}: {len(splits.train_labels)} train / {len(splits.val_labels)} val images, "
+        f"{h}x{w}x{c}, {len(splits.classes)} classes")  # fmt: skip
+    if splits.skipped:
+        log(f"skipped {len(splits.skipped)} unreadable file(s), e.g. {splits.skipped[0][0]}: {splits.skipped[0][1]}")
+    log(f"model: {config.model}, {count_parameters(parts.model):,} parameters, on {parts.device}")
+    if config.amp and parts.device.type != "cuda":
+        log(f"note: --amp applies on CUDA only; training in float32 on {parts.device}")
+
+
+@contextlib.contextmanager
+def _bar(total: int, description: str, quiet: bool) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs, CI); the per-epoch line stays.
+    with tqdm(total=total, desc=description, unit="step", leave=False, disable=True if quiet else None,
+              dynamic_ncols=True) as bar:  # fmt: skip
+        yield bar
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tensorboard"))
