@@ -82,6 +82,7 @@ CONFIG_OPTIONS = [
     option("--l1", key="l1", type=float, help="L1 penalty strength on weights."),
     option("--augment", key="augment", metavar="PIPELINE", help="augkit pipeline for training images (file or inline spec)."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
+    flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
     option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),
     option("--lr", key="lr", type=float, help="Peak learning rate."),
@@ -93,11 +94,13 @@ CONFIG_OPTIONS = [
     option("--epochs", key="epochs", type=int, help="Epochs."),
     option("--batch-size", key="batch_size", type=int, help="Batch size."),
     option("--val-split", key="val_split", type=float, help="Fraction of train carved into val when DATA has no val split (default there: 0.2)."),
+    option("--train-subset", key="train_subset", type=int, help="Train on this many images only (stratified, seeded): small-data runs."),
     option("--workers", key="workers", type=int, help="DataLoader worker processes for augmentation."),
     option("--device", key="device", help="auto | cpu | cuda | cuda:N | mps."),
     flag("amp", "amp", "bf16 autocast and channels-last on CUDA."),
     flag("compile", "compile", "torch.compile the model."),
     option("--seed", key="seed", type=int, help="Seed for init, data order, augmentation and dropout."),
+    flag("tensorboard", "tensorboard", "Also log to RUN_DIR/tensorboard (needs the tensorboard package)."),
 ]
 
 
@@ -123,8 +126,8 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     DATA is any dataset augkit opens: an ImageFolder (with train/ and val/, or carved with
     --val-split), a packed `augkit preprocess` output (memory-mapped), CIFAR python batches.
     Every option is a config key; --set reaches the ones without a flag (leaky_slope,
-    maxout_pieces, prelu_per_channel, init_mode, zero_init_residual, mean_image, train_subset,
-    tensorboard). RUN_DIR gets config.yaml, last.pt/best.pt, metrics.csv, summary.json, curves.png.
+    maxout_pieces, prelu_per_channel, init_mode, zero_init_residual). RUN_DIR gets
+    config.yaml, last.pt/best.pt, metrics.csv, summary.json and curves.png.
 
     \b
     Examples:

@@ -345,6 +345,7 @@ def _summary(history: list[dict[str, float]], best: dict[str, float], parts: Par
         "seconds": round(sum(r["seconds"] for r in history), 3),  # training and validation, all epochs
         "images_per_second": round(speeds[len(speeds) // 2], 1) if speeds else None,  # training, median epoch
         "device": str(parts.device),
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(parts.device) / 2**20, 1) if parts.device.type == "cuda" else None,
         "parameters": count_parameters(parts.model),
         "classes": len(parts.splits.classes),
         "train_images": len(parts.splits.train_labels),

@@ -24,6 +24,7 @@ def _save(figure, path: Path) -> Path:  # noqa: ANN001  (matplotlib Figure)
 def plot_curves(rows: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train against val (``rows`` as in metrics.csv)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     figure = Figure(figsize=(9, 3.6), layout="constrained")
@@ -32,6 +33,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path, title: str = "") -
         axes.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", ms=3, label="train")
         axes.plot(epochs, [r[f"val_{key}"] for r in rows], "o-", ms=3, label="val")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend()
