@@ -158,7 +158,7 @@ def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expec
     assert result.exit_code == 2, result.output
     assert expected in result.output, result.output
     assert "Traceback" not in result.output
-    assert not (run_dir / "last.pt").exists()
+    assert not run_dir.exists()  # nothing left behind: the same -o works once the mistake is fixed
 
 
 def test_dataset_problems_are_one_line_exit_2(tmp_path, make_image_folder, write_png):
@@ -177,7 +177,7 @@ def test_dataset_problems_are_one_line_exit_2(tmp_path, make_image_folder, write
     for args, expected in cases:
         result = CliRunner().invoke(cli, ["train", *QUICK, "-o", str(tmp_path / "run"), *args])
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, (args, result.output)
-        assert not (tmp_path / "run" / "last.pt").exists()
+        assert not (tmp_path / "run").exists()
 
 
 def test_an_existing_run_dir_is_never_overwritten(quick_run):
@@ -275,3 +275,12 @@ def test_a_loss_that_turns_nan_later_keeps_the_last_good_checkpoint(tmp_path, mo
         loop.train(TrainConfig(model="mlp", hidden=(32,), epochs=3), run_dir, quiet=True, log=lambda m: None)
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
     assert len(read_metrics(run_dir)) == 1
+
+
+def test_tensorboard_without_its_package_says_how_to_install_it(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    result = invoke("train", *QUICK, "--tensorboard", "-o", tmp_path / "run")
+    assert result.exit_code == 2 and "pip install tensorboard" in result.output

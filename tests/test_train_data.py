@@ -431,3 +431,21 @@ def test_a_stats_file_for_other_channels_or_without_a_mean_image_is_refused(digi
     small = ChannelStats(mean_image=True).update(np.zeros((1, 4, 4, 1), np.uint8)).save(tmp_path / "small.json")
     with pytest.raises(AugkitError, match=r"has a 4x4 mean image but DATA's images are 8x8"):
         data.fit_normalizer(config(stats=str(small), mean_image=True), digits, tmp_path)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_batches_from_the_normalised_split_equal_batches_normalised_one_by_one(make_image_folder, channels_last):
+    src = make_image_folder({"a": 6, "b": 5}, sizes=((8, 6),))
+    splits = data.open_splits(TrainConfig(data=str(src), val_split=0.3))
+    stats = ChannelStats().update(splits.train_images)
+    normalizer = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)
+    loader = data.make_loader(splits.train_images, splits.train_labels, batch_size=3, train=True, seed=1)
+    cached = data.DeviceBatches(loader, normalizer, torch.device("cpu"), channels_last=channels_last)
+    assert cached._cache is not None  # the split is small: normalised once
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    pairs = list(zip(cached.batches(2), loader.batches(2)))
+    assert len(pairs) == len(cached) == len(splits.train_labels) // 3
+    for (x, y), (raw_x, raw_y) in pairs:
+        expected, expected_y = data.to_device(raw_x, raw_y, "cpu", normalizer, channels_last=channels_last)
+        assert torch.equal(x, expected) and torch.equal(y, expected_y)  # the same values, bit for bit
+        assert x.is_contiguous(memory_format=layout)

@@ -518,6 +518,9 @@ class Normalizer(nn.Module):
         super().__init__()
         self.register_buffer("mean", mean.float().contiguous())
         self.register_buffer("std", std.float().contiguous())
+        # (x / 255 - mean) / std as one multiply and one subtract: x * scale - shift.
+        self.register_buffer("scale", (1.0 / (255.0 * self.std)).contiguous(), persistent=False)
+        self.register_buffer("shift", (self.mean / self.std).contiguous(), persistent=False)
 
     @classmethod
     def from_stats(
@@ -545,8 +548,7 @@ class Normalizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # permute of an N x H x W x C tensor is N x C x H x W in channels-last memory order.
-        x = x.permute(0, 3, 1, 2).float().div_(255)
-        return x.sub_(self.mean).div_(self.std)
+        return x.permute(0, 3, 1, 2).float().mul_(self.scale).sub_(self.shift)
 
 
 def to_device(
@@ -560,6 +562,46 @@ def to_device(
     x = normalizer(x.to(device, non_blocking=True))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return x.contiguous(memory_format=memory_format), y.to(device, non_blocking=True)
+
+
+# On the CPU there is no bus to cross: a split that fits in this many bytes as float32 is
+# normalised once, and its batches are slices of the result (what a hand-written loop does).
+CPU_CACHE_BYTES = 1 << 30
+
+
+class DeviceBatches:
+    """A loader's batches as the model takes them: normalised float32 N x C x H x W on ``device``.
+
+    On CUDA (and MPS) uint8 batches cross the bus and are normalised there, a whole batch at a
+    time. On the CPU, without augmentation, the split is normalised once when it fits in
+    ``CPU_CACHE_BYTES`` as float32: the same arithmetic, element by element, so the same values.
+    """
+
+    def __init__(self, loader: Loader, normalizer: Normalizer, device: torch.device, *, channels_last: bool) -> None:
+        self.loader, self.normalizer, self.device, self.channels_last = loader, normalizer, device, channels_last
+        self._cache: torch.Tensor | None = None
+        if device.type == "cpu" and loader.augment is None and loader.images.nbytes * 4 <= CPU_CACHE_BYTES:
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            with torch.no_grad():
+                whole = normalizer(torch.from_numpy(np.asarray(loader.images)))
+            self._cache = whole.contiguous(memory_format=memory_format)
+            self._labels = torch.from_numpy(loader.labels)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._cache is None:
+            for x, y in self.loader.batches(epoch):
+                yield to_device(x, y, self.device, self.normalizer, channels_last=self.channels_last)
+            return
+        order = torch.from_numpy(self.loader.order(epoch))
+        for start in range(0, len(order), self.loader.batch_size):
+            idx = order[start : start + self.loader.batch_size]
+            yield self._cache[idx], self._labels[idx]  # indexing keeps the cache's memory format
+
+    def close(self) -> None:
+        self.loader.close()
 
 
 def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path) -> Normalizer:

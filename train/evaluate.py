@@ -18,7 +18,7 @@ from augkit.errors import AugkitError
 from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, load_checkpoint, unwrapped
 from augkit.train.config import TrainConfig
-from augkit.train.loop import Parts, evaluate_loader, resolve_device
+from augkit.train.loop import Parts, evaluate_batches, resolve_device, uses_channels_last
 from augkit.train.models import create_model
 from augkit.train.plots import plot_confusion
 
@@ -67,14 +67,16 @@ def evaluate_run(
     height, width, channels = shape
     model = create_model(config, (channels, height, width), len(classes))
     unwrapped(model).load_state_dict(state["model"])
-    model.to(torch_device)
+    channels_last = uses_channels_last(config, torch_device)
+    model.to(torch_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     normalizer = datalib.fit_normalizer(config, splits, run_dir).to(torch_device)
     loader = datalib.make_loader(
         splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
         seed=config.seed, augment=None, workers=0, pin_memory=torch_device.type == "cuda",
     )  # fmt: skip
-    parts = Parts(config, torch_device, splits, model, normalizer, loader, loader, None, None, None)  # type: ignore[arg-type]
-    loss, accuracy, predicted, truth = evaluate_loader(model, parts, loader, nn.CrossEntropyLoss())
+    batches = datalib.DeviceBatches(loader, normalizer, torch_device, channels_last=channels_last)
+    parts = Parts(config, torch_device, splits, model, normalizer, batches, batches, None, None, None)  # type: ignore[arg-type]
+    loss, accuracy, predicted, truth = evaluate_batches(model, parts, batches, nn.CrossEntropyLoss())
 
     n = len(classes)
     confusion = np.bincount(truth.numpy() * n + predicted.numpy(), minlength=n * n).reshape(n, n)
