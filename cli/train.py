@@ -101,6 +101,8 @@ CONFIG_OPTIONS = [
     flag("compile", "compile", "torch.compile the model."),
     option("--seed", key="seed", type=int, help="Seed for init, data order, augmentation and dropout."),
     flag("tensorboard", "tensorboard", "Also log to RUN_DIR/tensorboard (needs the tensorboard package)."),
+    option("--watch-activations", key="watch_activations", type=int, metavar="N",
+           help="Every N steps, per-layer activation and gradient statistics to RUN_DIR/activations.jsonl."),
 ]
 
 

@@ -78,6 +78,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     seed: int = 0  # model init, data order, augmentation and dropout all follow from it
     tensorboard: bool = False  # also log to RUN_DIR/tensorboard (needs the tensorboard package)
+    watch_activations: int = 0  # every N steps, per-layer statistics to RUN_DIR/activations.jsonl (0: off)
 
     def __post_init__(self) -> None:
         _check_range("dropout", self.dropout, 0.0, 1.0, closed_high=False, hint="p is the probability of dropping")
@@ -91,6 +92,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "maxout_pieces"):
             _check_min(name, getattr(self, name), 1)
         _check_min("workers", self.workers, 0)
+        _check_min("watch_activations", self.watch_activations, 0)
         if self.maxout_pieces < 2 and self.activation == "maxout":
             raise AugkitError(f"maxout_pieces must be at least 2, got {self.maxout_pieces}")
         if self.clip_grad is not None:
