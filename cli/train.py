@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,13 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
       augkit train ~/data/flowers-64 --model resnet --augment "crop(size=56, padding=4); hflip" --amp
       augkit train --config runs/cnn-20261126-101500/config.yaml -o runs/again
       augkit train --resume runs/cnn-20261126-101500
+      torchrun --nproc_per_node=4 -m augkit train ~/data/flowers-64 --model resnet --batch-size 512 --amp
     """
+    from augkit.train.distributed import Distributed
     from augkit.train.loop import train as run
 
+    distributed = Distributed.from_env(os.environ)  # set by torchrun; None for one process
+    main = distributed is None or distributed.main
     given = {key: value for key, value in flags.items() if value is not None}
     if data is not None:
         given["data"] = data
@@ -155,10 +160,12 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
         )
         run_dir = out if out is not None else _default_run_dir(config)
 
-    log = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
-    if not as_json and not quiet:
+    log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
+    if main and not as_json and not quiet:
         click.echo(f"config ({run_dir / 'config.yaml'}):\n" + _indent(config.to_yaml()), err=True)
-    summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log)
+    summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log, distributed=distributed)
+    if not main:
+        return
     if as_json:
         click.echo(json.dumps({"run_dir": str(run_dir), **summary}, indent=2))
     else:

@@ -33,6 +33,7 @@ from augkit.errors import AugkitError, ImageReadError
 from augkit.preprocess.plan import stratified_split
 from augkit.stats import ChannelStats
 from augkit.train.config import TrainConfig
+from augkit.train.distributed import Distributed, shard
 
 if TYPE_CHECKING:  # albumentations loads only for runs that augment
     from augkit.pipeline import Pipeline
@@ -292,6 +293,7 @@ class Loader:
         augment: Pipeline | None = None,
         workers: int = 0,
         pin_memory: bool = False,
+        distributed: Distributed | None = None,
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 N x H x W x C, got {images.dtype} of shape {images.shape}")
@@ -302,7 +304,7 @@ class Loader:
         self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
         self.batch_size, self.train, self.seed = batch_size, train, seed
         self.augment = augment if train else None
-        self.pin_memory = pin_memory
+        self.pin_memory, self.distributed = pin_memory, distributed
         self._loader, self._closed = None, False
         if self.augment is not None:
             # Caught here, in this process and before any worker starts, in the common case of a
@@ -310,7 +312,7 @@ class Loader:
             _check_augmented(images[0], self.augment(np.array(images[0]), index=0, epoch=0))
             # The sampler must not refer back to this object: a DataLoader freed by the cycle
             # collector, rather than by its last reference going, takes seconds to stop its workers.
-            self._sampler = _EpochSampler(len(images), batch_size, train, seed)
+            self._sampler = _EpochSampler(len(images), batch_size, train, seed, distributed)
             context = None
             if workers:
                 method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -341,12 +343,14 @@ class Loader:
         """The sample indices of ``epoch``'s batches, concatenated (dropped samples left out)."""
         return _epoch_order(len(self.images), self.batch_size, self.train, self.seed, epoch)
 
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """Each batch's sample indices in ``epoch``: this process's share of them when distributed."""
+        return _batch_indices(len(self.images), self.batch_size, self.train, self.seed, epoch, self.distributed)
+
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch``: the same for the same (seed, epoch), whatever came before."""
         if self.augment is None:
-            order = self.order(epoch)
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for idx in self.batch_indices(epoch):
                 x, y = torch.from_numpy(np.asarray(self.images[idx])), torch.from_numpy(self.labels[idx])
                 yield (x.pin_memory(), y.pin_memory()) if self.pin_memory else (x, y)
             return
@@ -373,6 +377,7 @@ def make_loader(
     augment: Pipeline | None = None,
     workers: int = 0,
     pin_memory: bool = False,
+    distributed: Distributed | None = None,
 ) -> Loader:
     """The batches of one split (see ``Loader``).
 
@@ -381,7 +386,7 @@ def make_loader(
     """
     return Loader(
         images, labels, batch_size=batch_size, train=train, seed=seed,
-        augment=augment, workers=workers, pin_memory=pin_memory,
+        augment=augment, workers=workers, pin_memory=pin_memory, distributed=distributed,
     )  # fmt: skip
 
 
@@ -398,18 +403,25 @@ def _epoch_order(n: int, batch_size: int, train: bool, seed: int, epoch: int) ->
     return order[: _batch_count(n, batch_size, train) * batch_size]
 
 
-class _EpochSampler:
-    """The DataLoader's batch sampler: lists of (epoch, index), in the order of ``Loader.order``."""
+def _batch_indices(
+    n: int, batch_size: int, train: bool, seed: int, epoch: int, distributed: Distributed | None
+) -> list[np.ndarray]:
+    order = _epoch_order(n, batch_size, train, seed, epoch)
+    return [shard(order[s : s + batch_size], distributed) for s in range(0, len(order), batch_size)]
 
-    def __init__(self, n: int, batch_size: int, train: bool, seed: int) -> None:
-        self.n, self.batch_size, self.train, self.seed = n, batch_size, train, seed
+
+class _EpochSampler:
+    """The DataLoader's batch sampler: lists of (epoch, index), as ``Loader.batch_indices``."""
+
+    def __init__(self, n: int, batch_size: int, train: bool, seed: int, distributed: Distributed | None) -> None:
+        self.n, self.batch_size, self.train, self.seed, self.distributed = n, batch_size, train, seed, distributed
         self.epoch = 0
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         # Built at once, not lazily, so a batch never sees an epoch set after iteration began.
-        epoch, size = self.epoch, self.batch_size
-        order = _epoch_order(self.n, size, self.train, self.seed, epoch).tolist()
-        return iter([[(epoch, i) for i in order[s : s + size]] for s in range(0, len(order), size)])
+        epoch = self.epoch
+        batches = _batch_indices(self.n, self.batch_size, self.train, self.seed, epoch, self.distributed)
+        return iter([[(epoch, int(i)) for i in idx] for idx in batches])
 
     def __len__(self) -> int:
         return _batch_count(self.n, self.batch_size, self.train)
@@ -595,20 +607,21 @@ class DeviceBatches:
             for x, y in self.loader.batches(epoch):
                 yield to_device(x, y, self.device, self.normalizer, channels_last=self.channels_last)
             return
-        order = torch.from_numpy(self.loader.order(epoch))
-        for start in range(0, len(order), self.loader.batch_size):
-            idx = order[start : start + self.loader.batch_size]
+        for idx in self.loader.batch_indices(epoch):
+            idx = torch.from_numpy(idx)
             yield self._cache[idx], self._labels[idx]  # indexing keeps the cache's memory format
 
     def close(self) -> None:
         self.loader.close()
 
 
-def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path) -> Normalizer:
+def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write: bool = True) -> Normalizer:
     """The normaliser for ``config``: statistics from ``config.stats``, else from the training split.
 
-    Computed statistics are cached as ``run_dir/stats.json``; when that file exists (a resumed
-    run) it is loaded instead. No statistics are needed without standardize and mean_image.
+    Computed statistics are cached as ``run_dir/stats.json`` (unless ``write`` is False: the
+    processes of a distributed run other than rank 0 compute the same statistics and write
+    nothing); when that file exists (a resumed run) it is loaded instead. No statistics are
+    needed without standardize and mean_image.
     """
     channels = splits.shape[2]
     if not (config.standardize or config.mean_image):
@@ -627,8 +640,9 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path) -> Normal
             rows = max(1, _STATS_CHUNK_BYTES // max(1, images[0].nbytes))
             for start in range(0, len(images), rows):
                 stats.update(np.asarray(images[start : start + rows]))
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            stats.save(cache)
+            if write:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                stats.save(cache)
     return Normalizer.from_stats(stats, standardize=config.standardize, mean_image=config.mean_image, channels=channels)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 import augkit
@@ -40,6 +41,7 @@ from augkit.files import atomic_write
 from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrapped
 from augkit.train.config import TrainConfig
+from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.models import count_parameters, create_model
 from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
 from augkit.train.plots import plot_curves
@@ -94,6 +96,12 @@ class Parts:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    distributed: Distributed | None = None  # this process's place in a torchrun run
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files and prints (rank 0, or the only process)."""
+        return self.distributed is None or self.distributed.main
 
     @property
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -103,23 +111,32 @@ class Parts:
         return contextlib.nullcontext()
 
 
-def build(config: TrainConfig, run_dir: Path) -> Parts:
-    """Data, model, optimiser and schedule for ``config``; every user error surfaces here."""
-    device = resolve_device(config.device)
+def build(
+    config: TrainConfig, run_dir: Path, *, device: torch.device | None = None, distributed: Distributed | None = None
+) -> Parts:
+    """Data, model, optimiser and schedule for ``config``; every user error surfaces here.
+
+    ``device`` defaults to ``config.device`` resolved; a distributed run passes its process's.
+    """
+    device = resolve_device(config.device) if device is None else device
+    check_batch_size(config.batch_size, distributed)
     splits = datalib.open_splits(config)
     height, width, channels = splits.shape
     torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
     model = create_model(config, (channels, height, width), len(splits.classes)).to(device)
-    normalizer = datalib.fit_normalizer(config, splits, run_dir).to(device)
+    if distributed is not None and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # statistics over the global batch
+    main = distributed is None or distributed.main
+    normalizer = datalib.fit_normalizer(config, splits, run_dir, write=main).to(device)
     augment = datalib.load_augment(config.augment, config.seed)
     pin = device.type == "cuda"
     train_loader = datalib.make_loader(
         splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
-        seed=config.seed, augment=augment, workers=config.workers, pin_memory=pin,
+        seed=config.seed, augment=augment, workers=config.workers, pin_memory=pin, distributed=distributed,
     )  # fmt: skip
     val_loader = datalib.make_loader(
         splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
-        seed=config.seed, augment=None, workers=0, pin_memory=pin,
+        seed=config.seed, augment=None, workers=0, pin_memory=pin, distributed=distributed,
     )  # fmt: skip
     channels_last = uses_channels_last(config, device)
     if channels_last:
@@ -135,7 +152,8 @@ def build(config: TrainConfig, run_dir: Path) -> Parts:
             raise AugkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     # bf16 needs no loss scaling; the scaler is kept (disabled) so checkpoints have one shape.
     scaler = torch.amp.GradScaler(device.type, enabled=False)
-    return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler)
+    return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler,
+                 distributed)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -152,20 +170,53 @@ def train(
     resume: bool = False,
     quiet: bool = False,
     log: Callable[[str], None] = print,
+    distributed: Distributed | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume``); returns the summary."""
-    run_dir = Path(run_dir)
-    _check_run_dir(run_dir, resume)
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume``); returns the summary.
+
+    ``distributed``: this process's place in a torchrun run (see augkit.train.distributed);
+    every process calls ``train`` alike, and only rank 0 writes and logs.
+    """
+    device = resolve_device(config.device)
+    if distributed is None:
+        return _train(config, Path(run_dir), device, resume, quiet, log, None)
+    device = distributed.start(device)
     try:
-        parts = build(config, run_dir)
+        run_dir = Path(distributed.broadcast(str(run_dir)))  # rank 0's, if each process named its own
+        if not distributed.main:
+            quiet, log = True, lambda message: None
+        return _train(config, run_dir, device, resume, quiet, log, distributed)
+    finally:
+        distributed.stop()
+
+
+def _train(
+    config: TrainConfig, run_dir: Path, device: torch.device, resume: bool, quiet: bool,
+    log: Callable[[str], None], distributed: Distributed | None,
+) -> dict[str, Any]:  # fmt: skip
+    main = distributed is None or distributed.main
+    problem = None
+    if main:
+        try:
+            _check_run_dir(run_dir, resume)
+        except AugkitError as error:
+            problem = str(error)
+    if distributed is not None:
+        problem = distributed.broadcast(problem)  # every process stops, not only rank 0
+    if problem is not None:
+        raise AugkitError(problem)
+    created = not run_dir.exists()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        parts = build(config, run_dir, device=device, distributed=distributed)
     except AugkitError:
-        if created:  # a mistake in the input leaves nothing behind: the same -o works once fixed
+        if created and main:  # a mistake in the input leaves nothing behind: the same -o works once fixed
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    model, device, optimizer, scheduler = parts.model, parts.device, parts.optimizer, parts.scheduler
-    config.save(run_dir / CONFIG)
+    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    if main:
+        config.save(run_dir / CONFIG)
 
     history: list[dict[str, float]] = []
     best = {"val_acc": -1.0, "epoch": 0}
@@ -181,9 +232,13 @@ def train(
         log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
 
     _describe(parts, log)
-    step_model = torch.compile(model) if config.compile else model
+    step_model = model
+    if distributed is not None:  # gradients averaged across the processes after each backward
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        step_model = torch.compile(step_model)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    tensorboard = _tensorboard(run_dir) if config.tensorboard else None
+    tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None
     try:
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
@@ -204,11 +259,12 @@ def train(
             is_best = val_acc > best["val_acc"]
             if is_best:
                 best = {"val_acc": val_acc, "epoch": epoch + 1}
-            state = _state(parts, epoch + 1, history, best)
-            save_checkpoint(run_dir / LAST, state)
-            if is_best:
-                save_checkpoint(run_dir / BEST, state)
-            _write_metrics(run_dir / METRICS, history)
+            if main:
+                state = _state(parts, epoch + 1, history, best)
+                save_checkpoint(run_dir / LAST, state)
+                if is_best:
+                    save_checkpoint(run_dir / BEST, state)
+                _write_metrics(run_dir / METRICS, history)
             if tensorboard is not None:
                 for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                     tensorboard.add_scalar(key, row[key], epoch + 1)
@@ -222,6 +278,8 @@ def train(
     if tensorboard is not None:
         tensorboard.close()
     summary = _summary(history, best, parts)
+    if not main:
+        return summary
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     if history:
         plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
@@ -263,22 +321,26 @@ def _train_epoch(
             correct.append((logits.argmax(dim=1) == targets).sum())
             seen += len(targets)
             if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
-                _check_finite(torch.stack(losses[checked:]), checked, epoch, config, run_dir, history)
+                _check_finite(torch.stack(losses[checked:]), checked, epoch, parts, run_dir, history)
                 checked = step + 1
                 if not bar.disable:
                     bar.update(step + 1 - bar.n)
                     bar.set_postfix(loss=f"{torch.stack(losses).mean().item():.4f}",
                                     acc=f"{torch.stack(correct).sum().item() / seen:.4f}",
                                     img_s=f"{seen / (time.perf_counter() - started):.0f}", refresh=False)  # fmt: skip
+    # Every process's share of each batch is the same size: the mean of their step losses is the
+    # global batch's loss, and the sums of correct answers and of images are the global ones.
+    totals = torch.stack([
+        torch.stack(losses).mean() if losses else torch.tensor(math.nan, device=device),
+        torch.stack(correct).sum() if correct else torch.zeros((), device=device),
+        torch.tensor(float(seen), device=device),
+    ])  # fmt: skip
+    if parts.distributed is not None:
+        parts.distributed.sum(totals)
+        totals[0] /= parts.distributed.world_size
+    loss, right, images = totals.tolist()
     seconds = time.perf_counter() - started
-    if not losses:
-        return {"loss": math.nan, "acc": math.nan, "images": 0, "seconds": seconds}
-    return {
-        "loss": torch.stack(losses).mean().item(),
-        "acc": torch.stack(correct).sum().item() / seen,
-        "images": seen,
-        "seconds": seconds,
-    }
+    return {"loss": loss, "acc": right / images if images else math.nan, "images": int(images), "seconds": seconds}
 
 
 @torch.no_grad()
@@ -296,11 +358,17 @@ def evaluate_batches(
         predictions.append(logits.argmax(dim=1))
         labels.append(targets)
     model.train()
-    if not predictions:
-        return math.nan, math.nan, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-    predicted, truth = torch.cat(predictions).cpu(), torch.cat(labels).cpu()
-    count = len(truth)
-    return total_loss.item() / count, (predicted == truth).float().mean().item(), predicted, truth
+    predicted = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long, device=parts.device)
+    truth = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long, device=parts.device)
+    # One transfer for the three numbers; summed over the processes of a distributed run, whose
+    # shares of the split together cover it once.
+    totals = torch.stack([total_loss, (predicted == truth).sum().float(), torch.tensor(float(len(truth)), device=parts.device)])
+    if parts.distributed is not None:
+        parts.distributed.sum(totals)
+    loss_sum, right, count = totals.tolist()
+    if not count:
+        return math.nan, math.nan, predicted.cpu(), truth.cpu()
+    return loss_sum / count, right / count, predicted.cpu(), truth.cpu()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -318,19 +386,29 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def _check_finite(
-    losses: torch.Tensor, offset: int, epoch: int, config: TrainConfig, run_dir: Path, history: list[dict[str, float]]
+    losses: torch.Tensor, offset: int, epoch: int, parts: Parts, run_dir: Path, history: list[dict[str, float]]
 ) -> None:
-    """Stop at the first non-finite loss, saying where and what usually causes it."""
+    """Stop at the first non-finite loss, saying where and what usually causes it.
+
+    In a distributed run the processes agree on the first bad step (one all-reduce per read), so
+    they all stop together instead of leaving the others waiting for a gradient exchange.
+    """
     finite = torch.isfinite(losses)
-    if bool(finite.all()):
+    bad = (~finite).nonzero()
+    first = torch.tensor([offset + int(bad[0, 0]) if len(bad) else offset + len(losses)], device=losses.device)
+    if parts.distributed is not None:
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+    step = int(first.item())
+    if step == offset + len(losses):
         return
-    step = offset + int((~finite).nonzero()[0, 0])
-    value = losses[step - offset].item()
+    local = losses[step - offset].item() if step - offset < len(losses) else math.nan
+    value = local if not math.isfinite(local) else "NaN or Inf (in another process)"
+    config = parts.config
     kept = (
         f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {run_dir / LAST}"
         if history else "no epoch had finished, so there is no checkpoint"
     )  # fmt: skip
-    if history:
+    if history and parts.main:
         plot_curves(history, run_dir / CURVES)
     causes = [f"a learning rate too high (--lr {config.lr:g}; try {config.lr / 10:g})"]
     if config.init in ("normal", "uniform", "constant"):
@@ -379,6 +457,7 @@ def _summary(history: list[dict[str, float]], best: dict[str, float], parts: Par
         "seconds": round(sum(r["seconds"] for r in history), 3),  # training and validation, all epochs
         "images_per_second": round(speeds[len(speeds) // 2], 1) if speeds else None,  # training, median epoch
         "device": str(parts.device),
+        "processes": parts.distributed.world_size if parts.distributed is not None else 1,
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(parts.device) / 2**20, 1) if parts.device.type == "cuda" else None,
         "parameters": count_parameters(parts.model),
         "classes": len(parts.splits.classes),
