@@ -222,13 +222,7 @@ def _train(
     best = {"val_acc": -1.0, "epoch": 0}
     start_epoch = 0
     if resume:
-        state = load_checkpoint(run_dir / LAST, map_location=device)
-        unwrapped(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        parts.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        start_epoch, history, best = _restore(parts, run_dir / LAST)
         log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
 
     _describe(parts, log)
@@ -272,7 +266,6 @@ def _train(
                 log(f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
                     f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")  # fmt: skip
-
     finally:
         parts.train_batches.close()  # stop augmentation workers now (not at garbage collection)
     if tensorboard is not None:
@@ -434,6 +427,17 @@ def _state(parts: Parts, epochs_done: int, history: list[dict[str, float]], best
         "shape": list(parts.splits.shape),
         "augkit_version": augkit.__version__,
     }
+
+
+def _restore(parts: Parts, path: Path) -> tuple[int, list[dict[str, float]], dict[str, float]]:
+    """Load a checkpoint's state into ``parts``; returns (epochs done, history, best)."""
+    state = load_checkpoint(path, map_location=parts.device)
+    unwrapped(parts.model).load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["epoch"], state["history"], state["best"]
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
