@@ -284,3 +284,16 @@ def test_tensorboard_without_its_package_says_how_to_install_it(tmp_path):
         pytest.skip("tensorboard is installed here")
     result = invoke("train", *QUICK, "--tensorboard", "-o", tmp_path / "run")
     assert result.exit_code == 2 and "pip install tensorboard" in result.output
+
+
+def test_watch_activations_writes_a_line_every_n_steps_and_diagnose_draws_them(tmp_path):
+    run_dir = tmp_path / "run"
+    succeeded(invoke("train", "--model", "mlp", "--hidden", "64", "--epochs", "2", "-q", "--watch-activations", "5",
+                     "-o", run_dir))  # fmt: skip
+    records = [json.loads(line) for line in (run_dir / "activations.jsonl").read_text().splitlines()]
+    steps_per_epoch = 1437 // 64
+    assert [(r["step"], r["epoch"]) for r in records] == [(s, 1 + s // steps_per_epoch) for s in range(0, 44, 5)]
+    assert [row["layer"] for row in records[0]["layers"]] == ["act1"]
+    assert all(row["grad_norm"] > 0 and len(row["hist"]) == 40 for r in records for row in r["layers"])
+    report = json.loads(succeeded(invoke("diagnose", run_dir, "--json")))
+    assert report["history_steps"] == 9 and Path(report["plot"]).is_file()

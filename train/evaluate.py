@@ -7,6 +7,7 @@ dataset with the same classes and image size (its val split, or the fraction the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,66 @@ def evaluate_run(
     Returns accuracy, loss, per-class accuracy, the confusion matrix (rows: true class) and the
     class names; draws the matrix to ``plot`` (default: RUN_DIR/confusion.png).
     """
+    run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size)
+    parts = Parts(run.config, run.device, run.splits, run.model, run.normalizer, run.batches, run.batches,
+                  None, None, None)  # type: ignore[arg-type]  # fmt: skip
+    loss, accuracy, predicted, truth = evaluate_batches(run.model, parts, run.batches, nn.CrossEntropyLoss())
+
+    classes = run.classes
+    n = len(classes)
+    confusion = np.bincount(truth.numpy() * n + predicted.numpy(), minlength=n * n).reshape(n, n)
+    totals = confusion.sum(axis=1)
+    per_class = {c: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, c in enumerate(classes)}
+    target = plot if plot is not None else Path(run_dir) / CONFUSION
+    title = f"{Path(run_dir).name} ({run.checkpoint.name}) on {run.splits.source}: accuracy {accuracy:.4f}"
+    plot_confusion(confusion, classes, target, title=title)
+    return {
+        "checkpoint": str(run.checkpoint),
+        "data": run.splits.source,
+        "images": int(totals.sum()),
+        "accuracy": accuracy,
+        "loss": loss,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "classes": classes,
+        "plot": str(target),
+    }
+
+
+@dataclass
+class OpenedRun:
+    """A finished run's model, rebuilt from a checkpoint, and the validation batches to feed it."""
+
+    checkpoint: Path
+    config: TrainConfig
+    splits: datalib.Splits
+    classes: list[str]
+    device: torch.device
+    model: nn.Module
+    normalizer: datalib.Normalizer
+    batches: datalib.DeviceBatches
+
+
+def open_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> OpenedRun:
+    """The run in ``run_dir``: its model from ``best.pt`` (or ``last.pt``) and the val batches of
+    ``data`` (default: the data it was trained on), which must have the run's classes and size.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise AugkitError(f"RUN_DIR {run_dir} does not exist; give the folder an `augkit train` run wrote")
-    name = {"best": BEST, "last": LAST}[checkpoint]
-    path = run_dir / name
+    path = run_dir / {"best": BEST, "last": LAST}[checkpoint]
     if checkpoint == "best" and not path.is_file() and (run_dir / LAST).is_file():
         path = run_dir / LAST
+    if not path.is_file():
+        raise AugkitError(f"RUN_DIR {run_dir} holds no {path.name if checkpoint == 'last' else 'checkpoint (best.pt or last.pt)'}; "
+                          f"give the folder of an `augkit train` run that finished an epoch")  # fmt: skip
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"], source=str(path))
     changes: dict[str, Any] = {"device": device, "train_subset": None}
@@ -53,7 +107,7 @@ def evaluate_run(
         changes.update(data=data, val_split=None)
     if batch_size is not None:
         changes["batch_size"] = batch_size
-    config = config.replace(changes, source="evaluate")
+    config = config.replace(changes, source="the run's checkpoint")
 
     splits = datalib.open_splits(config)
     classes, shape = list(state["classes"]), tuple(state["shape"])
@@ -69,32 +123,13 @@ def evaluate_run(
     unwrapped(model).load_state_dict(state["model"])
     channels_last = uses_channels_last(config, torch_device)
     model.to(torch_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    normalizer = datalib.fit_normalizer(config, splits, run_dir).to(torch_device)
+    normalizer = datalib.fit_normalizer(config, splits, run_dir, write=False).to(torch_device)
     loader = datalib.make_loader(
         splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
         seed=config.seed, augment=None, workers=0, pin_memory=torch_device.type == "cuda",
     )  # fmt: skip
     batches = datalib.DeviceBatches(loader, normalizer, torch_device, channels_last=channels_last)
-    parts = Parts(config, torch_device, splits, model, normalizer, batches, batches, None, None, None)  # type: ignore[arg-type]
-    loss, accuracy, predicted, truth = evaluate_batches(model, parts, batches, nn.CrossEntropyLoss())
-
-    n = len(classes)
-    confusion = np.bincount(truth.numpy() * n + predicted.numpy(), minlength=n * n).reshape(n, n)
-    totals = confusion.sum(axis=1)
-    per_class = {c: (float(confusion[i, i] / totals[i]) if totals[i] else None) for i, c in enumerate(classes)}
-    target = plot if plot is not None else run_dir / CONFUSION
-    plot_confusion(confusion, classes, target, title=f"{run_dir.name} ({path.name}) on {splits.source}: accuracy {accuracy:.4f}")
-    return {
-        "checkpoint": str(path),
-        "data": splits.source,
-        "images": int(totals.sum()),
-        "accuracy": accuracy,
-        "loss": loss,
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "classes": classes,
-        "plot": str(target),
-    }
+    return OpenedRun(path, config, splits, classes, torch_device, model, normalizer, batches)
 
 
 def _short(names: list[str]) -> str:

@@ -14,6 +14,7 @@ RUN_DIR after a run:
     metrics.csv    one row per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc, seconds, ...
     summary.json   best_val_acc, best_epoch, final_val_acc, epochs, seconds, images_per_second, device, ...
     curves.png     loss and accuracy, train against val
+    activations.jsonl  per-layer statistics every N steps, with --watch-activations N
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrapped
 from augkit.train.config import TrainConfig
 from augkit.train.distributed import Distributed, check_batch_size
+from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
 from augkit.train.models import count_parameters, create_model
 from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
 from augkit.train.plots import plot_curves
@@ -214,7 +216,7 @@ def _train(
         if created and main:  # a mistake in the input leaves nothing behind: the same -o works once fixed
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    model, optimizer = parts.model, parts.optimizer
     if main:
         config.save(run_dir / CONFIG)
 
@@ -232,12 +234,14 @@ def _train(
     if config.compile:
         step_model = torch.compile(step_model)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    # The plain model: its hooks fire inside DistributedDataParallel and torch.compile too.
+    watcher = ActivationWatcher(model, config.watch_activations if main else 0, run_dir / ACTIVATIONS_FILE, log=log)
     tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None
     try:
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            trained = _train_epoch(parts, step_model, criterion, epoch, run_dir, history, quiet)
+            trained = _train_epoch(parts, step_model, criterion, epoch, run_dir, history, quiet, watcher)
             val_loss, val_acc, _, _ = evaluate_batches(model, parts, parts.val_batches, criterion)
             row = {
                 "epoch": epoch + 1,
@@ -288,7 +292,7 @@ SYNC_EVERY = 25
 
 def _train_epoch(
     parts: Parts, step_model: nn.Module, criterion: nn.Module, epoch: int, run_dir: Path,
-    history: list[dict[str, float]], quiet: bool,
+    history: list[dict[str, float]], quiet: bool, watcher: ActivationWatcher,
 ) -> dict[str, float]:  # fmt: skip
     """One epoch of optimisation steps: its mean loss, accuracy, images and seconds."""
     config, model, optimizer, scheduler, device = parts.config, parts.model, parts.optimizer, parts.scheduler, parts.device
@@ -298,14 +302,17 @@ def _train_epoch(
     losses: list[torch.Tensor] = []  # one device scalar per step, stacked when read
     correct: list[torch.Tensor] = []
     seen = checked = 0
-    with _bar(steps, f"epoch {epoch + 1}/{config.epochs}", quiet) as bar:
+    with _bar(steps, f"epoch {epoch + 1}/{config.epochs}", quiet) as bar, watcher:
         for step, (inputs, targets) in enumerate(parts.train_batches.batches(epoch)):
+            global_step = epoch * steps + step
+            watcher.before_step(global_step)  # arms the activation hooks every --watch-activations steps
             with parts.autocast:
                 logits = step_model(inputs)
                 loss = criterion(logits.float(), targets)
             penalty = l1_penalty(model, config.l1)
             optimizer.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty).backward()
+            watcher.after_backward(global_step, epoch + 1)
             if config.clip_grad is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
             optimizer.step()

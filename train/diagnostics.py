@@ -1,0 +1,206 @@
+"""Diagnostics: the lecture's probe experiment, and the same statistics for a trained run.
+
+``run_probe``: the lecture's experiment. A deep MLP without biases (``depth`` layers of
+``width`` units, no normalisation, no dropout), initialised by augkit's ``init_weights``, is fed
+a batch of unit-Gaussian inputs; the statistics of ``augkit.train.hooks`` are read at every
+activation. Gradients come from one backward pass of a random unit-norm gradient at the top
+(``grad_norm`` of the last layer is 1; below, it shows how the signal shrinks or grows on its
+way down). ``LECTURE_CASES`` are the five cases the lecture compares.
+
+``diagnose_run``: a finished run's model (rebuilt from ``best.pt``) in eval mode on validation
+batches: statistics over every batch seen (dead: never positive on any of them), gradient norms
+of the cross-entropy loss from one backward pass on the first batch, warnings in plain words,
+and a picture; when the run was trained with ``--watch-activations``, the picture adds the
+histograms recorded during training (``activations.jsonl``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from augkit.errors import AugkitError
+from augkit.train.activations import ACTIVATIONS, create_activation, width_factor
+from augkit.train.evaluate import open_run
+from augkit.train.hooks import ACTIVATIONS_FILE, ActivationStats, LayerStats, find_warnings
+from augkit.train.inits import INITS, init_weights
+from augkit.train.loop import resolve_device
+
+DIAGNOSE = "diagnose.png"
+PROBE_MAX_BYTES = 4 << 30  # the probe's weights (float32) may take this much memory at most
+
+# ----------------------------------------------------------------------------- the probe
+
+
+@dataclass(frozen=True)
+class ProbeCase:
+    """An activation and an initialisation (``init_std``: normal's std, uniform's, constant's value)."""
+
+    activation: str
+    init: str
+    init_std: float = 0.01
+
+    @property
+    def label(self) -> str:
+        scaled = self.init in ("normal", "uniform", "constant")
+        return f"{self.activation}, {self.init}" + (f" {self.init_std:g}" if scaled else "")
+
+
+LECTURE_CASES = (
+    ProbeCase("tanh", "normal", 0.01),  # activations shrink layer by layer toward zero
+    ProbeCase("tanh", "normal", 0.05),  # a third of the units saturated at every layer
+    ProbeCase("tanh", "xavier_normal"),  # well scaled, slowly shrinking
+    ProbeCase("relu", "xavier_normal"),  # ReLU halves the variance each layer: collapse
+    ProbeCase("relu", "kaiming_normal"),  # the factor 2 of Kaiming keeps it steady
+)
+
+
+@dataclass
+class ProbeResult:
+    case: ProbeCase
+    layers: list[LayerStats]
+
+    def to_dict(self, *, hist: bool = False) -> dict[str, Any]:
+        return {
+            "label": self.case.label,
+            "activation": self.case.activation,
+            "init": self.case.init,
+            "init_std": self.case.init_std,
+            "layers": [s.to_dict(hist=hist) for s in self.layers],
+            "warnings": [w.message for w in find_warnings(self.layers, seen="on the batch")],
+        }
+
+
+def create_probe_model(case: ProbeCase, *, depth: int, width: int, device: torch.device | str = "cpu") -> nn.Sequential:
+    """``depth`` x (Linear(width, width, bias=False), activation), initialised by ``case.init``.
+
+    Weights are drawn from torch's global RNG (the caller seeds it); the parameters do not
+    require grad (the probe needs gradients of activations, not of weights).
+    """
+    factor = width_factor(case.activation, 2)  # maxout: 2 pieces per unit
+    layers: list[tuple[str, nn.Module]] = []
+    for i in range(1, depth + 1):
+        # skip_init: torch's own default init of a 4096 x 4096 layer would be drawn and thrown away.
+        layers.append((f"fc{i}", nn.utils.skip_init(nn.Linear, width, width * factor, bias=False, device=device)))
+        layers.append((f"act{i}", create_activation(case.activation, channels=width, pieces=2).to(device)))
+    model = nn.Sequential(OrderedDict(layers))
+    init_weights(model, case.init, std=case.init_std, activation=case.activation)
+    return model.requires_grad_(False)
+
+
+def run_probe(
+    case: ProbeCase, *, depth: int = 6, width: int = 4096, batch: int = 16, seed: int = 0, device: str = "cpu"
+) -> ProbeResult:
+    """The lecture's experiment for one case: statistics of every layer on a unit-Gaussian batch."""
+    ACTIVATIONS.get(case.activation)
+    INITS.get(case.init)
+    for name, value in (("depth", depth), ("width", width), ("batch", batch)):
+        if value < 1:
+            raise AugkitError(f"--{name} must be at least 1, got {value}")
+    if not case.init_std >= 0:
+        raise AugkitError(f"--init-std must be at least 0, got {case.init_std:g}")
+    weight_bytes = 4 * depth * width * width * width_factor(case.activation, 2)
+    if weight_bytes > PROBE_MAX_BYTES:
+        raise AugkitError(f"a probe of depth {depth} and width {width} needs {weight_bytes / 2**30:.1f} GiB of weights "
+                          f"(at most {PROBE_MAX_BYTES >> 30} GiB); use a smaller --width or --depth")  # fmt: skip
+    torch_device = resolve_device(device)
+    torch.manual_seed(seed)  # the same draws for every case: cases differ only by scale and activation
+    model = create_probe_model(case, depth=depth, width=width, device=torch_device)
+    x = torch.randn(batch, width, device=torch_device, requires_grad=True)
+    with ActivationStats(model) as stats:
+        out = model(x)
+        signal = torch.randn_like(out)
+        out.backward(signal / signal.norm())
+    return ProbeResult(case, stats.summary())
+
+
+# ----------------------------------------------------------------------------- a trained run
+
+
+def diagnose_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    """Per-layer statistics of the run in ``run_dir`` on validation batches, its warnings, a picture.
+
+    Args:
+        max_batches: look at this many validation batches at most (default: all of them).
+        plot: where to draw (default: RUN_DIR/diagnose.png).
+    """
+    from augkit.train.plots import plot_diagnosis
+
+    if max_batches is not None and max_batches < 1:
+        raise AugkitError(f"--batches must be at least 1, got {max_batches}")
+    run_dir = Path(run_dir)
+    run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size)
+    model = run.model.eval()
+    images, first = 0, None
+    with torch.no_grad(), ActivationStats(model) as forward:
+        for i, (inputs, targets) in enumerate(run.batches.batches(0)):
+            if max_batches is not None and i >= max_batches:
+                break
+            model(inputs)
+            images += len(targets)
+            if first is None:
+                first = (inputs, targets)
+    if first is None:
+        raise AugkitError(f"{run.splits.source} has no validation images to diagnose")
+    layers = forward.summary()
+    with ActivationStats(model) as backward:  # one backward pass, for the gradient norms
+        nn.functional.cross_entropy(model(first[0]), first[1]).backward()
+    for stats, grads in zip(layers, backward.summary()):
+        stats.grad_norm = grads.grad_norm
+    model.zero_grad(set_to_none=True)
+
+    warnings = find_warnings(layers, seen=f"on {images} validation images")
+    history = read_activation_history(run_dir / ACTIVATIONS_FILE)
+    target = plot if plot is not None else run_dir / DIAGNOSE
+    config = run.config
+    title = f"{run_dir.name} ({run.checkpoint.name}) on {run.splits.source}: {config.model}, {config.activation}, {config.init}"
+    plot_diagnosis([s.to_dict(hist=True) for s in layers], target, history=history, title=title)
+    return {
+        "checkpoint": str(run.checkpoint),
+        "data": run.splits.source,
+        "images": images,
+        "activation": run.config.activation,
+        "layers": [s.to_dict() for s in layers],
+        "warnings": [w.message for w in warnings],
+        "history_steps": len(next(iter(history.values()))["steps"]) if history else 0,
+        "plot": str(target),
+    }
+
+
+def read_activation_history(path: Path) -> dict[str, dict[str, Any]]:
+    """``activations.jsonl`` as {layer: {"steps": [...], "hist": [[...], ...], "range": [lo, hi]}}.
+
+    A torn last line (a crash while writing) is skipped; a step recorded twice (a resumed run
+    repeats the steps after its last checkpoint) keeps its latest record. Empty if there is no file.
+    """
+    if not path.is_file():
+        return {}
+    records: dict[int, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            records[int(record["step"])] = record
+        except (ValueError, KeyError, TypeError):
+            continue
+    history: dict[str, dict[str, Any]] = {}
+    for step in sorted(records):
+        for row in records[step]["layers"]:
+            entry = history.setdefault(row["layer"], {"steps": [], "hist": [], "range": row["range"]})
+            entry["steps"].append(step)
+            entry["hist"].append(row["hist"])
+    return history
