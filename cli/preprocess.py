@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import click
 from augkit.cli import options
 
 RESIZE_MODES = ("center-crop", "exact", "pad", "shorter")  # augkit.resize.RESIZE_MODES, without importing cv2
+DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRIBUTORS, without importing numpy
 
 
 @click.command()
@@ -31,6 +33,13 @@ RESIZE_MODES = ("center-crop", "exact", "pad", "shorter")  # augkit.resize.RESIZ
 @click.option("--split-val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Carve this fraction of train into val (stratified, seeded) when the source has no val split.")
 @options.workers
+@click.option("--distributor", type=click.Choice(DISTRIBUTORS), default="local", show_default=True,
+              help="Where shards run: local processes, or a Ray or Dask cluster (pip install 'augkit[ray]' / "
+                   "'augkit[dask]'). Any of them gives the same bytes, and resumes a run another began.")
+@click.option("--address", metavar="ADDR",
+              help="The Ray or Dask cluster (e.g. 10.0.0.5:6379, tcp://10.0.0.5:8786). Default: $RAY_ADDRESS or "
+                   "$DASK_SCHEDULER_ADDRESS, else a local cluster of --workers processes. OUT and SRC must be at "
+                   "the same paths on every worker (a shared filesystem).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per shard (unit of work and of resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any file was skipped (after writing everything else).")
 @click.option("--overwrite", is_flag=True, help="Replace an OUT written by a run with other settings.")
@@ -49,6 +58,8 @@ def preprocess(
     pipeline_spec: str | None,
     split_val: float | None,
     workers: int,
+    distributor: str,
+    address: str | None,
     shard_size: int,
     strict: bool,
     overwrite: bool,
@@ -68,6 +79,7 @@ def preprocess(
       augkit preprocess cifar-10-batches-py cifar-packed
       augkit preprocess sample_data/digits digits-aug --copies 4 -p "rotate(limit=10, p=1)"
       augkit preprocess ~/data/pets pets-folder --size 224 --format folder --image-format jpg --split-val 0.1
+      augkit preprocess /nfs/data/flowers /nfs/out/flowers-64 --size 64 --distributor dask --address tcp://head:8786
     """
     from augkit.pipeline import load_pipeline
     from augkit.preprocess import PreprocessConfig, Progress
@@ -78,6 +90,10 @@ def preprocess(
         raise click.UsageError("--copies needs a pipeline: -p PIPELINE")
     if pipeline_spec is not None and not copies:
         raise click.UsageError("-p makes the augmented copies: give --copies K as well")
+    if address is None and distributor != "local":
+        from augkit.preprocess.distributors import ADDRESS_ENV
+
+        address = os.environ.get(ADDRESS_ENV[distributor]) or None  # the engine's own tools read it too
     config = PreprocessConfig(
         size=parse_size(size) if size else None,
         resize_mode=resize_mode,
@@ -101,7 +117,8 @@ def preprocess(
 
     with bar:
         progress = Progress(start=lambda total: bar.reset(total=total), advance=advance)
-        report = run(src, out, config, workers=workers, overwrite=overwrite, progress=progress)
+        report = run(src, out, config, workers=workers, overwrite=overwrite, progress=progress,
+                     distributor=distributor, address=address)
 
     if as_json:
         click.echo(json.dumps({

@@ -4,9 +4,10 @@ The order of events is what makes a run safe to kill at any moment:
 
 1. ``manifest.json`` is written first with ``"complete": false`` and the run's settings, so an
    OUT always says what it is, and a second run with other settings is refused.
-2. Shards run (in this process or a pool); each writes its files under temporary names,
-   renames them, then writes its record. A rerun keeps the shards whose record and files
-   check out (sha256) and redoes the others.
+2. Shards run (in this process, a pool, or on a Ray or Dask cluster: ``distributors``); each
+   writes its files under temporary names, renames them, then writes its record. A rerun keeps
+   the shards whose record and files check out (sha256) and redoes the others; a shard that a
+   cluster's worker reports done is checked the same way before it counts.
 3. For the packed format, the shard arrays are copied into one array per split (written under a
    temporary name, renamed when complete), ``stats.json`` is written from the shards'
    statistics merged in plan order, and the manifest is rewritten with ``"complete": true``.
@@ -21,11 +22,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ import numpy as np
 from augkit import __version__
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
-from augkit.preprocess.plan import PreprocessConfig, make_shards, open_splits, output_names
+from augkit.preprocess.distributors import check_distributor, run_tasks
+from augkit.preprocess.plan import PreprocessConfig, Shard, make_shards, open_splits, output_names
 from augkit.preprocess.shard import SHARDS_DIR, ShardTask, first_changed_file, packed_path, run_shard, verify_shard
 from augkit.stats import ChannelStats
 
@@ -74,8 +75,16 @@ def preprocess(
     workers: int = 1,
     overwrite: bool = False,
     progress: Progress | None = None,
+    distributor: str = "local",
+    address: str | None = None,
 ) -> PreprocessReport:
     """Preprocess the dataset at ``source`` into ``out`` (see the module docstring).
+
+    Args:
+        distributor: where the shards run: "local" (``workers`` processes), "ray" or "dask"
+            (see augkit.preprocess.distributors). It is not part of the output: any of them
+            gives the same bytes and resumes a run another began.
+        address: the Ray or Dask cluster's address; None starts a local one of ``workers``.
 
     Raises:
         AugkitError: bad input (a missing source, OUT in use by another run, ...).
@@ -84,6 +93,7 @@ def preprocess(
     progress = progress or Progress()
     if workers < 1:
         raise AugkitError(f"--workers must be at least 1, got {workers}")
+    check_distributor(distributor, address)
     out = Path(out)
     if source is not None and Path(source).exists():
         # One spelling of the source (relative or absolute, symlinked or not) for the shards'
@@ -123,16 +133,21 @@ def preprocess(
             splits[shard.split].subset(range(shard.start, shard.stop)),
             names[shard.split][shard.start : shard.stop] if names else None,
             config,
-            str(out),
+            str(out.resolve()),  # workers of a cluster do not share this process's working directory
         )
         for shard in pending
     ]
+    by_id = {shard.id: shard for shard in pending}
     done = len(shards) - len(pending)
     try:
-        for record in _run(tasks, workers):
-            records[record["id"]] = record
-            done += 1
-            progress.advance(record["stop"] - record["start"], len(record["skipped"]))
+        # closing: a failure here stops the cluster's other tasks now, not when the generator is collected.
+        with closing(run_tasks(run_shard, tasks, distributor=distributor, workers=workers, address=address)) as results:
+            for record in results:
+                if distributor != "local":
+                    record = _written_where_this_machine_sees_it(out, by_id[record["id"]])
+                records[record["id"]] = record
+                done += 1
+                progress.advance(record["stop"] - record["start"], len(record["skipped"]))
         # Inside the try: assembling writes the largest files, so it is where a disk fills up.
         manifest = _finish(out, header, config, splits, [records[shard.id] for shard in shards])
     except KeyboardInterrupt:
@@ -214,35 +229,16 @@ def _remove_temporary_files(out: Path) -> None:
 # ----------------------------------------------------------------------------- running
 
 
-def _run(tasks: list[ShardTask], workers: int) -> Iterator[dict[str, Any]]:
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield run_shard(task)
-        return
-    # Not "fork": a child forked while OpenCV's thread pool is busy can hang on its locks.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        # Import the shard code (numpy, OpenCV, albumentations: ~0.15 s) once in the server,
-        # not once in every worker it forks.
-        context.set_forkserver_preload(["augkit.preprocess.shard", "augkit.pipeline"])
-    pool = context.Pool(min(workers, len(tasks)), initializer=_init_worker)
-    try:
-        yield from pool.imap_unordered(run_shard, tasks)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # Ctrl-C or a failure: stop the other shards now; what is done stays done
-        raise
-    finally:
-        pool.join()
-
-
-def _init_worker() -> None:
-    # Ctrl-C reaches every process of the terminal's group: only the parent handles it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import cv2
-
-    cv2.setNumThreads(1)  # the pool keeps the cores busy; OpenCV's own threads would contend
+def _written_where_this_machine_sees_it(out: Path, shard: Shard) -> dict[str, Any]:
+    """The record of a shard that a cluster's worker did, checked here exactly as a resume would."""
+    record = verify_shard(out, shard)
+    if record is None:
+        raise AugkitError(
+            f"a worker reported shard {shard.id} done, but its files are missing or differ in OUT ({out}) as this "
+            "machine sees it: every worker must write OUT on a filesystem shared with this machine, at the same "
+            "path (docs/scale-out.md)"
+        )
+    return record
 
 
 # ----------------------------------------------------------------------------- finishing
