@@ -25,6 +25,8 @@ COMMANDS = {
     "steps": "augkit.cli.steps:steps",
     "train": "augkit.cli.train:train",
     "evaluate": "augkit.cli.evaluate:evaluate",
+    "ablate": "augkit.cli.ablate:ablate",
+    "diagnose": "augkit.cli.diagnose:diagnose",
 }
 
 

@@ -4,17 +4,16 @@ two CPU cores, with margins far wider than seed-to-seed or machine-to-machine va
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import augkit
 from augkit.train import data as datalib
 from augkit.train.checkpoint import load_checkpoint
 from augkit.train.config import TrainConfig
 from augkit.train.loop import build, train
+from augkit.train.studies import noisy_digits
 
 CHANCE = 0.1  # ten balanced classes
 
@@ -54,23 +53,6 @@ def _eval_mode_losses(config: TrainConfig, run_dir: Path) -> tuple[float, float]
     return losses[0], losses[1]
 
 
-def _digits_with_noisy_labels(root: Path, count: int, noise: float, seed: int = 0) -> Path:
-    """``count`` training digits, ``noise`` of them filed under a wrong class; val left clean."""
-    rng = np.random.default_rng(seed)
-    digits = augkit.sample_data_dir() / "digits"
-    train_files = sorted((digits / "train").glob("*/*.png"))
-    for i, source in enumerate(rng.permutation(len(train_files))[:count]):
-        path = train_files[source]
-        label = int(path.parent.name)
-        if rng.random() < noise:
-            label = (label + int(rng.integers(1, 10))) % 10
-        target = root / "train" / str(label) / f"{i:04d}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-    shutil.copytree(digits / "val", root / "val")
-    return root
-
-
 def _eval_mode_accuracies(config: TrainConfig, run_dir: Path) -> tuple[float, float]:
     """(train, val) accuracy of the run's final weights in eval mode (dropout off for both)."""
     parts = build(config, run_dir)
@@ -94,7 +76,7 @@ def test_dropout_narrows_the_gap_of_a_model_that_overfits_a_small_subset(tmp_pat
     show the claim either way. Both accuracies are measured in eval mode, so the training
     one is not lowered by dropout's own noise.
     """
-    data = _digits_with_noisy_labels(tmp_path / "noisy", count=300, noise=0.2)
+    data = noisy_digits(tmp_path / "noisy", count=300, noise=0.2)
     options = {"data": str(data), "model": "mlp", "hidden": (512, 512), "batchnorm": False, "weight_decay": 0.0,
                "optimizer": "adam", "lr": 1e-3, "batch_size": 25, "epochs": 60}  # fmt: skip
     results = {}

@@ -1,0 +1,289 @@
+"""Ablations: a grid over ``TrainConfig`` fields, several seeds each, run in parallel processes.
+
+A ``Study`` (``augkit.train.grid``) is a base config, a grid (field -> values) and a number of
+seeds; its runs are the cartesian product of the grid, each seed in its own folder::
+
+    OUT/plan.json                          the studies: a rerun with another plan is refused
+    OUT/runs/[STUDY/]KEY=V,KEY=V/seedK/    an ordinary RUN_DIR (``augkit train`` writes the same)
+                                 ablation.json   the run's outcome: ok (+ eval-mode train accuracy) or failed
+    OUT/results.csv, report.md, report.png (``augkit.train.report``)
+
+Running the same ablation again continues it: a run with ``ablation.json`` is done and skipped;
+one whose ``summary.json`` covers every epoch only gets its ``ablation.json``; one with a
+``last.pt`` resumes from it (exactly, as ``augkit train --resume``); any other is started again.
+A run whose loss turns NaN is an outcome, recorded as failed (and not retried), not the end of
+the ablation; any other error is reported once every run has ended, and retried by a rerun. Every config is built (data, model, pipeline, device) before the first run starts,
+so a mistake in the grid is one error, with nothing trained.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from augkit.errors import AugkitError, RunError
+from augkit.files import atomic_write
+from augkit.train.config import TrainConfig
+from augkit.train.grid import Run, Study, plan_runs
+
+PLAN, OUTCOME, LOCK = "plan.json", "ablation.json", ".ablate.lock"
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_ablation(
+    studies: Sequence[Study], out: str | Path, *, workers: int = 1, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run (or continue) every run of ``studies`` into ``out`` and write the results and the report.
+
+    Returns the report's summary (see ``augkit.train.report.write_report``) with ``ran``, the
+    runs trained now, and ``errors``; raises ``RunError`` after the report when some run stopped
+    with an error other than a failed run (a rerun retries those). The runs go to ``workers``
+    processes started by forkserver or spawn: a script that calls this must do so under
+    ``if __name__ == "__main__":``.
+    """
+    from augkit.train import report
+
+    out = Path(out)
+    existed = out.exists()
+    fresh = not existed or (out.is_dir() and not any(p.name != LOCK for p in out.iterdir()))
+    if not fresh and not (out / PLAN).is_file():
+        raise AugkitError(f"OUT {out} is not empty and holds no ablation ({PLAN}); choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        plan = {"augkit_ablate": 1, "studies": [s.to_plan() for s in studies]}
+        try:
+            _check_plan(out, plan)
+            for study in studies:
+                if study.prepare is not None:
+                    study.prepare()
+            runs = plan_runs(studies, out)
+            todo = [(run, state) for run in runs if (state := run_state(run)) != "done"]
+            check_configs([run.config for run, _ in todo], log)
+        except AugkitError:
+            if fresh:  # a mistake in the input leaves nothing behind: the same -o works once fixed
+                shutil.rmtree(out, ignore_errors=True)
+                if existed:
+                    out.mkdir()
+            raise
+        atomic_write(out / PLAN, json.dumps(plan, indent=2) + "\n")
+        errors = _execute(todo, len(runs), workers, log)
+        summary = report.write_report(studies, runs, out, errors={run.run_dir: reason for run, reason in errors})
+    summary.update(ran=len(todo), errors=len(errors))
+    if errors:
+        run, reason = errors[0]
+        raise RunError(f"{len(errors)} of {len(runs)} runs stopped with an error (first, {run.run_dir}: {reason}); "
+                       f"the report has the others; run the same command again to retry them")  # fmt: skip
+    return summary
+
+
+def run_state(run: Run) -> str:
+    """done (skip) | finished (trained, outcome missing) | resume (from last.pt) | new."""
+    if (run.run_dir / OUTCOME).is_file():
+        return "done"
+    try:
+        summary = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))
+        if summary["epochs"] == run.config.epochs:
+            return "finished"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return "resume" if (run.run_dir / "last.pt").is_file() else "new"
+
+
+def check_configs(configs: Sequence[TrainConfig], log: Callable[[str], None]) -> None:
+    """Build every distinct config once, as a run would (data, model, pipeline, device): user errors now."""
+    from augkit.train.loop import build
+
+    seen: set[str] = set()
+    for config in configs:
+        key = json.dumps({**config.to_dict(), "seed": 0}, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        with tempfile.TemporaryDirectory() as scratch:
+            parts = build(config, Path(scratch))
+            parts.train_batches.close()
+    if seen:
+        log(f"checked {len(seen)} configuration(s)")
+
+
+def _check_plan(out: Path, plan: dict[str, Any]) -> None:
+    path = out / PLAN
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AugkitError(f"{path} cannot be read; remove {out} or choose another -o") from None
+    if before == plan:
+        return
+    raise AugkitError(f"OUT {out} holds another ablation ({_difference(before, plan)}); run the same command "
+                      f"as before to continue it, or choose another -o")  # fmt: skip
+
+
+def _difference(before: dict[str, Any], now: dict[str, Any]) -> str:
+    old, new = before.get("studies", []), now["studies"]
+    if [s.get("name") for s in old] != [s["name"] for s in new]:
+        return "other studies"
+    for a, b in zip(old, new):
+        for part in ("grid", "seeds"):
+            if a.get(part) != b[part]:
+                return f"{part} {json.dumps(a.get(part))} there, {json.dumps(b[part])} here"
+        for key in b["base"]:
+            if a.get("base", {}).get(key) != b["base"][key]:
+                return f"{key} {json.dumps(a.get('base', {}).get(key))} there, {json.dumps(b['base'][key])} here"
+    return "another plan"
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One ablation at a time in ``out``: two would train the same run folders."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; nothing guards against a second process
+        yield
+        return
+    with open(out / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise AugkitError(f"OUT {out} is in use by another `augkit ablate`; wait for it, or choose another -o") from None
+        yield
+
+
+def _execute(todo: list[tuple[Run, str]], total: int, workers: int, log: Callable[[str], None]) -> list[tuple[Run, str]]:
+    """Run ``todo`` on ``workers`` processes, one line per finished run; returns the errors."""
+    done_before = total - len(todo)
+    if not todo:
+        log(f"all {total} runs done before")
+        return []
+    workers = min(workers, len(todo))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // workers)
+    resumed = sum(state == "resume" for _, state in todo)
+    log(f"{total} runs: {done_before} done before, {resumed} to resume, {len(todo) - resumed} to run; "
+        f"{workers} worker(s) x {threads} thread(s)")  # fmt: skip
+    # Never fork: a child forked while OpenCV's or torch's threads hold a lock can hang.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["augkit.train.loop"])  # torch imported once, not per worker
+    # The workers' lifeline: nothing is ever sent; when this process lets go of its end, or dies
+    # (kill -9 runs no cleanup), the workers read end-of-file and leave at once.
+    lifeline, held = context.Pipe(duplex=False)
+    errors: list[tuple[Run, str]] = []
+    count = done_before
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
+                                                initializer=_start_worker, initargs=(threads, lifeline)) as pool:  # fmt: skip
+        futures = {pool.submit(run_one, run.config.to_dict(), str(run.run_dir), state): run for run, state in todo}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                run, count = futures[future], count + 1
+                where = f"[{count}/{total}] {run.study.name + ': ' if run.study.name else ''}{run.label}, seed {run.seed}"
+                try:
+                    outcome = future.result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    errors.append((run, "its worker process died (killed, or out of memory?)"))
+                except Exception as error:  # noqa: BLE001  (a bug or a changed input: the other runs go on)
+                    errors.append((run, f"{type(error).__name__}: {error}"))
+                else:
+                    log(f"{where}: {_describe(outcome)}")
+                    continue
+                log(f"{where}: error: {errors[-1][1]}")
+        except BaseException:  # Ctrl-C: stop the workers now; what finished stays finished
+            held.close()
+            for future in futures:
+                future.cancel()
+            raise
+    held.close()
+    return errors
+
+
+def _describe(outcome: dict[str, Any]) -> str:
+    if outcome["status"] != "ok":
+        return f"failed: {outcome['reason']}"
+    return (f"best val acc {outcome['best_val_acc']:.4f} (epoch {outcome['best_epoch']}), "
+            f"{outcome['seconds']:.1f} s")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- in a worker
+
+
+def _start_worker(threads: int, lifeline: Any) -> None:
+    import signal
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the terminal: the parent handles it
+    torch.set_num_threads(threads)  # the workers share the cores
+
+    def watch() -> None:
+        # A worker outlives a killed parent: it would go on writing a run folder that the next
+        # `augkit ablate` continues. (Its parent is the forkserver, which outlives the main
+        # process as long as any worker does, so the parent's pid tells nothing.)
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_one(values: dict[str, Any], run_dir: str, state: str) -> dict[str, Any]:
+    """Train one run (``state`` new, or resume from last.pt), then write its ``ablation.json``; returns it."""
+    from augkit.train.loop import NonFiniteLoss, train
+
+    config, folder = TrainConfig.from_dict(values), Path(run_dir)
+    started = time.perf_counter()
+    if state in ("new", "resume"):
+        if state == "new" and folder.exists():
+            shutil.rmtree(folder)  # killed before its first epoch ended: nothing to continue
+        try:
+            train(config, folder, resume=state == "resume", quiet=True, log=lambda message: None)
+        except NonFiniteLoss as error:  # an outcome (lr too high, init too large), not the ablation's end
+            outcome = {"status": "failed", "reason": str(error)}
+            atomic_write(folder / OUTCOME, json.dumps(outcome, indent=2) + "\n")
+            return outcome
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    outcome = {
+        "status": "ok",
+        "final_train_acc": train_accuracy(config, folder),
+        "best_val_acc": summary["best_val_acc"],
+        "best_epoch": summary["best_epoch"],
+        "seconds": summary["seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }
+    atomic_write(folder / OUTCOME, json.dumps(outcome, indent=2) + "\n")
+    return outcome
+
+
+def train_accuracy(config: TrainConfig, run_dir: Path) -> float:
+    """Accuracy of the run's final weights on its training images in eval mode (no dropout, no augmentation).
+
+    The loop's train_acc is measured in train mode while the weights change: dropout's noise and
+    the augmented images lower it, which would credit them with a train/val gap they did not close.
+    """
+    import torch
+
+    from augkit.train import data as datalib
+    from augkit.train.checkpoint import LAST, load_checkpoint, unwrapped
+    from augkit.train.loop import build, evaluate_batches
+
+    parts = build(config.replace({"augment": None, "workers": 0}), run_dir)
+    parts.train_batches.close()
+    unwrapped(parts.model).load_state_dict(load_checkpoint(run_dir / LAST, map_location=parts.device)["model"])
+    splits = parts.splits
+    loader = datalib.make_loader(splits.train_images, splits.train_labels, batch_size=config.batch_size,
+                                 train=False, seed=config.seed)  # fmt: skip
+    batches = datalib.DeviceBatches(loader, parts.normalizer, parts.device, channels_last=parts.train_batches.channels_last)
+    return evaluate_batches(parts.model, parts, batches, torch.nn.CrossEntropyLoss())[1]
