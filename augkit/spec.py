@@ -81,7 +81,7 @@ def _read_spec_file(path: Path) -> Any:
 # ----------------------------------------------------------------------------- inline form
 
 
-def _split_top_level(text: str, separator: str) -> list[str]:
+def split_top_level(text: str, separator: str) -> list[str]:
     """Split at ``separator`` outside brackets, parentheses and quotes."""
     parts, depth, quote, current = [], 0, "", []
     for char in text:
@@ -104,7 +104,7 @@ def _split_top_level(text: str, separator: str) -> list[str]:
 
 def parse_inline(text: str) -> dict[str, Any]:
     """``"crop(size=24); hflip"`` -> ``{"steps": [{"crop": {"size": 24}}, {"hflip": {}}]}``."""
-    steps = [_parse_inline_step(item.strip()) for item in _split_top_level(text, ";") if item.strip()]
+    steps = [_parse_inline_step(item.strip()) for item in split_top_level(text, ";") if item.strip()]
     if not steps:
         raise SpecError("inline pipeline is empty; for example: 'crop(size=24, padding=2); hflip'")
     return {"steps": steps}
@@ -120,7 +120,7 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
     if rest:
         if not rest.rstrip().endswith(")"):
             raise SpecError(f"inline pipeline: {item!r} is missing its closing ')'")
-        for pair in _split_top_level(rest.rstrip()[:-1], ","):
+        for pair in split_top_level(rest.rstrip()[:-1], ","):
             if not pair.strip():
                 continue
             key, equals, value = pair.partition("=")

@@ -246,7 +246,7 @@ def test_data_over_the_memory_budget_points_to_the_packed_format(folder, monkeyp
 
 
 def test_training_batches_are_a_pure_function_of_seed_and_epoch(digits):
-    make = lambda: data.make_loader(digits.train_images, digits.train_labels, batch_size=100,
+    make = lambda: data.Loader(digits.train_images, digits.train_labels, batch_size=100,
                                     train=True, seed=5, augment=None, workers=0, pin_memory=False)  # fmt: skip
     loader = make()
     first = all_batches(loader, 3)
@@ -265,7 +265,7 @@ def test_training_batches_are_a_pure_function_of_seed_and_epoch(digits):
 
 
 def test_a_training_set_smaller_than_a_batch_is_one_batch(digits):
-    loader = data.make_loader(digits.train_images[:10], digits.train_labels[:10], batch_size=64, train=True,
+    loader = data.Loader(digits.train_images[:10], digits.train_labels[:10], batch_size=64, train=True,
                               seed=0, augment=None, workers=0, pin_memory=False)  # fmt: skip
     (x, _), = all_batches(loader, 0)
     assert len(loader) == 1 and len(x) == 10
@@ -273,7 +273,7 @@ def test_a_training_set_smaller_than_a_batch_is_one_batch(digits):
 
 def test_evaluation_batches_cover_every_sample_in_order_without_augmentation(digits):
     pipeline = data.load_augment(AUGMENT, 0)
-    loader = data.make_loader(digits.val_images, digits.val_labels, batch_size=64, train=False,
+    loader = data.Loader(digits.val_images, digits.val_labels, batch_size=64, train=False,
                               seed=0, augment=pipeline, workers=0, pin_memory=False)  # fmt: skip
     batches = all_batches(loader, 7)
     assert len(loader) == len(batches) == 6 and len(batches[-1][0]) == 360 - 5 * 64
@@ -294,7 +294,7 @@ def train_arrays(request, digits, tmp_path) -> tuple[np.ndarray, np.ndarray]:
 def test_augmented_batches_are_identical_for_any_number_of_workers(train_arrays):
     images, labels = train_arrays
     loaders = [
-        data.make_loader(images, labels, batch_size=64, train=True, seed=0,
+        data.Loader(images, labels, batch_size=64, train=True, seed=0,
                          augment=data.load_augment(AUGMENT, 0), workers=workers, pin_memory=False)
         for workers in (0, 2)
     ]  # fmt: skip
@@ -324,7 +324,7 @@ def test_a_memory_mapped_array_reaches_workers_as_its_file_not_its_bytes(tmp_pat
 
 def test_an_augmentation_that_changes_the_size_is_refused_before_workers_start(digits):
     with pytest.raises(AugkitError) as error:
-        data.make_loader(digits.train_images, digits.train_labels, batch_size=64, train=True, seed=0,
+        data.Loader(digits.train_images, digits.train_labels, batch_size=64, train=True, seed=0,
                          augment=data.load_augment("crop(size=6)", 0), workers=2, pin_memory=False)  # fmt: skip
     assert str(error.value) == (
         "the augment pipeline turned a 8x8x1 uint8 image into 6x6x1 uint8; keep size and dtype "
@@ -338,7 +338,7 @@ def test_an_augmentation_that_sometimes_changes_the_size_is_refused_when_it_does
     spec = "crop(size=6, p=0.5)"
     # A seed whose draw for the first sample keeps the size, so the check at start passes.
     seed = next(s for s in range(50) if data.load_augment(spec, s)(images[0], index=0, epoch=0).shape == (8, 8, 1))
-    loader = data.make_loader(images, labels, batch_size=64, train=True, seed=seed,
+    loader = data.Loader(images, labels, batch_size=64, train=True, seed=seed,
                               augment=data.load_augment(spec, seed), workers=workers, pin_memory=False)  # fmt: skip
     with pytest.raises(AugkitError, match=r"^the augment pipeline turned a 8x8x1 uint8 image into 6x6x1 uint8;"):
         all_batches(loader, 0)
@@ -439,7 +439,7 @@ def test_cpu_batches_from_the_normalised_split_equal_batches_normalised_one_by_o
     splits = data.open_splits(TrainConfig(data=str(src), val_split=0.3))
     stats = ChannelStats().update(splits.train_images)
     normalizer = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)
-    loader = data.make_loader(splits.train_images, splits.train_labels, batch_size=3, train=True, seed=1)
+    loader = data.Loader(splits.train_images, splits.train_labels, batch_size=3, train=True, seed=1)
     cached = data.DeviceBatches(loader, normalizer, torch.device("cpu"), channels_last=channels_last)
     assert cached._cache is not None  # the split is small: normalised once
     layout = torch.channels_last if channels_last else torch.contiguous_format

@@ -283,7 +283,7 @@ def train_accuracy(config: TrainConfig, run_dir: Path) -> float:
     parts.train_batches.close()
     unwrapped(parts.model).load_state_dict(load_checkpoint(run_dir / LAST, map_location=parts.device)["model"])
     splits = parts.splits
-    loader = datalib.make_loader(splits.train_images, splits.train_labels, batch_size=config.batch_size,
+    loader = datalib.Loader(splits.train_images, splits.train_labels, batch_size=config.batch_size,
                                  train=False, seed=config.seed)  # fmt: skip
     batches = datalib.DeviceBatches(loader, parts.normalizer, parts.device, channels_last=parts.train_batches.channels_last)
     return evaluate_batches(parts.model, parts, batches, torch.nn.CrossEntropyLoss())[1]

@@ -5,7 +5,7 @@ Three steps, in the order a run takes them:
 1. ``open_splits(config)`` opens DATA (any layout augkit opens) as train and val arrays of uint8
    N x H x W x C images. A packed ``augkit preprocess`` output is used memory-mapped as it is;
    anything else is decoded once into memory, unreadable files skipped and listed.
-2. ``make_loader(...)`` gives each epoch's batches as uint8 tensors. The order and every
+2. ``Loader(...)`` gives each epoch's batches as uint8 tensors. The order and every
    augmentation are pure functions of (seed, epoch, index): the batches of an epoch are the same
    for any number of workers and whatever the state of any random generator, so a resumed run
    sees exactly the batches an uninterrupted one would have.
@@ -365,29 +365,6 @@ class Loader:
     def close(self) -> None:
         """Stop the worker processes now, rather than when the loader is garbage-collected."""
         self._loader, self._closed = None, True  # its last reference: its iterator stops the workers
-
-
-def make_loader(
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    batch_size: int,
-    train: bool,
-    seed: int,
-    augment: Pipeline | None = None,
-    workers: int = 0,
-    pin_memory: bool = False,
-    distributed: Distributed | None = None,
-) -> Loader:
-    """The batches of one split (see ``Loader``).
-
-    ``augment`` applies to training only, and ``workers`` only with ``augment``: without it the
-    batches are array slices, made faster in this process than a worker could send them.
-    """
-    return Loader(
-        images, labels, batch_size=batch_size, train=train, seed=seed,
-        augment=augment, workers=workers, pin_memory=pin_memory, distributed=distributed,
-    )  # fmt: skip
 
 
 def _batch_count(n: int, batch_size: int, train: bool) -> int:

@@ -124,7 +124,7 @@ def open_run(
     channels_last = uses_channels_last(config, torch_device)
     model.to(torch_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     normalizer = datalib.fit_normalizer(config, splits, run_dir, write=False).to(torch_device)
-    loader = datalib.make_loader(
+    loader = datalib.Loader(
         splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
         seed=config.seed, augment=None, workers=0, pin_memory=torch_device.type == "cuda",
     )  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError
+from augkit.spec import split_top_level
 from augkit.train.config import TrainConfig, parse_assignment
 
 
@@ -79,7 +80,7 @@ def parse_grid(texts: Sequence[str], base: TrainConfig) -> dict[str, tuple[Any, 
             raise AugkitError("--grid seed: seeds come from --seeds K (each configuration runs K seeds); drop seed from --grid")
         if key in grid:
             raise AugkitError(f"--grid {key} is given twice; list all its values in one --grid {key}=V1,V2,...")
-        items = values.split("|") if "|" in values else _split_values(values)
+        items = values.split("|") if "|" in values else split_top_level(values, ",")
         converted: list[Any] = []
         for item in items:
             if not item.strip():
@@ -91,26 +92,6 @@ def parse_grid(texts: Sequence[str], base: TrainConfig) -> dict[str, tuple[Any, 
             converted.append(value)
         grid[key] = tuple(converted)
     return grid
-
-
-def _split_values(text: str) -> list[str]:
-    """Split on the commas that are outside brackets, parentheses and quotes."""
-    parts, current, depth, quote = [], [], 0, ""
-    for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    return [*parts, "".join(current)]
 
 
 def plan_runs(studies: Sequence[Study], out: Path) -> list[Run]:

@@ -132,11 +132,11 @@ def build(
     normalizer = datalib.fit_normalizer(config, splits, run_dir, write=main).to(device)
     augment = datalib.load_augment(config.augment, config.seed)
     pin = device.type == "cuda"
-    train_loader = datalib.make_loader(
+    train_loader = datalib.Loader(
         splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
         seed=config.seed, augment=augment, workers=config.workers, pin_memory=pin, distributed=distributed,
     )  # fmt: skip
-    val_loader = datalib.make_loader(
+    val_loader = datalib.Loader(
         splits.val_images, splits.val_labels, batch_size=config.batch_size, train=False,
         seed=config.seed, augment=None, workers=0, pin_memory=pin, distributed=distributed,
     )  # fmt: skip
