@@ -39,20 +39,6 @@ def test_deep_relu_mlp_trains_with_kaiming_and_not_with_small_normal(tmp_path):
     assert kaiming["best_val_acc"] - small["best_val_acc"] >= 0.30
 
 
-def _eval_mode_losses(config: TrainConfig, run_dir: Path) -> tuple[float, float]:
-    """(train, val) cross-entropy of the run's final weights in eval mode (dropout off for both)."""
-    parts = build(config, run_dir)
-    parts.model.load_state_dict(load_checkpoint(run_dir / "last.pt")["model"])
-    parts.model.eval()
-    losses = []
-    for images, labels in ((parts.splits.train_images, parts.splits.train_labels),
-                           (parts.splits.val_images, parts.splits.val_labels)):  # fmt: skip
-        x, y = datalib.to_device(torch.from_numpy(np.asarray(images)), torch.from_numpy(labels), "cpu", parts.normalizer)
-        with torch.no_grad():
-            losses.append(torch.nn.functional.cross_entropy(parts.model(x), y).item())
-    return losses[0], losses[1]
-
-
 def _eval_mode_accuracies(config: TrainConfig, run_dir: Path) -> tuple[float, float]:
     """(train, val) accuracy of the run's final weights in eval mode (dropout off for both)."""
     parts = build(config, run_dir)
