@@ -10,10 +10,14 @@ uses them:
     inits        weight initialisations, by name, with the formulas written out
     models       mlp, cnn, resnet
     optim        optimisers, schedules, L2 on weights only, L1
+    distributed  torchrun: one process's place in a DistributedDataParallel run
+    hooks        per-layer activation statistics; the --watch-activations watcher
     loop         build() and train(): the training loop
     checkpoint   atomic checkpoints, loaded with weights_only=True
     evaluate     accuracy, per-class accuracy and the confusion matrix of a finished run
-    plots        curves.png and confusion.png
+    diagnostics  augkit diagnose: the lecture's probe, and a trained run's layers
+    grid, ablate, report, studies   augkit ablate: grids, runs, the report, the lecture's default
+    plots        curves.png, confusion.png and the diagnose and ablate figures
 
 This package's ``__init__`` imports nothing, so ``augkit.train.config`` loads without torch.
 """
