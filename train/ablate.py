@@ -12,8 +12,9 @@ Running the same ablation again continues it: a run with ``ablation.json`` is do
 one whose ``summary.json`` covers every epoch only gets its ``ablation.json``; one with a
 ``last.pt`` resumes from it (exactly, as ``augkit train --resume``); any other is started again.
 A run whose loss turns NaN is an outcome, recorded as failed (and not retried), not the end of
-the ablation; any other error is reported once every run has ended, and retried by a rerun. Every config is built (data, model, pipeline, device) before the first run starts,
-so a mistake in the grid is one error, with nothing trained.
+the ablation; any other error is reported once every run has ended, and retried by a rerun.
+Every config is built (data, model, pipeline, device) before the first run starts, so a
+mistake in the grid is one error, with nothing trained.
 """
 
 from __future__ import annotations
