@@ -54,6 +54,7 @@ from augkit.train.config import TrainConfig
 from augkit.train.data import open_splits
 from augkit.train.loop import METRICS, train, uses_channels_last
 from augkit.train.models import create_model
+from _repeats import interleaved  # bench/, the folder of this script
 
 TARGET = 0.95
 
@@ -141,13 +142,7 @@ def main() -> None:
     for name, config in configs.items():
         runs[f"augkit {name}"] = lambda config=config: run_augkit(config)
         runs[f"hand {name}"] = lambda config=config: run_hand(config, splits)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
-    names = list(runs)
-    for repeat in range(args.repeats):
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
-            results[name].append(runs[name]())
-    kept = {name: r[1:] for name, r in results.items()}
+    kept = interleaved(runs, args.repeats)
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in kept[name])

@@ -60,6 +60,7 @@ import augkit
 from augkit.train.config import TrainConfig
 from augkit.train.data import open_splits
 from augkit.train.loop import train
+from _repeats import interleaved  # bench/, the folder of this script
 
 
 def run_augkit(config: TrainConfig) -> dict[str, float]:
@@ -126,13 +127,7 @@ def main() -> None:
         ),
         "LogisticReg.": lambda: run_sklearn(lambda: LogisticRegression(max_iter=2000), *data),
     }
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
-    names = list(runs)
-    for repeat in range(args.repeats):
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
-            results[name].append(runs[name]())
-    kept = {name: r[1:] for name, r in results.items()}
+    kept = interleaved(runs, args.repeats)
     if not args.no_cli:
         kept["augkit CLI"] = [run_cli()]
 

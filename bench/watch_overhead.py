@@ -40,6 +40,7 @@ import augkit
 from augkit.train.config import TrainConfig
 from augkit.train.hooks import ACTIVATIONS_FILE
 from augkit.train.loop import METRICS, train
+from _repeats import interleaved  # bench/, the folder of this script
 
 TARGET = 1.10
 
@@ -85,11 +86,7 @@ def main() -> None:
     for name in args.model:
         off = TrainConfig(model=name, epochs=args.epochs, device=args.device)
         on = off.replace({"watch_activations": args.every})
-        results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-        for repeat in range(args.repeats):
-            for label in (("off", "on") if repeat % 2 else ("on", "off")):
-                results[label].append(run(on if label == "on" else off))
-        kept = {label: r[1:] for label, r in results.items()}
+        kept = interleaved({"on": lambda: run(on), "off": lambda: run(off)}, args.repeats)
         ratios = [a["seconds"] / b["seconds"] for a, b in zip(kept["on"], kept["off"])]
         ratio = statistics.median(ratios)
         off_s, on_s = (statistics.median(r["seconds"] for r in kept[label]) for label in ("off", "on"))
