@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from augkit.errors import AugkitError, DatasetError, ImageReadError, SpecError
+from augkit.errors import AugkitError, AugkitWarning, DatasetError, ImageReadError, SpecError
 
 __version__ = "0.1.0"
 
@@ -34,7 +34,7 @@ _LAZY = {
     "create_step": "augkit.registry",
 }
 
-__all__ = ["AugkitError", "DatasetError", "ImageReadError", "SpecError", "__version__", *_LAZY]
+__all__ = ["AugkitError", "AugkitWarning", "DatasetError", "ImageReadError", "SpecError", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from augkit.datasets import Dataset, open_dataset, sample_data_dir

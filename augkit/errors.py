@@ -14,6 +14,10 @@ class AugkitError(Exception):
     """A problem with the user's input, explained in one line (what was wrong, how to fix it)."""
 
 
+class AugkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints one line)."""
+
+
 class ImageReadError(AugkitError):
     """A file that could not be read as an image; carries the path and the reason."""
 
