@@ -20,11 +20,14 @@ Layouts, detected in this order:
 - **digits**: the name ``digits`` (when no such path exists): scikit-learn's 8 x 8 digits, 1797
   images, one split, train.
 
-Rules common to all: only files with an image extension count, names starting with "." are
+Rules common to all: only entries with an image extension count, names starting with "." are
 ignored, everything is sorted by code point (class names, then files by their path inside the
-class folder), so the order and the class indices are the same on every machine. An empty class
-folder is still a class: a class whose images are missing keeps its index, and so do the others.
-Class names that could escape an output folder ("..", "a\\b", ...) are refused.
+class folder), so the order and the class indices are the same on every machine. Whatever has
+an image's name and is not a folder is a sample: a symbolic link that loops or dangles, or a
+FIFO, named ``x.png`` is listed, and reading it says why it cannot be read (commands skip and
+report it) rather than vanish or break the listing. An empty class folder is still a class: a
+class whose images are missing keeps its index, and so do the others. Class names that could
+escape an output folder ("..", "a\\b", ...) are refused.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 
 from augkit import cifar, packed
 from augkit.errors import DatasetError
-from augkit.images import IMAGE_EXTENSIONS, DraftSize, convert_channels, is_image_file, read_image
+from augkit.images import IMAGE_EXTENSIONS, WHITE, DraftSize, convert_channels, is_image_file, read_image
 
 # Names under which people store the validation split, in the order they are looked for.
 VAL_FOLDER_NAMES = ("val", "valid", "validation", "test")
@@ -67,17 +70,28 @@ class Dataset(collections.abc.Sequence):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def read(self, i: int, *, gray: bool = False, draft: DraftSize | None = None) -> np.ndarray:
+    def read(
+        self,
+        i: int,
+        *,
+        gray: bool = False,
+        draft: DraftSize | None = None,
+        exif_orientation: bool = True,
+        background: str | collections.abc.Sequence[int] = WHITE,
+    ) -> np.ndarray:
         """Sample ``i``'s pixels: uint8 RGB H x W x 3, or H x W x 1 with ``gray``.
 
-        ``draft`` lets a JPEG file be decoded at reduced scale (``read_image``); in-memory and
-        packed samples come at their stored size.
+        ``draft``, ``exif_orientation`` and ``background`` are ``read_image``'s, for samples that
+        are files (JPEG reduced-scale decoding, the EXIF orientation, the colour alpha is
+        composited onto); in-memory and packed samples come as stored.
 
         Raises ImageReadError for a file that cannot be read as an image.
         """
         i = self._position(i)
         if self._store is None:
-            return read_image(self.sources[i], gray=gray, draft=draft)
+            return read_image(
+                self.sources[i], gray=gray, draft=draft, exif_orientation=exif_orientation, background=background
+            )
         part, row = self._where[i]
         return convert_channels(self._store.image(int(part), int(row)), gray=gray)
 
@@ -317,20 +331,37 @@ def _check_class_names(classes: tuple[str, ...], root: Path | None) -> None:
 
 def _subfolders(folder: Path) -> list[str]:
     """Sorted names of the non-hidden folders in ``folder``."""
-    return sorted(e.name for e in _scan(folder) if not e.name.startswith(".") and e.is_dir())
+    return sorted(e.name for e in _scan(folder) if not e.name.startswith(".") and _is_dir(e))
 
 
 def _flat_images(folder: Path) -> list[Path]:
-    """Sorted image files directly in ``folder``."""
+    """Sorted image names directly in ``folder``: every entry but folders, whatever it is.
+
+    A dangling or looping symbolic link, a FIFO or a device with an image's name is listed
+    like a file, so that reading it reports why it cannot be read (``read_image`` never opens
+    them) instead of the sample vanishing, or the listing failing, without a word.
+    """
     names = sorted(
         e.name for e in _scan(folder)
-        if not e.name.startswith(".") and is_image_file(e.name) and e.is_file()
+        if not e.name.startswith(".") and is_image_file(e.name) and not _is_dir(e)
     )  # fmt: skip
     return [folder / name for name in names]
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a folder, or a link to one; False for a link that loops or dangles."""
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop: DirEntry raises ELOOP where os.walk says "not a folder"
+        return False
+
+
 def _images_below(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder``, sorted by their path inside it (part by part)."""
+    """Image files anywhere below ``folder``, sorted by their path inside it (part by part).
+
+    As in ``_flat_images``, everything with an image's name that is not a folder is listed:
+    ``os.walk`` files links that loop or dangle, FIFOs and devices under ``filenames``.
+    """
 
     def fail(error: OSError) -> None:
         raise DatasetError(f"{error.filename}: cannot list folder ({error.strerror})")

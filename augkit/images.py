@@ -1,28 +1,76 @@
 """Image files in and out: one reader for every command, one writer.
 
-Everything augkit reads comes through ``read_image``: the file's bytes are read with Python (so
-non-ASCII paths work on every platform) and decoded by ``cv2.imdecode``. Whatever the file holds
-(gray, gray+alpha, RGB, RGBA, 16-bit, palette, float) comes back as uint8 RGB, height x width x 3,
-or height x width x 1 with ``gray=True``. A file that cannot be read raises ``ImageReadError``
-with the path and a short reason; callers decide whether to skip and report, or stop.
+Everything augkit reads comes through ``read_image``, in four steps; each can refuse the file
+with ``ImageReadError`` (the path and a one-line reason), which callers skip and report, or stop on:
+
+1. **The file.** ``os.stat`` comes first: what is not a regular file (a directory, a FIFO, a
+   device, a socket; a dangling or looping symbolic link) is refused without being opened, so a
+   FIFO named ``x.png`` never blocks a run and ``/dev/zero`` is never read. A file of more than
+   ``max_bytes`` is refused before it is read; by default the cap follows the pixel limit:
+   ``16 * max_pixels + 16 MiB`` (an uncompressed float32 RGBA image at the limit, the widest
+   pixel augkit reads, plus room for metadata), 1.45 GB at the default limit. Python reads the
+   bytes, so non-ASCII paths work on every platform.
+2. **The header.** Pillow reads the format, the size and the EXIF orientation from the header,
+   decoding no pixel, for every format augkit reads: PNG, JPEG, WebP, GIF, BMP, TIFF and PNM
+   (those of ``IMAGE_EXTENSIONS``); anything else is "not an image", and a header Pillow cannot
+   read (damaged, or a layout it does not know, such as 64-bit float TIFF) is "unreadable". An
+   image of more than ``max_pixels`` pixels (default 89,478,485 = 9459 x 9459, Pillow's
+   ``MAX_IMAGE_PIXELS``) is refused there: a 32-byte lossless WebP of 16383 x 16383 is refused
+   in a millisecond instead of decoded in 8-11 s and 2.1 GB. ``max_pixels`` may be raised (or
+   None) without touching Pillow's global setting: augkit calls each format's reader as
+   ``Image.open`` does, less the check of ``PIL.Image.MAX_IMAGE_PIXELS`` that ``Image.open``
+   adds. One reader checks it by itself: Pillow's WebP reader refuses more than 2 x
+   ``PIL.Image.MAX_IMAGE_PIXELS`` (178,956,970) before it allocates its canvas; raise that too
+   to read larger WebP files.
+3. **The pixels.** ``cv2.imdecode`` decodes them (it keeps 16-bit colour, which Pillow cuts to
+   8 bits). A file it cannot decode is reported as truncated where its end is missing (OpenCV 5
+   refuses truncated files of every format, without saying why), else as corrupt.
+4. **As shown, under the pixel contract** (``augkit.pixels``):
+
+   - the EXIF orientation (1-8) is applied as ``PIL.ImageOps.exif_transpose`` applies it, so a
+     phone photo reads upright (``exif_orientation=False``: the pixels as stored). JPEG, PNG
+     (an eXIf chunk before the pixel data), WebP and TIFF carry it;
+   - alpha is composited onto ``background`` (white unless given): round(a * colour +
+     (1 - a) * background), exact in integers at the file's depth (8 or 16 bits), so an icon
+     drawn in black on transparent black reads as black on white instead of all black. Alpha
+     that OpenCV's decoders drop (BMP, a gray PNG's transparent colour key, gray TIFF) stays
+     dropped;
+   - 16-bit files are rounded to 8 bits (x / 257); float files (TIFF, PFM) must hold values on
+     [0, 1] and are scaled by 255; any other float (0..1000, NaN) is refused, never clipped.
+     ``keep_depth=True`` returns uint16 and float32 pixels as they are.
+
+The result is uint8 RGB, height x width x 3, or height x width x 1 with ``gray=True``.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
-import re
-import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
+from PIL import ExifTags, Image
+
+# Importing a format's plugin registers its reader in Image.OPEN: these are the formats augkit reads.
+from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, PpmImagePlugin  # noqa: F401
+from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
 from augkit.errors import AugkitError, ImageReadError
-from augkit.files import atomic_write
+from augkit.files import NotRegularFileError, atomic_write, open_regular
+from augkit.pixels import PixelError, check_image, full_scale
 
 # PIL's Image.MAX_IMAGE_PIXELS (about 9459 x 9459), so what PIL opens without a warning opens here.
 DEFAULT_MAX_PIXELS = 89_478_485
+
+# The byte cap derived from a pixel limit: the widest pixel augkit reads uncompressed (float32
+# RGBA TIFF), and room for what a file holds beside its pixels (EXIF, ICC profiles, the video a
+# phone appends to a "motion photo").
+_BYTES_PER_PIXEL = 16
+_METADATA_BYTES = 16 << 20
 
 # What augkit treats as an image when it scans a folder. GIF is included because the OpenCV
 # wheels augkit depends on (5.x) decode it (first frame); EXR is left out: the wheels ship
@@ -33,6 +81,13 @@ IMAGE_EXTENSIONS = frozenset(
         ".ppm", ".pgm", ".pbm", ".pnm", ".gif",
     }
 )  # fmt: skip
+
+# Pillow's names of the formats read, in the order their signatures are tried (PPM covers PBM,
+# PGM, PNM and PFM).
+_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+
+WHITE = (255, 255, 255)
+_NAMED_COLORS = {"white": WHITE, "black": (0, 0, 0)}
 
 # extension -> the encoder parameter that takes ``quality`` (None: the format has no quality).
 _WRITERS: dict[str, int | None] = {
@@ -46,20 +101,57 @@ _WRITERS: dict[str, int | None] = {
 }
 WRITE_EXTENSIONS = tuple(_WRITERS)
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8"
-# A JPEG marker: FF followed by a code that is not stuffing (00), a restart (D0-D7, no length,
-# may sit inside entropy-coded data) or fill (FF). Searching for the next one from the end of a
-# segment also steps over entropy-coded data, where an FF is always stuffed or a restart.
-_JPEG_MARKER = re.compile(rb"\xff[\x01\xc0-\xcf\xd8-\xfe]")
-# Start-of-frame markers carry the image size: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# EXIF orientation -> (transpose, flip rows, flip columns), in that order: the transposition
+# PIL.ImageOps.exif_transpose makes for each value (6: rotate 90 degrees clockwise, ...).
+_ORIENTATIONS = {
+    2: (False, False, True),
+    3: (False, True, True),
+    4: (False, True, False),
+    5: (True, False, False),
+    6: (True, False, True),
+    7: (True, True, True),
+    8: (True, True, False),
+}
+_INVERSE = {6: 8, 8: 6}  # every other orientation undoes itself
 
 
 def is_image_file(path: str | Path) -> bool:
     """Whether augkit treats ``path`` as an image, by its extension (case-insensitive)."""
     # os.path rather than Path: this runs once per file when scanning datasets of millions.
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def default_max_bytes(max_pixels: int | None) -> int | None:
+    """The byte cap ``read_image`` derives from ``max_pixels``: ``16 * max_pixels + 16 MiB``.
+
+    That is an uncompressed float32 RGBA image at the pixel limit plus room for metadata, so
+    no file within the pixel limit is refused for its size. None (no pixel limit): no cap.
+    """
+    return None if max_pixels is None else _BYTES_PER_PIXEL * max_pixels + _METADATA_BYTES
+
+
+def background_color(value: str | Sequence[int]) -> tuple[int, int, int]:
+    """A background colour as (R, G, B) on 0..255, from "white", "black", "R,G,B" or a sequence.
+
+    Raises:
+        AugkitError: anything else, with the forms accepted.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _NAMED_COLORS:
+            return _NAMED_COLORS[text]
+        parts: Sequence[object] = [p.strip() for p in text.split(",")]
+        parts = [int(p) if p.isdigit() else p for p in parts]
+    else:
+        parts = list(value) if isinstance(value, Sequence) else []
+    if len(parts) == 3 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in parts
+    ):
+        return (int(parts[0]), int(parts[1]), int(parts[2]))
+    raise AugkitError(
+        f"background must be white, black or R,G,B with integers from 0 to 255 (for example 128,128,128), "
+        f"got {value!r}"
+    )
 
 
 # JPEG reduced-scale decoding (libjpeg's DCT scaling), largest reduction first.
@@ -75,71 +167,72 @@ def read_image(
     *,
     gray: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_bytes: int | None | Literal["auto"] = "auto",
     draft: DraftSize | None = None,
+    exif_orientation: bool = True,
+    background: str | Sequence[int] = WHITE,
+    keep_depth: bool = False,
 ) -> np.ndarray:
-    """Read an image file as uint8 RGB (height x width x 3), or gray (height x width x 1).
+    """Read an image file as it is shown: uint8 RGB (height x width x 3), or gray (height x width x 1).
 
     Args:
-        path: the image file. Its format is found from its content, not its name.
+        path: the image file (symbolic links are followed). Its format is found from its
+            content, not its name.
         gray: return one channel (ITU-R 601 luma, the weights of PIL's ``convert("L")``).
-        max_pixels: refuse images with more pixels than this (decompression bombs); for PNG and
-            JPEG the size is read from the header, before anything is decoded. None: no limit.
+        max_pixels: refuse images of more pixels than this (decompression bombs), from the
+            header, before anything is decoded. None: no limit.
+        max_bytes: refuse files of more bytes than this, before reading them. "auto":
+            ``default_max_bytes(max_pixels)`` (16 bytes per pixel of the limit plus 16 MiB).
+            None: no cap.
         draft: for callers that shrink the image next (Pillow's ``Image.draft``): a function of
-            the full (height, width) that gives the smallest (height, width) the caller needs.
-            A JPEG is then decoded at 1/2, 1/4 or 1/8 scale, the smallest still at least that
-            large (libjpeg scales in the DCT domain: a 1/2-scale decode takes about 60% of a full
-            one). Other formats, and JPEGs too small to reduce, are decoded in full.
+            the full (height, width), as shown, that gives the smallest (height, width) the
+            caller needs. A JPEG is then decoded at 1/2, 1/4 or 1/8 scale, the smallest still at
+            least that large (libjpeg scales in the DCT domain: a 1/2-scale decode takes about
+            60% of a full one). Other formats, and JPEGs too small to reduce, are decoded in full.
+        exif_orientation: apply the EXIF orientation, as a viewer shows the image; False: the
+            pixels as stored.
+        background: the colour alpha is composited onto: (R, G, B) on 0..255, "white" or "black".
+        keep_depth: return 16-bit files as uint16 (0..65535) and float files as float32 (0..1),
+            under ``augkit.pixels``' contract, instead of converting them to uint8.
 
     Raises:
-        ImageReadError: the file is missing, unreadable, not an image, truncated, too large,
-            or of a kind augkit does not convert (its reason says which).
+        ImageReadError: the file is missing, not a regular file, too large, unreadable, not an
+            image, truncated, corrupt, of too many pixels, or holds pixels outside the contract
+            (its reason says which).
+        AugkitError: ``background`` is not a colour.
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a directory") from None
-    except PermissionError:
-        # Windows reports opening a folder as a permission error.
-        reason = "is a directory" if Path(path).is_dir() else "permission denied"
-        raise ImageReadError(path, reason) from None
-    except OSError as e:
-        raise ImageReadError(path, (e.strerror or str(e)).lower()) from None
-    if not data:
-        raise ImageReadError(path, "empty file (0 bytes)")
+    if type(background) is not tuple or background != WHITE:  # the default needs no check: microseconds a read
+        background = background_color(background)
+    data = _read_file(path, default_max_bytes(max_pixels) if max_bytes == "auto" else max_bytes)
+    kind, header = _open_header(path, data, max_pixels)
+    width, height = header.size
+    _check_pixels(path, width, height, max_pixels)
+    orientation = _orientation(header)
+    if kind == "TIFF":
+        # Orientation is a TIFF tag, not only EXIF: OpenCV applies it while decoding, so it is
+        # undone for the stored pixels rather than done.
+        orientation = 1 if exif_orientation else _INVERSE.get(orientation, orientation)
+    elif not exif_orientation:
+        orientation = 1
 
-    # PNG and JPEG are checked before decoding: their size is known from the header, and
-    # truncation is caught here rather than left to the decoder (libjpeg fills a cut-off JPEG
-    # with gray and calls it a warning; OpenCV 5 refuses it, but without saying why, and
-    # older builds hand the gray image on, which must never reach training).
-    if data.startswith(_PNG_SIGNATURE):
-        size, complete = _png_header(data)
-        kind, end = "PNG", "its IEND chunk"
-    elif data.startswith(_JPEG_SOI):
-        size, complete = _jpeg_header(data)
-        kind, end = "JPEG", "its end-of-image marker FFD9"
-    else:
-        size, complete, kind = None, True, None
-    if size is not None:
-        _check_pixels(path, *size, max_pixels)
-    if not complete:
-        raise ImageReadError(path, f"truncated ({kind} ends before {end})")
-
-    flags = cv2.IMREAD_UNCHANGED
-    if draft is not None and kind == "JPEG" and size is not None:
-        flags = _jpeg_draft_flags(*size, draft)
+    flags = cv2.IMREAD_UNCHANGED  # every channel (alpha too) at its depth; orientation as stored
+    if draft is not None and kind == "JPEG":
+        flags = _jpeg_draft_flags(width, height, orientation in (5, 6, 7, 8), draft)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
         # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS) and other assertions land here.
         raise ImageReadError(path, f"cannot decode ({_cv2_reason(e)})") from None
     if image is None:
-        if kind is None:
-            raise ImageReadError(path, "not an image (unrecognised format)")
-        raise ImageReadError(path, f"corrupt {kind} (decoder failed)")
+        raise ImageReadError(path, _truncated(kind, data) or f"corrupt {kind} (the decoder failed)")
     _check_pixels(path, image.shape[1], image.shape[0], max_pixels)
-    return _to_rgb_or_gray(path, image, gray)
+
+    image = _under_contract(path, image)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = _composite(image, background, premultiplied=_premultiplied(kind, header, image.dtype))
+    if not keep_depth:
+        image = _to_uint8(image)
+    return _reorient(_to_rgb_or_gray(path, image, gray), orientation)
 
 
 def convert_channels(image: np.ndarray, *, gray: bool) -> np.ndarray:
@@ -202,11 +295,96 @@ def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> Pa
     return atomic_write(path, encode_image(image, path.suffix, quality))
 
 
-def _jpeg_draft_flags(width: int, height: int, draft: DraftSize) -> int:
-    """imdecode flags for the smallest reduced JPEG decode that ``draft`` accepts."""
-    need_h, need_w = draft(height, width)
+def _read_file(path: str | Path, max_bytes: int | None) -> bytes:
+    """The bytes of the regular file at ``path`` (symbolic links followed), refused past ``max_bytes``."""
+    try:
+        with open_regular(path) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                raise ImageReadError(path, "empty file (0 bytes)")
+            if max_bytes is not None and size > max_bytes:
+                raise ImageReadError(
+                    path,
+                    f"file too large: {size:,} bytes > limit {max_bytes:,} "
+                    f"(raise max_bytes, or max_pixels which it follows, if you trust this file)",
+                )
+            # The size just checked, not to the end: a file that grows is never read past the cap.
+            return file.read(size)
+    except NotRegularFileError as error:
+        raise ImageReadError(path, f"not a regular file ({error.kind})") from None
+    except OSError as error:
+        raise ImageReadError(path, _os_reason(path, error)) from None
+
+
+def _os_reason(path: str | Path, error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "dangling symbolic link (its target does not exist)" if os.path.islink(path) else "file not found"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return (error.strerror or str(error)).lower()
+
+
+def _open_header(path: str | Path, data: bytes, max_pixels: int | None) -> tuple[str, Image.Image]:
+    """The format of ``data`` and the image Pillow opened from its header (no pixel decoded).
+
+    Each format's reader is called as ``Image.open`` calls it (``Image.OPEN[format]``, after
+    its ``accept`` test on the first bytes), without the check of ``PIL.Image.MAX_IMAGE_PIXELS``
+    that ``Image.open`` adds after it: ``read_image`` checks ``max_pixels`` instead.
+    """
+    prefix = data[:16]
+    for kind in _FORMATS:
+        factory, accept = Image.OPEN[kind]
+        verdict = accept(prefix)
+        if not verdict:
+            continue
+        if isinstance(verdict, str):  # Pillow knows the format but was built without its codec
+            raise ImageReadError(path, f"cannot read {kind} files: {verdict}")
+        try:
+            return kind, factory(io.BytesIO(data), "")
+        except Image.DecompressionBombError:
+            # Only readers that allocate while opening check Pillow's global limit themselves
+            # (WebP: its canvas), and only above twice that limit.
+            bound = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            ours = max_pixels is not None and max_pixels < bound  # augkit's limit refuses it too
+            over, also = (f" > limit {max_pixels:,}", "max_pixels and ") if ours else ("", "")
+            raise ImageReadError(
+                path,
+                f"too many pixels: more than {bound:,}{over} (if you trust this file, raise {also}"
+                f"PIL.Image.MAX_IMAGE_PIXELS: Pillow's {kind} reader refuses more than twice that itself)",
+            ) from None
+        except Exception as error:  # noqa: BLE001
+            # Pillow's readers fail on damaged headers with SyntaxError, OSError, ValueError,
+            # struct.error, EOFError, ...: any of them means this file cannot be read.
+            raise ImageReadError(path, _truncated(kind, data) or f"unreadable {kind} header ({error})") from None
+    raise ImageReadError(path, "not an image (unrecognised format)")
+
+
+def _orientation(header: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an image opened by ``_open_header``; 1 if none or unreadable."""
+    try:
+        # Image.getexif, not PngImageFile's own, which decodes the whole image to look for an
+        # eXIf chunk after the pixel data: the EXIF the header holds (and XMP's orientation, as
+        # exif_transpose reads it).
+        value = Image.Image.getexif(header).get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF: the pixels as stored, not an unreadable photo
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def _jpeg_draft_flags(width: int, height: int, transposed: bool, draft: DraftSize) -> int:
+    """imdecode flags for the smallest reduced JPEG decode that ``draft`` accepts.
+
+    ``draft`` sees and answers in the image's shown size, which an orientation of 5-8
+    (``transposed``) turns by 90 degrees from the stored one.
+    """
+    shown = (width, height) if transposed else (height, width)
+    need_h, need_w = draft(*shown)
+    if transposed:
+        need_h, need_w = need_w, need_h
     for scale, flag in _JPEG_DRAFT_FLAGS:
-        # libjpeg rounds a scaled side up; EXIF orientation stays ignored, as with UNCHANGED.
+        # libjpeg rounds a scaled side up; the orientation is applied afterwards, as for a full decode.
         if -(-height // scale) >= need_h and -(-width // scale) >= need_w:
             return flag | cv2.IMREAD_IGNORE_ORIENTATION
     return cv2.IMREAD_UNCHANGED
@@ -221,75 +399,114 @@ def _check_pixels(path: str | Path, width: int, height: int, max_pixels: int | N
         )
 
 
-def _png_header(data: bytes) -> tuple[tuple[int, int] | None, bool]:
-    """(width, height) from IHDR, and whether the chunks run intact up to IEND."""
-    size = None
-    pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length  # length, type, data, CRC
-        if end > len(data):
-            break
-        if kind == b"IHDR" and length >= 8:
-            size = struct.unpack_from(">II", data, pos + 8)
-        elif kind == b"IEND":
-            return size, True
-        pos = end
-    return size, False
+def _truncated(kind: str, data: bytes) -> str | None:
+    """For a ``kind`` file that could not be read: "truncated (...)" if its end is missing, else None."""
+    end = None
+    if kind == "PNG" and not 0 <= data.rfind(b"IEND") <= len(data) - 8:  # the chunk type, then its CRC
+        end = "its IEND chunk"
+    elif kind == "JPEG" and data.rfind(b"\xff\xd9") <= data.rfind(b"\xff\xda"):
+        # Entropy-coded data never holds FF D9, so a whole JPEG ends its last scan with it.
+        end = "its end-of-image marker FFD9"
+    elif kind == "WEBP" and len(data) < 8 + int.from_bytes(data[4:8], "little"):
+        end = "the length its RIFF header gives"
+    elif kind == "GIF" and not data.rstrip(b"\0").endswith(b";"):
+        end = "its trailer byte 3B"
+    elif kind == "BMP" and len(data) < int.from_bytes(data[2:6], "little"):
+        end = "the size its header gives"
+    return f"truncated ({kind} ends before {end})" if end else None
 
 
-def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, bool]:
-    """(width, height) from the SOFn segment, and whether the markers run intact up to EOI.
+def _under_contract(path: str | Path, image: np.ndarray) -> np.ndarray:
+    """Decoded pixels as uint8, uint16 or float32 under ``augkit.pixels``' contract."""
+    if image.dtype.kind == "f":
+        image = image.astype(np.float32, copy=False)
+        try:
+            check_image(image)
+        except PixelError:
+            finite = np.isfinite(image)
+            if not finite.all():
+                seen = f"NaN or Inf in {int(image.size - finite.sum()):,} value(s)"
+            else:
+                seen = f"values from {float(image.min()):g} to {float(image.max()):g}"
+            raise ImageReadError(
+                path,
+                f"float pixels outside [0, 1] ({seen}): augkit reads float images as intensities on "
+                f"[0, 1] and does not guess another scale; rescale the file to [0, 1], or save it as "
+                f"8- or 16-bit integers",
+            ) from None
+        return image
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(path, f"unsupported image (dtype {image.dtype})")
+    return image
 
-    Walks segment by segment (skipping each by its length, so an EXIF thumbnail's own markers
-    are never mistaken for the image's), so data after EOI (phones append videos to "motion
-    photos") is accepted and a file cut anywhere before EOI is not.
+
+def _premultiplied(kind: str, header: Image.Image, dtype: np.dtype) -> bool:
+    """Whether OpenCV hands back this file's colour already multiplied by its alpha.
+
+    Only TIFF says so (ExtraSamples 1, associated alpha). OpenCV also reads 8-bit TIFF through
+    libtiff's RGBA interface, which premultiplies unassociated alpha (ExtraSamples 2).
     """
-    size = None
-    pos = len(_JPEG_SOI)
-    while match := _JPEG_MARKER.search(data, pos):
-        marker, pos = data[match.start() + 1], match.end()
-        if marker == 0xD9:
-            return size, True
-        if marker in (0x01, 0xD8):  # standalone markers, no length
-            continue
-        if pos + 2 > len(data):
-            break
-        end = pos + struct.unpack_from(">H", data, pos)[0]
-        if end > len(data):
-            break
-        if marker in _JPEG_SOF and end - pos >= 7:
-            height, width = struct.unpack_from(">HH", data, pos + 3)
-            if height:  # 0 means "set later by a DNL marker": checked after decoding instead
-                size = (width, height)
-        pos = end
-    return size, False
+    if kind != "TIFF":
+        return False
+    extra = header.tag_v2.get(338)  # ExtraSamples, one value per extra channel
+    first = extra[0] if isinstance(extra, tuple) and extra else extra
+    return first == 1 or (first == 2 and dtype == np.uint8)
+
+
+def _composite(image: np.ndarray, background: tuple[int, int, int], *, premultiplied: bool) -> np.ndarray:
+    """Colour + alpha (H x W x 2 or 4, OpenCV's BGR order) onto ``background`` (R, G, B on 0..255).
+
+    round(a * colour + (1 - a) * background), with a = alpha / full scale (colour + (1 - a) *
+    background if ``premultiplied``), exact in integers for uint8 and uint16. Returns
+    H x W x 3 BGR of the same dtype (gray + alpha becomes colour when the background is one).
+    """
+    colour, alpha = image[..., :-1], image[..., -1:]
+    bgr = background[::-1]
+    if image.dtype == np.float32:
+        base = np.asarray(bgr, np.float32) / np.float32(255)
+        mixed = (colour if premultiplied else colour * alpha) + (1 - alpha) * base
+        return np.clip(mixed, 0, 1, out=mixed)
+    full = int(full_scale(image))
+    wide = np.int64 if full > 255 else np.int32  # 65535 * 65535 * 2 does not fit in int32
+    a = alpha.astype(wide)
+    base = np.asarray(bgr, wide) * (full // 255)  # 0..255 -> the image's scale (x 257 for 16 bits)
+    numerator = colour.astype(wide) * (full if premultiplied else a) + (full - a) * base
+    # full is odd, so x / full is never exactly half-way: floor(x / full + 1/2) rounds exactly.
+    return np.minimum((numerator + full // 2) // full, full).astype(image.dtype)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint16:
+        # round(x * 255 / 65535) == round(x / 257), exactly, in integers: 65535 -> 255.
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if image.dtype == np.float32:
+        return np.rint(image * 255).astype(np.uint8)
+    return image
 
 
 def _to_rgb_or_gray(path: str | Path, image: np.ndarray, gray: bool) -> np.ndarray:
-    """Decoded OpenCV image (BGR order, any depth) -> uint8 RGB H x W x 3 or gray H x W x 1."""
-    if image.dtype == np.uint16:
-        # round(x * 255 / 65535) == round(x / 257), exactly, in integers: 65535 -> 255.
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        # Float images (TIFF) hold intensities in [0, 1] by convention.
-        image = np.rint(np.clip(np.nan_to_num(image), 0.0, 1.0) * 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageReadError(path, f"unsupported image (dtype {image.dtype})")
-
+    """Decoded pixels (OpenCV's BGR order, alpha composited) -> RGB H x W x 3 or gray H x W x 1."""
     channels = 1 if image.ndim == 2 else image.shape[2]
-    # Alpha is dropped, not composited onto a background: the same as PIL's convert("RGB"),
-    # which torchvision's loader uses, so augkit's pixels match what a torchvision user trains on.
-    if channels in (1, 2):  # gray, gray + alpha
-        return convert_channels(image if channels == 1 else image[..., 0], gray=gray)
-    if channels == 3:
-        code = cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB
-    elif channels == 4:
-        code = cv2.COLOR_BGRA2GRAY if gray else cv2.COLOR_BGRA2RGB
-    else:
+    if channels == 1:
+        plane = image if image.ndim == 2 else image[..., 0]
+        return plane[..., None] if gray else cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB)
+    if channels != 3:
         raise ImageReadError(path, f"unsupported image ({channels} channels)")
-    out = cv2.cvtColor(image, code)
+    out = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
     return out[..., None] if gray else out
+
+
+def _reorient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` transposed and flipped as EXIF ``orientation`` says; C-contiguous."""
+    if orientation in _ORIENTATIONS:
+        transpose, flip_rows, flip_columns = _ORIENTATIONS[orientation]
+        if transpose:
+            image = image.swapaxes(0, 1)
+        if flip_rows:
+            image = image[::-1]
+        if flip_columns:
+            image = image[:, ::-1]
+    return np.ascontiguousarray(image)
 
 
 def _cv2_reason(error: cv2.error) -> str:

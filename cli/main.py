@@ -4,18 +4,28 @@ Subcommands are imported only when run (or when ``--help`` lists them), and thei
 import augkit's heavy parts inside the command, so ``augkit --help`` stays instant and loads
 neither albumentations nor torch.
 
-Exit codes: 0 ok, 1 the run failed, 2 bad usage or input (one readable line, no traceback).
+Exit codes: 0 ok, 1 the run failed (a full disk, whatever was writing), 2 bad usage or input
+(one readable line, no traceback).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import warnings
 from typing import Any
 
 import click
 
 from augkit import __version__
-from augkit.errors import AugkitError, RunError
+from augkit.errors import AugkitError, AugkitWarning, RunError
+
+# errno of a write that failed for want of space -> what the one line says.
+DISK_FULL = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for its filesystem",
+}
 
 # name -> "module:attribute"; the order here is the order in --help.
 COMMANDS = {
@@ -63,7 +73,13 @@ class LazyGroup(click.Group):
         except RunError as error:
             raise RunFailed(str(error)) from None
         except OSError as error:
-            # Output paths are user input too: a missing folder, no permission, a full disk.
+            if error.errno in DISK_FULL:
+                # The run failed, not the input: whichever command was writing (atomic writes
+                # leave the old file as it was and no temporary file behind).
+                where = f"{error.filename}: " if error.filename else ""
+                reason = DISK_FULL[error.errno]
+                raise RunFailed(f"{where}{reason}; free some space and run the command again") from None
+            # Output paths are user input too: a missing folder, no permission.
             if error.filename is None:
                 raise
             raise UserError(f"{error.filename}: {error.strerror or error}") from None
@@ -85,5 +101,17 @@ def cli() -> None:
     """
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """augkit's own warnings as one line on stderr; everything else as Python prints it."""
+    if issubclass(category, AugkitWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     cli(prog_name="augkit")

@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import shlex
+import subprocess
 import sys
 
 import cv2
@@ -635,3 +636,202 @@ def test_split_layout_without_a_val_folder_says_where_val_goes(tmp_path, write_p
         open_dataset(tmp_path, "val")
     assert f"put held-out images in {tmp_path}/val/<class>/" in str(info.value)
     assert "move the class folders" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- links and special files
+
+
+def _odd_entries(folder) -> list[str]:
+    """A symlink loop, a dangling symlink and a FIFO, each named like an image, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "l1.png").symlink_to("l2.png")
+    (folder / "l2.png").symlink_to("l1.png")
+    (folder / "dangling.png").symlink_to("gone.png")
+    os.mkfifo(folder / "fifo.png")
+    return ["dangling.png", "fifo.png", "l1.png", "l2.png"]
+
+
+POSIX = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX's")
+
+
+@POSIX
+def test_flat_folder_lists_links_that_loop_or_dangle_and_fifos_and_reading_them_says_why(tmp_path, write_png):
+    # A loop made DirEntry.is_file raise and refused the whole folder; the others vanished.
+    odd = _odd_entries(tmp_path)
+    write_png(tmp_path / "good.png", color(1))
+    (tmp_path / "link-to-good.png").symlink_to("good.png")
+    ds = open_dataset(tmp_path)
+    assert ds.kind == "folder"
+    assert [os.path.basename(s) for s in ds.sources] == sorted([*odd, "good.png", "link-to-good.png"])
+    reasons = {}
+    for i, source in enumerate(ds.sources):
+        try:
+            ds.read(i)
+        except ImageReadError as error:
+            reasons[os.path.basename(source)] = error.reason
+    assert reasons == {
+        "dangling.png": "dangling symbolic link (its target does not exist)",
+        "fifo.png": "not a regular file (FIFO)",
+        "l1.png": "symbolic link loop (too many levels of symbolic links)",
+        "l2.png": "symbolic link loop (too many levels of symbolic links)",
+    }
+
+
+@POSIX
+def test_imagefolder_lists_links_that_loop_or_dangle_and_fifos_in_class_folders(tmp_path, write_png):
+    odd = _odd_entries(tmp_path / "cat")
+    write_png(tmp_path / "dog" / "a.png", color(1))
+    (tmp_path / "loop").symlink_to("loop")  # a looping link beside the class folders is no class
+    ds = open_dataset(tmp_path)
+    assert ds.classes == ("cat", "dog")
+    assert [os.path.relpath(s, tmp_path) for s in ds.sources] == [*(f"cat/{n}" for n in odd), "dog/a.png"]
+    assert ds.labels.tolist() == [0, 0, 0, 0, 1]
+
+
+@POSIX
+def test_stats_on_a_folder_holding_a_fifo_skips_it_with_its_reason_and_does_not_hang(tmp_path, write_png):
+    for i in range(3):
+        write_png(tmp_path / f"{i}.png", color(i))
+    os.mkfifo(tmp_path / "x.png")  # reading it would block until a writer comes: forever
+    run = subprocess.run([sys.executable, "-m", "augkit", "stats", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["count"] == 3
+    assert report["skipped"] == [{"path": str(tmp_path / "x.png"), "reason": "not a regular file (FIFO)"}]
+
+
+# ----------------------------------------------------------------------------- reading options
+
+
+def test_dataset_read_forwards_the_orientation_and_background_to_the_reader(tmp_path):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to show
+    rgba = np.zeros((2, 4, 4), np.uint8)  # transparent black, 4 wide x 2 high as stored
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "icon.png", exif=exif.tobytes())
+    ds = open_dataset(tmp_path)
+    assert ds.read(0).shape == (4, 2, 3) and ds.read(0).min() == 255  # shown, on white
+    assert ds.read(0, exif_orientation=False).shape == (2, 4, 3)
+    assert ds.read(0, background="black").max() == 0
+    assert ds.read(0, background=(10, 20, 30))[0, 0].tolist() == [10, 20, 30]
+
+
+# ----------------------------------------------------------------------------- CIFAR batches that stand for more than they hold
+
+
+def _write_batch(root, name, data, labels):
+    (root / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
+
+
+CAPPED = pytest.mark.skipif(sys.platform == "win32", reason="caps a process's memory with resource.setrlimit (POSIX)")
+
+
+def limited(command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` run with its address space capped at 2 GiB (augkit needs under 0.5): were a
+    bomb to go off, it would end there in a MemoryError, not take this machine's memory."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=cap)
+
+
+@CAPPED
+def test_cifar_labels_that_stand_for_gigabytes_are_refused_before_numpy_sees_them(make_cifar):
+    """A batch of under 100 KB whose labels are 714 references to one list of 714 references to
+    one list of 714 zeros: numpy would turn them into 714**3 int64, 2.9 GiB."""
+    fake = make_cifar("cifar10", rows=1)
+    row = [0] * 714
+    _write_batch(fake.root, "data_batch_2", np.zeros((1, 3072), np.uint8), [[row] * 714] * 714)
+    assert (fake.root / "data_batch_2").stat().st_size < 100_000
+    done = limited([sys.executable, "-m", "augkit", "stats", str(fake.root)])
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"Error: {fake.root / 'data_batch_2'}: expected the labels of its 1 images, a list of 1 class indices "
+        f"(0 or more), found a list of 714 whose item 0 is a list; not a CIFAR batch"
+    )
+
+
+# fault -> (data, labels, what the one line says after "<file>: ")
+CIFAR_FAULTS = {
+    "labels of bools": (np.zeros((1, 3072), np.uint8), [True], "found a list of 1 whose item 0 is a bool"),
+    "labels of floats": (np.zeros((1, 3072), np.uint8), [1.0], "found a list of 1 whose item 0 is a float"),
+    "a negative label": (np.zeros((1, 3072), np.uint8), [-1], "found a list of 1 whose item 0 is -1"),
+    "a label of 31 digits": (np.zeros((1, 3072), np.uint8), [10**30], f"whose item 0 is {10**30}"),
+    "fewer labels than images": (np.zeros((2, 3072), np.uint8), [0], "labels of its 2 images, a list of 2 class "
+                                                                    "indices (0 or more), found a list of 1;"),
+    "labels in a dict": (np.zeros((1, 3072), np.uint8), {0: 0}, "found a dict;"),
+    "labels in a 2-D array": (np.zeros((1, 3072), np.uint8), np.zeros((1, 1), np.int64),
+                              "found a int64 array of shape (1, 1);"),
+    "data as nested lists": ([[0] * 3072], [0], "'data' is not an N x 3072 uint8 array"),
+    "data as bytes of a part of a row": (bytes(3000), [0], "'data' is not an N x 3072 uint8 array"),
+    "data as 16-bit pixels": (np.zeros((1, 3072), np.uint16), [0], "'data' is not an N x 3072 uint8 array"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", CIFAR_FAULTS)
+def test_a_cifar_batch_holding_the_wrong_types_or_lengths_is_one_line(make_cifar, fault):
+    fake = make_cifar("cifar10", rows=1)
+    data, labels, message = CIFAR_FAULTS[fault]
+    _write_batch(fake.root, "data_batch_3", data, labels)
+    with pytest.raises(DatasetError, match=re.escape(f"{fake.root / 'data_batch_3'}: ") + ".*" + re.escape(message)):
+        open_dataset(fake.root)
+
+
+def test_cifar_data_as_raw_bytes_of_whole_rows_reads_like_an_array(make_cifar):
+    fake = make_cifar("cifar10", rows=2)
+    _write_batch(fake.root, "data_batch_1", fake.train_rows[:2].tobytes(), [int(v) for v in fake.train_labels[:2]])
+    ds = open_dataset(fake.root)
+    np.testing.assert_array_equal(ds.read(1), cifar_row_as_image(fake.train_rows[1]))
+
+
+class _Reduced:
+    """Pickles as ``function(*arguments)``."""
+
+    def __init__(self, function, *arguments):
+        self.function, self.arguments = function, arguments
+
+    def __reduce__(self):
+        return self.function, self.arguments
+
+
+def _hex_doubled(times):
+    """bytes that ``codecs.encode(..., "hex")`` doubles ``times`` over: 2**times bytes from one."""
+    import codecs
+
+    value = b"x"
+    for _ in range(times):
+        value = _Reduced(codecs.encode, value, "hex")
+    return value
+
+
+@CAPPED
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [(_hex_doubled(40), "_codecs.encode is allowed only for bytes pickled as latin-1 text"),  # 1 TiB if run
+     (_Reduced(cifar._reconstruct, np.ndarray, (100_000, 100_000), b"b"),  # 10 GB if run
+      "numpy arrays are pickled as empty (0,) arrays, not (100000, 100000)")],
+    ids=["hex-doubled-40-times", "array-of-10-GB"],
+)  # fmt: skip
+def test_allowed_names_called_in_ways_real_batches_never_do_are_refused(tmp_path, payload, message):
+    blob = pickle.dumps({b"data": payload, b"labels": [0]}, protocol=2)
+    assert len(blob) < 2000
+    if "hex" in message:  # the payload is live: a short chain of it grows as promised
+        assert len(pickle.loads(pickle.dumps(_hex_doubled(10), protocol=2))) == 1024
+    (tmp_path / "data_batch_1").write_bytes(blob)
+    code = f"import augkit.cifar as c; from pathlib import Path; c.load_pickle(Path({str(tmp_path / 'data_batch_1')!r}))"
+    done = limited([sys.executable, "-c", code])
+    assert done.returncode == 1 and "DatasetError" in done.stderr, done.stderr
+    assert f"not a CIFAR batch (UnpicklingError: {message})" in done.stderr.strip().splitlines()[-1]
+
+
+def test_cifar_meta_with_200000_class_names_opens_in_linear_time(make_cifar):
+    fake = make_cifar("cifar10", rows=1)
+    names = [f"c{i:06d}".encode() for i in range(200_000)][::-1]  # not sorted: every name moves
+    (fake.root / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    code = f"import augkit; print(len(augkit.open_dataset({str(fake.root)!r}).classes))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # a hang's limit
+    assert done.returncode == 0 and done.stdout.strip() == "200000", done.stderr

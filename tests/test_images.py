@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import socket
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from augkit.errors import AugkitError, ImageReadError
 from augkit.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     WRITE_EXTENSIONS,
+    background_color,
+    default_max_bytes,
     encode_image,
     is_image_file,
     read_image,
@@ -52,8 +58,13 @@ def palette_png() -> bytes:
 
 
 def gray_alpha_png() -> bytes:
-    # Alpha 0 on a bright pixel: compositing onto black would turn it to 0; dropping keeps 200.
-    return pil_bytes(Image.frombytes("LA", (2, 1), bytes([200, 0, 50, 255])))
+    # Alpha 0 on a dark pixel: dropping alpha would keep 50, compositing onto white gives 255.
+    return pil_bytes(Image.frombytes("LA", (2, 1), bytes([50, 0, 200, 255])))
+
+
+def transparent_palette_png() -> bytes:
+    # tRNS: index 0 fully transparent, index 1 half (128 of 255), the others opaque.
+    return pil_bytes(Image.open(io.BytesIO(palette_png())), transparency=bytes([0, 128, 255, 255]))
 
 
 GRAY_2x2 = [[0, 77], [200, 255]]
@@ -63,17 +74,21 @@ KINDS = {
     "gray": (cv2_bytes(".png", np.array(GRAY_2x2, np.uint8)), ".png",
              np.repeat(np.array(GRAY_2x2, np.uint8)[..., None], 3, axis=2)),
     "rgb": (cv2_bytes(".png", RGB[..., ::-1]), ".png", RGB),
-    "rgba, alpha dropped not composited": (
+    # round(a * colour + (1 - a) * 255): a = 0 -> white, a = 128/255 -> (127, 127, 255) from blue.
+    "rgba, composited onto white": (
         cv2_bytes(".png", np.dstack([RGB[..., ::-1], [[0, 255], [128, 0]]]).astype(np.uint8)),
-        ".png", RGB),
+        ".png", np.array([[[255, 255, 255], [0, 255, 0]], [[127, 127, 255], [255, 255, 255]]], np.uint8)),
     "16-bit gray, rounded": (
         cv2_bytes(".png", np.array([[0, 128], [129, 65535]], np.uint16)), ".png",
         np.repeat(np.array([[0, 0], [1, 255]], np.uint8)[..., None], 3, axis=2)),
     "16-bit rgb": (cv2_bytes(".png", RGB[..., ::-1].astype(np.uint16) * 257), ".png", RGB),
     "palette": (palette_png(), ".png", RGB),
-    "gray + alpha": (gray_alpha_png(), ".png", np.array([[[200] * 3, [50] * 3]], np.uint8)),
-    "float tiff, clipped to [0, 1]": (
-        cv2_bytes(".tiff", np.array([[-0.5, 0.25], [0.5, 1.5]], np.float32)), ".tiff",
+    # index 1 is green (0, 255, 0) at alpha 128: round(128/255 * 255 + 127/255 * 255) = 255, 127.
+    "palette with transparency (tRNS)": (transparent_palette_png(), ".png",
+        np.array([[[255, 255, 255], [127, 255, 127]], [[0, 0, 255], [10, 120, 230]]], np.uint8)),
+    "gray + alpha": (gray_alpha_png(), ".png", np.array([[[255] * 3, [200] * 3]], np.uint8)),
+    "float tiff on [0, 1]": (
+        cv2_bytes(".tiff", np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)), ".tiff",
         np.repeat(np.array([[0, 64], [128, 255]], np.uint8)[..., None], 3, axis=2)),
     "bmp": (cv2_bytes(".bmp", RGB[..., ::-1]), ".bmp", RGB),
 }  # fmt: skip
@@ -118,15 +133,6 @@ def test_every_scanned_extension_is_one_opencv_decodes(tmp_path, ext):
     expected = (255, 255, 255) if ext == ".pbm" else color
     tolerance = 3 if ext in (".jpg", ".jpeg", ".webp") else 0
     np.testing.assert_allclose(read_image(path)[4, 4], expected, atol=tolerance)
-
-
-def test_jpeg_exif_orientation_is_not_applied(tmp_path):
-    # Like PIL's Image.open and torchvision: the stored pixels, not the rotated view.
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 degrees to display"
-    path = tmp_path / "rotated.jpg"
-    path.write_bytes(pil_bytes(Image.new("RGB", (4, 2), (200, 10, 10)), "JPEG", exif=exif.tobytes()))
-    assert read_image(path).shape == (2, 4, 3)
 
 
 def test_non_ascii_path_reads(tmp_path):
@@ -194,7 +200,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 FAILURES = {
     "missing": (lambda d: d / "nope.png", "file not found"),
-    "directory": (lambda d: d, "is a directory"),
+    "directory": (lambda d: d, "not a regular file (directory)"),
     "empty": (lambda d: _write(d, "empty.png", b""), "empty file (0 bytes)"),
     "text named .jpg": (lambda d: _write(d, "notes.jpg", b"just some text\n" * 10),
                         "not an image (unrecognised format)"),
@@ -235,6 +241,9 @@ def test_data_after_the_end_marker_is_accepted(tmp_path, ext, padding):
     assert read_image(path).shape == (2, 2, 3)
 
 
+# ----------------------------------------------------------------------------- decompression bombs
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     """A PNG whose IHDR (with a correct CRC) claims width x height, with a tiny IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -250,9 +259,104 @@ def _jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("make, ext", [(_png_claiming, ".png"), (_jpeg_claiming, ".jpg")])
-def test_decompression_bomb_is_refused_from_the_header_without_decoding(tmp_path, monkeypatch, make, ext):
-    path = _write(tmp_path, f"bomb{ext}", make(60000, 50000))
+def _gif_of_zeros(width: int, height: int) -> bytes:
+    """A real GIF of width x height black pixels: a screen that large holding one 1 x 1 frame.
+
+    A frame may be smaller than its screen, and decoders allocate the screen: at 30000 x 30000
+    these 37 bytes took OpenCV 37 s and 6 GB (the issue's 297 KB GIF, 20.6 s and 3.1 GB).
+    """
+    data = bytearray(pil_bytes(Image.new("P", (1, 1)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def _webp_of_one_colour(width: int, height: int, rgba: tuple[int, int, int, int] = (255, 0, 0, 255)) -> bytes:
+    """A real lossless WebP (VP8L) of width x height pixels of one colour, in 32 bytes.
+
+    Its five prefix codes hold one symbol each, which costs no bit, so its pixels take none: at
+    16383 x 16383 (VP8L's largest) OpenCV decodes it in 8-11 s and 2.1 GB, like the issue's 10 KB one.
+    """
+    bits: list[int] = []
+
+    def put(value: int, count: int) -> None:  # VP8L packs bits least significant first
+        bits.extend((value >> i) & 1 for i in range(count))
+
+    put(width - 1, 14), put(height - 1, 14), put(1, 1), put(0, 3)  # size, alpha used, version 0
+    put(0, 3)  # no transform, no colour cache, no meta prefix codes
+    red, green, blue, alpha = rgba
+    for symbol in (green, red, blue, alpha):
+        put(0b101, 3), put(symbol, 8)  # simple code, one symbol, 8 bits wide
+    put(0b001, 3), put(0, 1)  # distance: simple code, one symbol, 1 bit wide
+    packed = bytes(sum(bit << i for i, bit in enumerate(bits[k : k + 8])) for k in range(0, len(bits), 8))
+    payload = b"\x2f" + packed  # the VP8L signature, then the bits
+    payload += b"\0" * (len(payload) % 2)
+    chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+def _tiff(width: int, height: int, strip: bytes, *, strips: int = 1, compression: int = 1, bits: int = 8,
+          samples: int = 1, extra_samples: int | None = None, sample_format: int = 1) -> bytes:  # fmt: skip
+    """A little-endian TIFF, gray (1 sample), RGB (3) or RGBA (4): ``strips`` strips, all of them ``strip``."""
+    tags = {256: [width], 257: [height], 258: [bits] * samples, 259: [compression],
+            262: [1 if samples == 1 else 2], 277: [samples], 278: [-(-height // strips)],
+            279: [len(strip)] * strips, 339: [sample_format] * samples}  # fmt: skip
+    if extra_samples is not None:
+        tags[338] = [extra_samples]
+    ifd_end = 8 + 2 + 12 * (len(tags) + 1) + 4
+    spilled = 4 * sum(len(v) for v in tags.values() if len(v) > 1) + (4 * strips if strips > 1 else 0)
+    tags[273] = [ifd_end + spilled] * strips  # StripOffsets: the strip, after the IFD and the values that spill
+    entries, arrays = b"", b""
+    for tag, values in sorted(tags.items()):  # every value a LONG, which readers take for these tags
+        field = struct.pack("<I", values[0] if len(values) == 1 else ifd_end + len(arrays))
+        arrays += struct.pack(f"<{len(values)}I", *values) if len(values) > 1 else b""
+        entries += struct.pack("<HHI", tag, 4, len(values)) + field
+    return b"II*\0" + struct.pack("<IH", 8, len(tags)) + entries + b"\0" * 4 + arrays + strip
+
+
+def _tiff_of_zeros(width: int, height: int) -> bytes:
+    """A real 8-bit gray TIFF of width x height zeros: strips of 100 rows, all the same deflated bytes."""
+    return _tiff(width, height, zlib.compress(bytes(width * 100), 9), strips=-(-height // 100), compression=8)
+
+
+def _bmp_of_zeros(width: int, height: int) -> bytes:
+    """A real 8-bit BMP of width x height pixels of colour 0: run-length coded, it ends at once."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, 2, 2835, 2835, 1, 1)  # BI_RLE8, 1 colour
+    data = b"\0\0\0\0" + b"\x00\x01"  # the palette's one colour, then "end of bitmap"
+    return b"BM" + struct.pack("<IHHI", 14 + len(info) + len(data), 0, 0, 14 + len(info) + 4) + info + data
+
+
+# name -> (file bytes, extension, the reason): real images, but the PNG and JPEG, whose headers claim a size.
+BOMB = (f"too many pixels: 60000 x 50000 = 3,000,000,000 > limit {DEFAULT_MAX_PIXELS:,} "
+        f"(raise max_pixels if you trust this file)")  # fmt: skip
+BOMBS = {
+    "png": (_png_claiming(60000, 50000), ".png", BOMB),
+    "jpeg": (_jpeg_claiming(60000, 50000), ".jpg", BOMB),
+    "gif": (_gif_of_zeros(60000, 50000), ".gif", BOMB),
+    "bmp": (_bmp_of_zeros(60000, 50000), ".bmp", BOMB),
+    "tiff": (_tiff_of_zeros(60000, 50000), ".tiff", BOMB),
+    "lossless webp of 16383 x 16383 in 32 bytes": (
+        _webp_of_one_colour(16383, 16383), ".webp",
+        f"too many pixels: more than 178,956,970 > limit {DEFAULT_MAX_PIXELS:,} (if you trust this file, raise "
+        f"max_pixels and PIL.Image.MAX_IMAGE_PIXELS: Pillow's WEBP reader refuses more than twice that itself)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [(lambda w, h: _webp_of_one_colour(w, h, (10, 20, 30, 255)), (10, 20, 30)), (_gif_of_zeros, (0, 0, 0)),
+     (_tiff_of_zeros, (0, 0, 0)), (_bmp_of_zeros, (0, 0, 0))],
+    ids=["webp", "gif", "tiff", "bmp"],
+)  # fmt: skip
+def test_the_bombs_are_real_images(tmp_path, make, expected):
+    # What each bomb is made of decodes, at a size that costs nothing.
+    image = read_image(_write(tmp_path, "small", make(300, 200)))
+    assert image.shape == (200, 300, 3) and (image == expected).all()
+
+
+@pytest.mark.parametrize("bomb", BOMBS)
+def test_decompression_bomb_of_every_format_is_refused_from_the_header_without_decoding(tmp_path, monkeypatch, bomb):
+    data, ext, reason = BOMBS[bomb]
+    path = _write(tmp_path, f"bomb{ext}", data)
 
     def must_not_decode(*args):
         raise AssertionError("the decoder ran on a decompression bomb")
@@ -260,13 +364,69 @@ def test_decompression_bomb_is_refused_from_the_header_without_decoding(tmp_path
     monkeypatch.setattr(cv2, "imdecode", must_not_decode)
     with pytest.raises(ImageReadError) as info:
         read_image(path)
-    assert info.value.reason == (
-        f"too many pixels: 60000 x 50000 = 3,000,000,000 > limit {DEFAULT_MAX_PIXELS:,} "
-        f"(raise max_pixels if you trust this file)"
-    )
+    assert info.value.reason == reason
 
 
-def test_max_pixels_applies_after_decoding_for_formats_without_header_check(tmp_path):
+# Reads every bomb under an address-space limit that one allocation of any of their images
+# would break, and shows the limit is real: decoding the WebP bomb under it fails.
+_UNDER_MEMORY_LIMIT = """
+import json, resource, sys
+import cv2, numpy as np
+from augkit.errors import ImageReadError
+from augkit.images import read_image
+read_image(sys.argv[1])  # whatever reading allocates once (thread pools, codecs) is counted in the base
+size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size + (384 << 20), size + (384 << 20)))
+reasons = []
+for path in sys.argv[2:]:
+    try:
+        read_image(path)
+        reasons.append("read")
+    except ImageReadError as error:
+        reasons.append(error.reason)
+try:
+    control = cv2.imdecode(np.fromfile(sys.argv[-1], np.uint8), cv2.IMREAD_UNCHANGED)
+    control = "decoded" if control is not None else "failed"
+except (cv2.error, MemoryError):
+    control = "failed"
+print(json.dumps({"reasons": reasons, "control": control}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status are Linux's")
+def test_decompression_bombs_are_refused_without_allocating_their_images(tmp_path):
+    small = _write(tmp_path, "small.png", KINDS["rgb"][0])
+    paths = [_write(tmp_path, f"bomb-{i}{ext}", data) for i, (data, ext, _) in enumerate(BOMBS.values())]
+    run = subprocess.run([sys.executable, "-c", _UNDER_MEMORY_LIMIT, small, *paths],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["reasons"] == [reason for _, _, reason in BOMBS.values()]
+    assert result["control"] == "failed"  # the WebP bomb (last) needs 1 GB to decode
+
+
+def test_max_pixels_above_pillows_own_limit_needs_no_change_to_pillows_setting(tmp_path):
+    # 14000 x 13000 = 182,000,000: more than twice Pillow's MAX_IMAGE_PIXELS, which Image.open refuses.
+    path = _write(tmp_path, "big.png", _png_claiming(14000, 13000))
+    with pytest.raises(ImageReadError) as info:
+        read_image(path, max_pixels=200_000_000)
+    assert info.value.reason == "corrupt PNG (the decoder failed)"  # past the header: decoded, and found empty
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".gif", ".bmp", ".tiff", ".ppm", ".webp"])
+def test_pillows_global_limit_does_not_apply_except_in_its_webp_reader(tmp_path, monkeypatch, ext):
+    path = tmp_path / f"image{ext}"
+    Image.new("RGB", (64, 64), (30, 120, 200)).save(path, **({"lossless": True} if ext == ".webp" else {}))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as a user's program may set it
+    if ext != ".webp":
+        assert read_image(path).shape == (64, 64, 3)
+        return
+    with pytest.raises(ImageReadError, match=r": too many pixels: more than 200 \(if you trust this file, raise PIL"):
+        read_image(path, max_pixels=None)
+
+
+def test_max_pixels_refuses_one_pixel_over_the_limit(tmp_path):
     path = _write(tmp_path, "small.bmp", cv2_bytes(".bmp", np.zeros((10, 10, 3), np.uint8)))
     with pytest.raises(ImageReadError, match=r"too many pixels: 10 x 10 = 100 > limit 99"):
         read_image(path, max_pixels=99)
@@ -280,6 +440,274 @@ def test_max_pixels_none_disables_the_limit_and_opencv_errors_still_become_image
     bomb = _write(tmp_path, "bomb.png", _png_claiming(100000, 100000))
     with pytest.raises(ImageReadError, match="cannot decode"):
         read_image(bomb, max_pixels=None)
+
+
+@pytest.mark.parametrize("fmt, ext", [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("GIF", ".gif"),
+                                      ("BMP", ".bmp")])  # fmt: skip
+@pytest.mark.parametrize("keep", [0.99, 0.5, 0.02])
+def test_truncated_file_of_every_format_says_it_is_truncated(tmp_path, fmt, ext, keep):
+    # OpenCV 5 refuses every one of these without saying why; the reason names the cut.
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    data = pil_bytes(Image.fromarray(pixels), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    path = _write(tmp_path, f"cut{ext}", data[: max(20, int(len(data) * keep))])
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert info.value.reason.startswith(f"truncated ({fmt} ends before")
+
+
+@pytest.mark.parametrize("fmt, ext", [("TIFF", ".tiff"), ("PPM", ".ppm")])
+def test_truncated_file_without_an_end_marker_is_refused_as_corrupt(tmp_path, fmt, ext):
+    data = pil_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)), fmt)
+    with pytest.raises(ImageReadError, match=f": corrupt {fmt} "):
+        read_image(_write(tmp_path, f"cut{ext}", data[: len(data) // 2]))
+
+
+# ----------------------------------------------------------------------------- files that are not regular files
+
+
+_READ_IN_A_SUBPROCESS = """
+import json, sys
+from augkit.errors import ImageReadError
+from augkit.images import read_image
+reasons = []
+for path in sys.argv[1:]:
+    try:
+        reasons.append(read_image(path).shape)
+    except ImageReadError as error:
+        reasons.append(error.reason)
+print(json.dumps(reasons))
+"""
+
+
+def _reasons(*paths: Path) -> list:
+    """read_image's reason for each path, from another process: a read that blocks fails the test, not the suite."""
+    run = subprocess.run([sys.executable, "-c", _READ_IN_A_SUBPROCESS, *map(str, paths)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are POSIX's")
+def test_fifo_device_directory_and_broken_links_are_refused_without_being_opened(tmp_path):
+    os.mkfifo(tmp_path / "fifo.png")  # opening it for reading would block until a writer comes
+    (tmp_path / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "dangling.png").symlink_to("gone.png")
+    (tmp_path / "l1.png").symlink_to("l2.png")
+    (tmp_path / "l2.png").symlink_to("l1.png")
+    (tmp_path / "link.png").symlink_to(_write(tmp_path, "real.png", KINDS["rgb"][0]))
+    names = ["fifo.png", "zero.png", "folder.png", "dangling.png", "l1.png", "link.png"]
+    assert _reasons(*(tmp_path / n for n in names)) == [
+        "not a regular file (FIFO)",
+        "not a regular file (character device)",
+        "not a regular file (directory)",
+        "dangling symbolic link (its target does not exist)",
+        "symbolic link loop (too many levels of symbolic links)",
+        [2, 2, 3],  # a link to an image reads as the image
+    ]
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets are POSIX's")
+def test_socket_is_refused_as_not_a_regular_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative name: socket paths are limited to about 100 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("socket.png")
+        with pytest.raises(ImageReadError, match=r"not a regular file \(socket\)$"):
+            read_image("socket.png")
+
+
+def test_sparse_multi_gigabyte_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as file:
+        file.truncate(5_000_000_000)  # sparse: no disk used, 5 GB if read
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert info.value.reason == (
+        f"file too large: 5,000,000,000 bytes > limit {default_max_bytes(DEFAULT_MAX_PIXELS):,} "
+        f"(raise max_bytes, or max_pixels which it follows, if you trust this file)"
+    )
+
+
+def test_byte_cap_follows_the_pixel_limit_and_can_be_set_or_lifted(tmp_path):
+    # 16 bytes per pixel (float32 RGBA, uncompressed) plus 16 MiB for metadata: 1.45 GB by default.
+    assert default_max_bytes(DEFAULT_MAX_PIXELS) == 16 * 89_478_485 + 16 * 2**20 == 1_448_432_976
+    assert default_max_bytes(None) is None
+    path = _write(tmp_path, "image.png", KINDS["rgb"][0])
+    size = path.stat().st_size
+    assert read_image(path, max_bytes=size).shape == (2, 2, 3)
+    assert read_image(path, max_bytes=None).shape == (2, 2, 3)
+    with pytest.raises(ImageReadError, match=f"file too large: {size} bytes > limit {size - 1} "):
+        read_image(path, max_bytes=size - 1)
+
+
+# ----------------------------------------------------------------------------- EXIF orientation
+
+
+def test_phone_photo_with_orientation_6_reads_as_it_is_shown(tmp_path):
+    # Stored 20 wide x 40 high, with a red mark at the stored top-left; shown 40 wide x 20 high,
+    # turned 90 degrees clockwise: the mark is at the top-right.
+    stored = np.full((40, 20, 3), 200, np.uint8)
+    stored[:16, :16] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _write(tmp_path, "phone.jpg", pil_bytes(Image.fromarray(stored), "JPEG", exif=exif.tobytes(), quality=95))
+    shown = read_image(path)
+    assert shown.shape == (20, 40, 3)
+    assert np.abs(shown[4:12, -12:-4].astype(int) - (255, 0, 0)).max() < 10  # inside the mark, clear of JPEG's ringing
+    assert np.abs(shown[4:12, 4:12].astype(int) - 200).max() < 10
+    as_stored = read_image(path, exif_orientation=False)
+    assert as_stored.shape == (40, 20, 3) and np.abs(as_stored[4:12, 4:12].astype(int) - (255, 0, 0)).max() < 10
+
+
+def _with_orientation(pixels: np.ndarray, fmt: str, orientation: int) -> bytes:
+    """``pixels`` saved as ``fmt`` with EXIF orientation ``orientation`` (TIFF: its own tag)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    options = {"TIFF": {"tiffinfo": {0x0112: orientation}},
+               "WEBP": {"lossless": True, "exif": exif.tobytes()},
+               "JPEG": {"quality": 100, "subsampling": 0, "exif": exif.tobytes()},
+               "PNG": {"exif": exif.tobytes()}}[fmt]  # fmt: skip
+    return pil_bytes(Image.fromarray(pixels), fmt, **options)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "JPEG"])
+def test_exif_orientation_is_applied_as_pil_exif_transpose_applies_it(tmp_path, fmt, orientation):
+    pixels = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    path = _write(tmp_path, f"image.{fmt.lower()}", _with_orientation(pixels, fmt, orientation))
+    reference = Image.fromarray(pixels)
+    reference.getexif()[0x0112] = orientation
+    shown = np.asarray(ImageOps.exif_transpose(reference))
+    tolerance = 3 if fmt == "JPEG" else 0  # quality 100, 4:4:4: within rounding of the DCT
+    for exif_orientation, expected in ((True, shown), (False, pixels)):
+        image = read_image(path, exif_orientation=exif_orientation)
+        assert image.shape == expected.shape
+        assert np.abs(image.astype(int) - expected).max() <= tolerance
+
+
+def test_draft_decoding_turns_the_image_as_a_full_decode_does(tmp_path):
+    import augkit
+
+    photo = Image.open(augkit.sample_data_dir() / "photos" / "astronaut.jpg").convert("RGB").resize((96, 160))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 96 wide x 160 high, shown 160 wide x 96 high
+    path = _write(tmp_path, "phone.jpg", pil_bytes(photo, "JPEG", exif=exif.tobytes(), quality=95))
+    asked = []
+    draft = read_image(path, draft=lambda h, w: asked.append((h, w)) or (h // 4, w // 4))
+    assert asked == [(96, 160)]  # the size as shown
+    assert draft.shape == (24, 40, 3)  # a 1/4-scale decode, turned
+    full = cv2.resize(read_image(path), (40, 24), interpolation=cv2.INTER_AREA)
+    assert np.abs(draft.astype(int) - full).mean() < 4  # the same picture the same way up
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own word about it
+def test_damaged_exif_reads_the_pixels_as_stored(tmp_path):
+    path = _write(tmp_path, "odd.jpg", pil_bytes(Image.new("RGB", (4, 2), (200, 10, 10)), "JPEG",
+                                                 exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f"))  # fmt: skip
+    assert read_image(path).shape == (2, 4, 3)
+
+
+# ----------------------------------------------------------------------------- alpha
+
+
+def test_icon_drawn_in_black_on_transparent_black_reads_as_black_on_white(tmp_path):
+    # The issue's icon: every pixel (0, 0, 0), the stroke opaque, the rest transparent.
+    icon = np.zeros((16, 16, 4), np.uint8)
+    icon[4:12, 7, 3] = 255
+    path = _write(tmp_path, "icon.png", cv2_bytes(".png", icon))
+    expected = np.full((16, 16, 3), 255, np.uint8)
+    expected[4:12, 7] = 0
+    np.testing.assert_array_equal(read_image(path), expected)
+    np.testing.assert_array_equal(read_image(path, background="black"), np.zeros((16, 16, 3), np.uint8))
+    np.testing.assert_array_equal(read_image(path, background=(0, 128, 255))[0, 0], (0, 128, 255))
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (0, 0, 0), (30, 140, 250)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_alpha_is_composited_exactly_at_the_files_depth(tmp_path, dtype, background):
+    full = np.iinfo(dtype).max
+    bgra = np.random.default_rng(1).integers(0, full + 1, (32, 32, 4), dtype=np.int64)
+    bgra[0, :4, 3] = (0, 1, full - 1, full)
+    path = _write(tmp_path, "rgba.png", cv2_bytes(".png", bgra.astype(dtype)))
+    # round(a * colour + (1 - a) * background), in Python's exact rationals.
+    alpha = bgra[..., 3:] / full
+    base = np.array(background[::-1]) * (full // 255)
+    mixed = np.round(alpha * bgra[..., :3] + (1 - alpha) * base).astype(np.int64)[..., ::-1]
+    if dtype == np.uint16:
+        np.testing.assert_array_equal(read_image(path, background=background, keep_depth=True), mixed)
+        mixed = (mixed + 128) // 257
+    np.testing.assert_array_equal(read_image(path, background=background), mixed)
+
+
+@pytest.mark.parametrize(
+    ("bits", "extra_samples", "rgba", "expected"),
+    [
+        # Straight alpha (2): 8-bit comes back premultiplied from OpenCV's libtiff RGBA path.
+        (8, 2, (120, 80, 40, 128), (187, 167, 147)),  # round(a * c + (1 - a) * 255)
+        (16, 2, (30840, 20560, 10280, 32896), (187, 167, 147)),  # the same, times 257
+        # Associated alpha (1): the colour is stored already multiplied by alpha.
+        (8, 1, (60, 40, 20, 128), (187, 167, 147)),  # round(c + (1 - a) * 255)
+        (16, 1, (15420, 10280, 5140, 32896), (187, 167, 147)),
+    ],
+)
+def test_tiff_alpha_is_composited_whether_stored_straight_or_premultiplied(tmp_path, bits, extra_samples, rgba,
+                                                                           expected):  # fmt: skip
+    dtype = "<u1" if bits == 8 else "<u2"
+    data = _tiff(1, 1, np.array(rgba, dtype).tobytes(), bits=bits, samples=4, extra_samples=extra_samples)
+    np.testing.assert_allclose(read_image(_write(tmp_path, "rgba.tiff", data))[0, 0], expected, atol=1)
+
+
+@pytest.mark.parametrize("value, expected", [("white", (255, 255, 255)), ("Black", (0, 0, 0)),
+                                             ("0, 128,255", (0, 128, 255)), ([1, 2, 3], (1, 2, 3))])  # fmt: skip
+def test_background_is_a_name_or_r_g_b(value, expected):
+    assert background_color(value) == expected
+
+
+@pytest.mark.parametrize("value", ["purple", "1,2", "0,0,256", "-1,0,0", (0.5, 0, 0), (True, 0, 0), 255])
+def test_background_that_is_not_a_colour_is_refused_saying_what_is(tmp_path, value):
+    path = _write(tmp_path, "rgb.png", KINDS["rgb"][0])
+    with pytest.raises(AugkitError, match="background must be white, black or R,G,B with integers from 0 to 255"):
+        read_image(path, background=value)
+
+
+# ----------------------------------------------------------------------------- the pixel contract
+
+
+def test_float_tiff_holding_0_to_1000_is_refused_not_clipped(tmp_path):
+    path = _write(tmp_path, "counts.tiff", cv2_bytes(".tiff", np.linspace(0, 1000, 64, dtype=np.float32).reshape(8, 8)))
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert info.value.reason == (
+        "float pixels outside [0, 1] (values from 0 to 1000): augkit reads float images as intensities "
+        "on [0, 1] and does not guess another scale; rescale the file to [0, 1], or save it as 8- or "
+        "16-bit integers"
+    )
+
+
+def test_float_tiff_with_nan_is_refused(tmp_path):
+    path = _write(tmp_path, "nan.tiff", cv2_bytes(".tiff", np.array([[0.5, np.nan]], np.float32)))
+    with pytest.raises(ImageReadError, match=r"float pixels outside \[0, 1\] \(NaN or Inf in 1 value\(s\)\)"):
+        read_image(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "dtype", "expected"),
+    [
+        (cv2_bytes(".png", np.array([[0, 1], [1000, 65535]], np.uint16)), np.uint16, [[0, 1], [1000, 65535]]),
+        (cv2_bytes(".tiff", np.array([[0.0, 0.1], [0.25, 1.0]], np.float32)), np.float32, [[0.0, 0.1], [0.25, 1.0]]),
+        (cv2_bytes(".png", np.array([[0, 7], [200, 255]], np.uint8)), np.uint8, [[0, 7], [200, 255]]),
+    ],
+    ids=["16-bit png", "float32 tiff", "8-bit png"],
+)
+def test_keep_depth_returns_16_bit_and_float_pixels_as_they_are(tmp_path, data, dtype, expected):
+    path = _write(tmp_path, "deep.tiff", data)
+    image = read_image(path, keep_depth=True)
+    assert image.dtype == dtype and image.shape == (2, 2, 3)
+    np.testing.assert_array_equal(image[..., 0], np.array(expected, dtype))
+    gray = read_image(path, keep_depth=True, gray=True)
+    assert gray.dtype == dtype and gray.shape == (2, 2, 1)
+    np.testing.assert_allclose(gray[..., 0], np.array(expected, dtype), rtol=1e-6)
+    assert read_image(path).dtype == np.uint8  # the default is what datasets and packed outputs store
 
 
 @pytest.mark.parametrize("name, expected", [("a.PNG", True), ("b.JpEg", True), ("c.gif", True),

@@ -18,6 +18,7 @@ import numpy as np
 
 from augkit.datasets import Dataset, list_splits, open_dataset
 from augkit.errors import AugkitError
+from augkit.images import WHITE, background_color
 from augkit.resize import RESIZE_MODES
 
 FORMATS = ("packed", "folder")
@@ -34,6 +35,8 @@ class PreprocessConfig:
     resize_mode: str = "center-crop"  # see augkit.resize
     jpeg_draft: bool = True  # decode JPEGs at 1/2-1/8 scale when --size shrinks them 2x more (augkit.resize)
     gray: bool = False  # one channel instead of RGB
+    exif_orientation: bool = True  # read photos as shown (read_image); False: as stored
+    background: tuple[int, int, int] = WHITE  # (R, G, B) that alpha is composited onto (read_image)
     format: str = "packed"  # "packed": N x H x W x C .npy per split; "folder": a class tree of image files
     image_format: str = "png"  # folder format only: "png" (lossless) or "jpg"
     jpeg_quality: int = 95
@@ -44,6 +47,7 @@ class PreprocessConfig:
     shard_size: int = 256  # samples per shard: small enough to keep every worker busy to the end
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "background", background_color(self.background))  # also from "black", "R,G,B"
         if self.resize_mode not in RESIZE_MODES:
             raise AugkitError(f"unknown resize mode {self.resize_mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
         if self.format not in FORMATS:
@@ -79,6 +83,7 @@ class PreprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["size"] = list(self.size) if self.size else None
+        data["background"] = list(self.background)  # as JSON gives it back, so a resume compares equal
         return data
 
 
