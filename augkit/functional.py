@@ -1,8 +1,11 @@
 """The arithmetic of augkit's transforms, as small pure functions on HxWxC arrays.
 
 Transforms in ``augkit.transforms`` draw their random parameters and forward here, so every
-formula can be tested on its own. Inputs are uint8 (0..255) or float32 on the [0, 1] scale;
-outputs keep the input's layout (HxWxC, C >= 1) even where OpenCV drops a single channel axis.
+formula can be tested on its own. Inputs follow augkit's pixel contract (``augkit.pixels``):
+uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]; intensity steps keep the dtype and its
+range, normalisation steps return float32. Outputs keep the input's layout (HxWxC, C >= 1) even
+where OpenCV drops a single channel axis. Masks (label maps, any integer dtype) only ever move
+with nearest-neighbour sampling: a label is never blended with its neighbour.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import cv2
 import numpy as np
 
 from augkit.errors import AugkitError
+from augkit.pixels import full_scale
+from augkit.resize import resample
 
 BORDERS = {
     "constant": cv2.BORDER_CONSTANT,
@@ -24,10 +29,6 @@ BORDERS = {
 def _keep_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
     """OpenCV returns HxW for HxWx1 input; put the channel axis back."""
     return out[..., None] if out.ndim == 2 and like.ndim == 3 else out
-
-
-def _max_value(img: np.ndarray) -> float:
-    return 255.0 if img.dtype == np.uint8 else 1.0
 
 
 def _lut(img: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -56,25 +57,76 @@ def pad(
     return _keep_channels(out, img)
 
 
-def crop(img: np.ndarray, y: int, x: int, height: int, width: int) -> np.ndarray:
+def crop(
+    img: np.ndarray, y: int, x: int, height: int, width: int, border: str = "constant", fill: float = 0
+) -> np.ndarray:
     """The ``height`` x ``width`` window at row ``y``, column ``x``; a copy, never a view.
 
-    A view would let a caller who writes to the output change their input image.
+    The window may reach past the image (``y`` or ``x`` negative, or beyond the far side):
+    what lies outside is filled by ``border`` as if the image had been padded first
+    (``fill`` for "constant", in the image's own units), without building the padded image,
+    so memory is that of the window whatever the padding. A view would let a caller who
+    writes to the output change their input image.
     """
-    return img[y : y + height, x : x + width].copy()
+    rows, cols = img.shape[:2]
+    if 0 <= y and y + height <= rows and 0 <= x and x + width <= cols:
+        return img[y : y + height, x : x + width].copy()
+    if border == "constant":
+        out = np.full((height, width, *img.shape[2:]), _saturate(fill, img.dtype), dtype=img.dtype)
+        top, left = max(y, 0), max(x, 0)
+        bottom, right = min(y + height, rows), min(x + width, cols)
+        if top < bottom and left < right:  # else the window misses the image entirely
+            out[top - y : bottom - y, left - x : right - x] = img[top:bottom, left:right]
+        return out
+    # Mirrored or replicated borders: the source row and column of every output pixel.
+    ys = _border_index(np.arange(y, y + height), rows, border)
+    xs = _border_index(np.arange(x, x + width), cols, border)
+    return img[ys[:, None], xs]
+
+
+def _saturate(value: float, dtype: np.dtype) -> float | int:
+    """``value`` clipped to what ``dtype`` holds, as OpenCV saturates its border values."""
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        return int(min(max(round(value), info.min), info.max))
+    return value
+
+
+def _border_index(index: np.ndarray, size: int, border: str) -> np.ndarray:
+    """Where positions ``index`` (possibly outside 0..size-1) take their pixel from.
+
+    "reflect" mirrors without repeating the edge pixel (OpenCV's BORDER_REFLECT_101, np.pad's
+    "reflect"), as often as needed; "replicate" repeats the edge pixel.
+    """
+    if border == "replicate" or size == 1:
+        return np.clip(index, 0, size - 1)
+    period = 2 * size - 2
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
 
 
 def resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize with area interpolation when shrinking (no aliasing), linear when enlarging."""
-    if img.shape[:2] == (height, width):
-        return img
-    shrinking = height * width < img.shape[0] * img.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return _keep_channels(cv2.resize(img, (width, height), interpolation=interpolation), img)
+    """Resize to ``height`` x ``width``, antialiased on every shrinking axis (``augkit.resize.resample``).
+
+    Any number of channels (H x W x 1 stays H x W x 1); the dtype is kept; the input itself is
+    returned when the size does not change.
+    """
+    return resample(img, height, width)
 
 
-def rotate(img: np.ndarray, angle: float, border: str = "reflect", fill: float = 0) -> np.ndarray:
-    """Rotate counter-clockwise by ``angle`` degrees about the centre, keeping the size."""
+def rotate(
+    img: np.ndarray, angle: float, border: str = "reflect", fill: float = 0, *, nearest: bool = False
+) -> np.ndarray:
+    """Rotate counter-clockwise by ``angle`` degrees about the centre, keeping the size.
+
+    Args:
+        angle: degrees, finite (the steps bound it to [-360, 360]).
+        border: how pixels from outside the image are filled, one of ``BORDERS``.
+        fill: the value of ``border="constant"`` pixels, in the image's own units (0..255 for
+            uint8, 0..65535 for uint16, 0..1 for float32; a label for a mask).
+        nearest: nearest-neighbour sampling instead of bilinear: for masks, whose labels must
+            never be blended into values that are no label.
+    """
     height, width = img.shape[:2]
     center = ((width - 1) / 2, (height - 1) / 2)
     matrix = cv2.getRotationMatrix2D(center, angle, 1.0)
@@ -82,32 +134,67 @@ def rotate(img: np.ndarray, angle: float, border: str = "reflect", fill: float =
         img,
         matrix,
         (width, height),
-        flags=cv2.INTER_LINEAR,
+        flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
         borderMode=BORDERS[border],
         borderValue=(fill,) * 4,
     )
     return _keep_channels(out, img)
 
 
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a label map by nearest neighbour (pixel centres aligned, as Pillow's NEAREST)."""
+    if mask.shape[:2] == (height, width):
+        return mask
+    out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return _keep_channels(out, mask)
+
+
+def _rows(img: np.ndarray) -> np.ndarray:
+    """``img`` as a 2-D H x (W*C) array: one OpenCV channel, so any number of channels works."""
+    return np.ascontiguousarray(img).reshape(img.shape[0], -1)
+
+
+def _gain_bias(img: np.ndarray, gain: float, bias: float) -> np.ndarray:
+    """``clip(img * gain + bias)`` to the image's range, in its dtype; ``bias`` in its units.
+
+    uint16 goes through OpenCV's ``addWeighted``, which rounds and saturates to 0..65535 in one
+    pass (a 65536-entry lookup table costs twice as much); float32 is clipped to [0, 1].
+    """
+    out = cv2.addWeighted(_rows(img), gain, _rows(img), 0.0, bias)
+    if img.dtype == np.float32:
+        np.clip(out, 0.0, 1.0, out=out)
+    return out.reshape(img.shape)
+
+
 def adjust_brightness(img: np.ndarray, delta: float) -> np.ndarray:
-    """Add ``delta`` (a fraction of the full range, -1..1) to every pixel, clipped."""
+    """Add ``delta`` (a fraction of the full range, -1..1) to every pixel, clipped; dtype kept.
+
+    ``delta = 0.2`` adds 51 to a uint8 pixel, 13107 to a uint16 one, 0.2 to a float32 one.
+    """
+    scale = full_scale(img)
     if img.dtype == np.uint8:
         table = np.clip(np.arange(256) + delta * 255.0, 0, 255).round().astype(np.uint8)
         return _lut(img, table)
-    return np.clip(img + np.float32(delta), 0.0, 1.0, dtype=np.float32)
+    return _gain_bias(img, 1.0, delta * scale)
+
+
+def image_mean(img: np.ndarray) -> float:
+    """The mean over all pixels and channels, in the image's own units (OpenCV: one pass)."""
+    return cv2.mean(_rows(img))[0]
 
 
 def adjust_contrast(img: np.ndarray, factor: float) -> np.ndarray:
-    """Scale the distance of every pixel from the image's mean by ``factor``, clipped.
+    """Scale the distance of every pixel from the image's mean by ``factor``, clipped; dtype kept.
 
     The mean is taken over all pixels and channels (torchvision uses the grayscale mean;
     the two agree for gray images and differ by a small colour-dependent shift otherwise).
     """
-    mean = float(img.mean())
+    full_scale(img)  # refuses dtypes outside the pixel contract
+    mean = image_mean(img)
     if img.dtype == np.uint8:
         table = np.clip((np.arange(256) - mean) * factor + mean, 0, 255).round().astype(np.uint8)
         return _lut(img, table)
-    return np.clip((img - np.float32(mean)) * np.float32(factor) + np.float32(mean), 0.0, 1.0, dtype=np.float32)
+    return _gain_bias(img, factor, mean * (1.0 - factor))
 
 
 def _per_channel(values: np.ndarray, img: np.ndarray, what: str) -> np.ndarray:
@@ -135,7 +222,7 @@ def standardize(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     """
     mean_arr = _per_channel(np.asarray(mean, dtype=np.float64), img, "standardize: mean")
     std_arr = _per_channel(np.asarray(std, dtype=np.float64), img, "standardize: std")
-    max_value = _max_value(img)
+    max_value = full_scale(img)
     shift = (mean_arr * max_value).astype(np.float32)
     inv = (1.0 / (std_arr * max_value)).astype(np.float32)
     return (img.astype(np.float32) - shift) * inv
@@ -144,9 +231,9 @@ def standardize(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 def subtract_mean(img: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """``x / max - mean`` in float32, with a per-channel mean (VGG) or a mean image (AlexNet)."""
     mean_arr = _per_channel(np.asarray(mean, dtype=np.float64), img, "subtract_mean: mean")
-    return img.astype(np.float32) * np.float32(1.0 / _max_value(img)) - mean_arr.astype(np.float32)
+    return img.astype(np.float32) * np.float32(1.0 / full_scale(img)) - mean_arr.astype(np.float32)
 
 
 def scale(img: np.ndarray) -> np.ndarray:
-    """Map pixels to float32 on [0, 1]."""
-    return img.astype(np.float32) * np.float32(1.0 / _max_value(img))
+    """Map pixels to float32 on [0, 1]: value / full scale (255, 65535, or 1 for float32)."""
+    return img.astype(np.float32) * np.float32(1.0 / full_scale(img))

@@ -10,6 +10,7 @@ each step, and ``to_spec`` gives back the spec the pipeline was built from.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,9 @@ import yaml
 from augkit._albumentations import A
 from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
+from augkit.pixels import check_image
 from augkit.registry import COMPOSITIONS, create_step
-from augkit.seeding import SampleRandom, sample_key
+from augkit.seeding import SampleRandom, process_salt, sample_key
 from augkit.spec import SPEC_SUFFIXES, parse_spec
 
 # Parameters that name files, resolved against the spec file's folder.
@@ -59,10 +61,11 @@ class Pipeline:
         spec, _ = parse_spec(spec)
         self._spec = spec
         self.seed: int = spec["seed"]
-        self._base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        # Absolute, so that save() can re-express relative paths from wherever it writes.
+        self._base_dir = Path(base_dir if base_dir is not None else Path.cwd()).resolve()
         self._leaves: list[_Leaf] = []
         transforms = [self._build(step, f"steps[{i}]") for i, step in enumerate(spec["steps"])]
-        self.compose = A.Compose(transforms, p=1.0)
+        self.compose = _SeededCompose(transforms, p=1.0, seed=self.seed)
         self._top_level = tuple(transforms)
         self._random = SampleRandom(numpy=any(_draws_from_numpy(t) for t in _walk(transforms)))
         # Every transform draws from these two objects; reseeding them per sample is the whole
@@ -94,25 +97,45 @@ class Pipeline:
     def __call__(self, image: np.ndarray, *, index: int | None = None, epoch: int = 0) -> np.ndarray:
         """Augment one image; the result depends only on (seed, ``epoch``, ``index``).
 
-        Without ``index``, calls are numbered 0, 1, 2, ... within this object (reproducible in
-        one process, but forked workers would repeat each other: pass the sample index).
+        Args:
+            image: H x W or H x W x C, uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]
+                (``augkit.pixels``); anything else is refused, never guessed.
+            index: the sample's index in its dataset: what makes a sample's draws the same in
+                every process and different from every other sample's.
+            epoch: the epoch (or any counter of passes over the data).
+
+        Without ``index``, calls are numbered 0, 1, 2, ... within this object: reproducible in
+        the main process; in worker processes (a DataLoader's, a multiprocessing pool's) the
+        numbering is mixed with the worker's own seed, so workers and epochs never repeat each
+        other (``augkit.seeding.process_salt``), but only ``index`` makes a sample reproducible
+        (``augkit.train.augmented.AugmentedDataset`` passes it for a torch Dataset).
+
+        Raises:
+            PixelError: the image is outside the pixel contract (dtype or value range).
+            AugkitError: a step failed on this image (the message names the step and the shape).
         """
         if index is None:
             index = self._calls
             self._calls += 1
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or 0 in image.shape:
-            shape = getattr(image, "shape", None)
-            raise AugkitError(
-                f"a pipeline takes one image as a numpy array (H x W or H x W x C), got "
-                f"{type(image).__name__}{f' of shape {shape}' if shape is not None else ''}"
-            )
+            salt = process_salt()
+            if salt:
+                index ^= salt  # a stream of this worker's own (the key scatters every bit)
+        _check_input(image, index, epoch)
         self._random.reseed(sample_key(self.seed, epoch, index))
         # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
         # and shape checks across targets (an image pipeline has none of those): about 5% of a
         # 32x32 pipeline's time (bench/pipeline_overhead.py).
         data = {"image": image}
-        for transform in self._top_level:
-            data = transform(**data)
+        step = 0
+        try:
+            for step, transform in enumerate(self._top_level):
+                before = data["image"]
+                data = transform(**data)
+                _check_output(data["image"], before)
+        except AugkitError:
+            raise
+        except Exception as error:  # noqa: BLE001 (any step's failure becomes one line)
+            raise _step_failed(self.steps[step], step, before, error) from None
         return data["image"]
 
     def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
@@ -138,7 +161,12 @@ class Pipeline:
         result = []
         data = {"image": image}
         for step in applied:
-            data = step.transform.apply_with_params(step.params, **data)
+            try:
+                data = step.transform.apply_with_params(step.params, **data)
+            except AugkitError:
+                raise
+            except Exception as error:  # noqa: BLE001 (as in __call__)
+                raise _step_failed(step.name, None, data["image"], error) from None
             result.append((step, data["image"]))
         return result
 
@@ -149,12 +177,17 @@ class Pipeline:
         return json.loads(json.dumps(self._spec))  # a deep copy the caller may change
 
     def save(self, path: str | Path) -> Path:
-        """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically."""
+        """Write the spec as YAML (``.yaml``/``.yml``) or JSON (``.json``), atomically.
+
+        Relative paths in it (stats files) are rewritten relative to the folder ``path`` is in,
+        so the saved file loads from where it was saved, wherever the pipeline came from.
+        """
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in SPEC_SUFFIXES:
             raise SpecError(f"save the pipeline as .yaml, .yml or .json, not {path.name!r}")
         spec = self.to_spec()
+        _rebase_paths(spec["steps"], self._base_dir, path.parent.resolve())
         text = json.dumps(spec, indent=2) + "\n" if suffix == ".json" else yaml.safe_dump(spec, sort_keys=False)
         return atomic_write(path, text)
 
@@ -195,6 +228,76 @@ def load_pipeline(
     if seed is not None:
         spec["seed"] = seed
     return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
+
+
+class _SeededCompose(A.Compose):
+    """albumentations' Compose, whose ``albumentations.save`` output keeps the pipeline's seed.
+
+    albumentations 2.0 leaves ``seed`` out of what it saves, although ``Compose`` takes it:
+    written into the Compose's own entry, it reloads as ``A.Compose(..., seed=N)`` with plain
+    albumentations, and as the pipeline's seed with ``augkit.load_pipeline``.
+    """
+
+    def to_dict_private(self) -> dict[str, Any]:
+        data = super().to_dict_private()
+        data["__class_fullname__"] = "Compose"  # loads without augkit, as a plain Compose
+        data["seed"] = self.seed
+        return data
+
+
+def _rebase_paths(steps: list[dict[str, Any]], old_base: Path, new_base: Path) -> None:
+    """Rewrite, in place, relative file parameters from ``old_base`` to ``new_base``."""
+    for step in steps:
+        (name, params), = step.items()
+        for key in _PATH_PARAMS.get(name, ()):
+            value = params.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                target = old_base / value
+                try:
+                    params[key] = Path(os.path.relpath(target, new_base)).as_posix()
+                except ValueError:  # another drive (Windows): no relative path exists
+                    params[key] = str(target)
+        if name in COMPOSITIONS:
+            _rebase_paths(params["transforms"], old_base, new_base)
+
+
+def _check_input(image: Any, index: Any, epoch: Any) -> None:
+    """One image under the pixel contract, and integer ``index`` and ``epoch``; else one line."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or 0 in image.shape:
+        shape = getattr(image, "shape", None)
+        raise AugkitError(
+            f"a pipeline takes one image as a numpy array (H x W or H x W x C), got "
+            f"{type(image).__name__}{f' of shape {shape}' if shape is not None else ''}"
+        )
+    check_image(image)
+    for name, value in (("index", index), ("epoch", epoch)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            raise AugkitError(f"{name} must be an integer (the sample's {name}), got {value!r}")
+
+
+class _NotAnImage(Exception):
+    """A step returned something that is not an image (reported by ``_step_failed``)."""
+
+
+def _check_output(out: Any, before: np.ndarray) -> None:
+    """What a step returned is an image: H x W or H x W x C, not empty (no pass over pixels)."""
+    if not isinstance(out, np.ndarray) or out.ndim not in (2, 3) or 0 in out.shape:
+        what = f"an array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise _NotAnImage(f"it returned {what}, not an image")
+
+
+def _step_failed(name: str, position: int | None, image: np.ndarray, error: Exception) -> AugkitError:
+    """A step that raised (an albumentations or OpenCV error on an odd image), as one line."""
+    where = f"step {name!r}" + (f" (steps[{position}])" if position is not None else "")
+    shape = " x ".join(str(d) for d in image.shape) if isinstance(image, np.ndarray) else "?"
+    dtype = getattr(image, "dtype", "?")
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    reason = lines[0][:300] if lines else ""
+    if not isinstance(error, _NotAnImage):
+        reason = f"{type(error).__name__}{': ' + reason if reason else ''}"
+    return AugkitError(
+        f"{where} failed on a {shape} {dtype} image: {reason}; check the step's parameters against images of this size"
+    )
 
 
 # albumentations transforms known to draw from the Python generator only (their `p` check).

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from augkit import functional as F
 from augkit._albumentations import A
 from augkit.datasets import Dataset, open_dataset
 from augkit.images import is_image_file, read_image
@@ -91,9 +92,15 @@ def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
 
 
 def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
-    """uint8 pixels for display: undo the last normalisation applied, clip, scale to 0..255."""
+    """uint8 pixels for display: undo the last normalisation applied, clip, scale to 0..255.
+
+    uint8 is shown as it is and uint16 rounded to 8 bits (``augkit.pixels``); float images are
+    mapped back through the step that made them (or stretched when no step explains them).
+    """
     if image.dtype == np.uint8:
         return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(x * 255 / 65535)
     x = image.astype(np.float32)
     if isinstance(normalizer, Standardize):
         x = x * normalizer.std.astype(np.float32) + normalizer.mean.astype(np.float32)
@@ -115,7 +122,7 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
     rows = []
     for source in sources:
         h, w = source.image.shape[:2]
-        row = [Tile(source.image, f"{source.label}\n{w}x{h}")]
+        row = [Tile(to_viewable(source.image, None), f"{source.label}\n{w}x{h}")]
         if stages:
             normalizer = None
             for applied, image in pipeline.stages(source.image, index=source.index, epoch=0):
@@ -141,16 +148,18 @@ def _scale_for(image: np.ndarray) -> float:
 
 
 def _fit(image: np.ndarray, factor: float) -> np.ndarray:
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[..., :3]
+    """An H x W x C tile as RGB, scaled by ``factor``: gray (1 or 2 channels) shown as gray,
+    the first three channels of wider images (RGBA, multispectral) as colour."""
+    if image.ndim == 2:
+        image = image[..., None]
+    image = np.repeat(image[..., :1], 3, axis=2) if image.shape[2] < 3 else np.ascontiguousarray(image[..., :3])
     if factor == 1.0:
         return image
     h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    interpolation = cv2.INTER_NEAREST if factor > 1 else cv2.INTER_AREA
-    return cv2.resize(image, size, interpolation=interpolation)
+    height, width = max(1, round(h * factor)), max(1, round(w * factor))
+    if factor > 1:  # whole multiples only (``_scale_for``): every pixel a crisp block
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+    return F.resize(image, height, width)
 
 
 def _caption_lines(caption: str, chars_per_line: int) -> list[str]:

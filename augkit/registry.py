@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
-from augkit.errors import SpecError
+from augkit.errors import AugkitError, SpecError
 
 T = TypeVar("T", bound=type)
 
@@ -136,15 +136,74 @@ def _describe_type(parameter: inspect.Parameter) -> str:
     return text.replace("cv2.", "")
 
 
+# Every number anywhere in a step's parameters (augkit's steps bound theirs more tightly, in
+# their schemas). albumentations' own parameters are not augkit's to know one by one, but none
+# means anything near 1e6 (the largest are pixel sizes, at most MAX_SIDE), while 1e308 or NaN
+# send some of OpenCV's loops spinning forever.
+MAX_PARAMETER = 1e6
+# albumentations parameters that are output sizes in pixels, bounded like augkit's crop size.
+_SIZE_KEYS = ("height", "width", "size", "min_height", "min_width", "max_size", "max_size_hw")
+
+
+def _check_numbers(name: str, key: str, value: Any) -> None:
+    """Every number in ``value`` (nested lists and mappings too) finite and within MAX_PARAMETER."""
+    if not _numbers_in_bounds(value):
+        raise SpecError(
+            f"step {name!r}: parameter {key!r} got {value!r}; every number in a step must be finite "
+            f"and within +-{MAX_PARAMETER:g}"
+        )
+
+
+def _numbers_in_bounds(value: Any) -> bool:
+    pending = [value]  # a stack, not recursion: a spec built in Python may nest without limit
+    while pending:
+        item = pending.pop()
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            if not -MAX_PARAMETER <= item <= MAX_PARAMETER:  # False for NaN too
+                return False
+        elif isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return True
+
+
+def _check_sizes(name: str, params: Mapping[str, Any]) -> None:
+    """Output sizes (albumentations' height/width/size...) within MAX_SIDE and the pixel limit."""
+    from augkit.images import DEFAULT_MAX_PIXELS
+    from augkit.transforms import MAX_SIDE
+
+    sides = {}
+    for key in _SIZE_KEYS:
+        value = params.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for side in values:
+            if isinstance(side, numbers.Real) and not isinstance(side, bool) and side > MAX_SIDE:
+                raise SpecError(f"step {name!r}: parameter {key!r} got {value!r}; sizes are at most {MAX_SIDE} pixels")
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value):
+            sides[key] = value
+    pairs = [("height", params.get("height"), params.get("width")), ("min_height", params.get("min_height"), params.get("min_width"))]
+    pairs += [(key, *pair) for key, pair in sides.items()]
+    for key, height, width in pairs:
+        if isinstance(height, numbers.Real) and isinstance(width, numbers.Real) and height * width > DEFAULT_MAX_PIXELS:
+            raise SpecError(
+                f"step {name!r}: {key} {height} x {width} = {height * width:,.0f} pixels is more than the "
+                f"pixel limit ({DEFAULT_MAX_PIXELS:,})"
+            )
+
+
 def validate_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
     """Check ``params`` against the step's signature and schema; one SpecError names the key."""
     accepted = step_parameters(cls)
-    for key in params:
+    for key, value in params.items():
         if key not in accepted:
             raise SpecError(
                 f"step {name!r}: unknown parameter {key!r}{_choices_hint(key, list(accepted))}; "
                 f"{name} accepts: {', '.join(accepted) or 'no parameters'}"
             )
+        if key != "transforms":
+            _check_numbers(name, key, value)
+    _check_sizes(name, params)
     if "p" in params:
         p = params["p"]
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
@@ -187,8 +246,11 @@ def create_step(name: str | type, **params: Any) -> Any:
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             return cls(**params)
-        except SpecError:
+        except AugkitError:
             raise
-        except (ValueError, TypeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise SpecError(f"step {label!r}: {first}") from None
+        except Exception as error:  # noqa: BLE001 (any failure to build a step is one line)
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            reason = lines[0][:300] if lines else type(error).__name__
+            if not isinstance(error, (ValueError, TypeError)):
+                reason = f"{type(error).__name__}: {reason}"
+            raise SpecError(f"step {label!r}: {reason}") from None

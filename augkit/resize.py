@@ -1,19 +1,38 @@
-"""Deterministic resizing for preprocessing: one target size, four ways to reach it.
+"""Every resize in augkit, and the four ways preprocessing reaches one target size.
+
+``resample`` is the one resize: ``functional.resize`` (and with it the random-resized crop),
+the preview's tiles and the preprocess modes below all go through it. It antialiases on every
+axis that shrinks, whatever the other axis does:
+
+- both axes shrink (or keep their size): OpenCV's area filter, which averages every source
+  pixel under each output pixel (the common case, and the fastest). It is a box filter: detail
+  at the finest scale (one-pixel stripes) shrunk by a fractional ratio leaves a fainter moiré
+  than no filter but a stronger one than Pillow's triangle filter (``docs/benchmarks.md``);
+- one axis shrinks and the other grows: the shrinking axis alone with the area filter, then
+  the growing one with linear interpolation. OpenCV's area filter on such a mix interpolates
+  the shrinking axis instead of averaging it: 64 x 1024 one-pixel stripes resized to
+  128 x 128 come out a uniform 32 instead of their mean, 127.5 (Pillow gives 128);
+- both axes grow: linear interpolation (pixel centres aligned, OpenCV's and Pillow's
+  convention), where there is nothing to antialias.
+
+The preprocess modes (``resize_to``):
 
 - ``exact``: stretch to height x width (the aspect ratio changes);
 - ``center-crop``: scale to cover the target, keeping the aspect ratio, then cut the centre
-  (torchvision's Resize + CenterCrop, the usual evaluation transform);
+  (torchvision's Resize + CenterCrop, the usual evaluation transform). Only the centre is
+  computed, from the source pixels it needs: a 1 x 20000 image cropped to 224 x 224 would
+  otherwise be scaled to 224 x 4480000 (3 GB) first;
 - ``pad``: scale to fit inside the target, keeping the aspect ratio, and pad the rest with
   black (letterboxing: nothing is cut, nothing is stretched);
 - ``shorter``: scale so the shorter side is the target's height, keeping the aspect ratio;
-  sizes then vary from image to image, so this mode needs the folder output format.
+  sizes then vary from image to image, so this mode needs the folder output format, and an
+  image whose result would pass the pixel limit is refused.
 
-Interpolation is OpenCV's area filter when shrinking (no aliasing) and linear when enlarging
-(``functional.resize``). ``draft_size`` lets ``read_image`` decode a JPEG that is much larger
-than the target at reduced scale first, as Pillow's ``Image.thumbnail`` does: the image is
-decoded at no less than twice the size it is resized to, so the area filter still has at least
-2 x 2 decoded pixels for each output pixel (the result differs from a full decode by about half
-a gray level on average), and decoding takes about 60% (1/2 scale) down to 25% of the time.
+``draft_size`` lets ``read_image`` decode a JPEG that is much larger than the target at reduced
+scale first, as Pillow's ``Image.thumbnail`` does: the image is decoded at no less than twice
+the size it is resized to, so the area filter still has at least 2 x 2 decoded pixels for each
+output pixel (the result differs from a full decode by about half a gray level on average), and
+decoding takes about 60% (1/2 scale) down to 25% of the time.
 """
 
 from __future__ import annotations
@@ -22,12 +41,104 @@ import math
 import re
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
-from augkit import functional as F
 from augkit.errors import AugkitError
+from augkit.images import DEFAULT_MAX_PIXELS
 
 RESIZE_MODES = ("center-crop", "exact", "pad", "shorter")
+
+# (top, left, height, width): a part of a resized image, in the resized image's pixels.
+Window = tuple[int, int, int, int]
+
+_CV2_MAX_CHANNELS = 4  # cv2.resize refuses more channels than this
+
+
+def resample(image: np.ndarray, height: int, width: int, window: Window | None = None) -> np.ndarray:
+    """``image`` resized to ``height`` x ``width``, antialiased on every shrinking axis.
+
+    Args:
+        image: H x W or H x W x C (any C >= 1; H x W x 1 stays H x W x 1), uint8, uint16 or
+            float32 (values are interpolated or averaged, never rescaled: the output keeps the
+            dtype and stays within the input's range).
+        height, width: the size of the resized image, in pixels (>= 1).
+        window: only this part (top, left, height, width) of the resized image, computed from
+            the source pixels it needs, so that memory follows the window rather than the
+            resized image. Where both axes shrink, the same pixels as cutting the window from
+            the whole result; where one grows, the growing axes are interpolated with numpy
+            rather than OpenCV (whose fixed-point weights round differently), at most one
+            level apart from the whole result's pixels.
+
+    Returns:
+        The resized image (or its window), a new array; the input itself when nothing changes.
+    """
+    h, w = image.shape[:2]
+    whole = (0, 0, height, width)
+    window = whole if window is None else tuple(window)
+    top, left, out_h, out_w = window
+    if not (0 <= top < top + out_h <= height and 0 <= left < left + out_w <= width):
+        raise ValueError(f"window {window} is not inside the {height} x {width} resized image")
+    if (h, w) == (height, width):
+        return image if window == whole else image[top : top + out_h, left : left + out_w].copy()
+    if height <= h and width <= w:
+        # Shrinking (or keeping) both axes: the area filter averages exactly. Its result is no
+        # larger than the source, so computing all of it before cutting the window costs little.
+        out = _cv2_resize(image, height, width, cv2.INTER_AREA)
+        return out if window == whole else out[top : top + out_h, left : left + out_w].copy()
+    # One axis grows. Shrink the other first, on its own, with the area filter (see the module
+    # docstring for why not both at once); the result is smaller than the source.
+    if height < h:
+        image = _cv2_resize(image, height, w, cv2.INTER_AREA)
+    elif width < w:
+        image = _cv2_resize(image, h, width, cv2.INTER_AREA)
+    if window == whole:
+        return _cv2_resize(image, height, width, cv2.INTER_LINEAR)
+    return _linear_window(image, height, width, window)
+
+
+def _cv2_resize(image: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
+    """``cv2.resize`` for any number of channels, keeping an H x W x 1 image's channel axis."""
+    if image.ndim == 3 and image.shape[2] > _CV2_MAX_CHANNELS:
+        groups = range(0, image.shape[2], _CV2_MAX_CHANNELS)
+        return np.concatenate(
+            [_cv2_resize(image[..., c : c + _CV2_MAX_CHANNELS], height, width, interpolation) for c in groups], axis=2
+        )
+    out = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
+    return out[..., None] if out.ndim == 2 and image.ndim == 3 else out
+
+
+def _linear_window(image: np.ndarray, height: int, width: int, window: Window) -> np.ndarray:
+    """A window of the linear interpolation of ``image`` to ``height`` x ``width`` (no axis shrinks).
+
+    Rows, then columns, each output pixel from its two nearest source pixels, read from the
+    few source rows and columns the window needs.
+    """
+    top, left, out_h, out_w = window
+    y0, y1, fy = _linear_taps(image.shape[0], height, top, out_h)
+    x0, x1, fx = _linear_taps(image.shape[1], width, left, out_w)
+    rows, cols = slice(y0[0], y1[-1] + 1), slice(x0[0], x1[-1] + 1)
+    source = image[rows, cols].reshape(rows.stop - rows.start, cols.stop - cols.start, -1).astype(np.float32)
+    y0, y1, x0, x1 = y0 - rows.start, y1 - rows.start, x0 - cols.start, x1 - cols.start
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    between = source[y0] * (1 - fy) + source[y1] * fy
+    out = between[:, x0] * (1 - fx) + between[:, x1] * fx
+    if image.dtype != np.float32:
+        out = np.rint(out)
+    return out.astype(image.dtype).reshape(out_h, out_w, *image.shape[2:])
+
+
+def _linear_taps(size: int, resized: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For outputs ``start .. start+count-1`` of ``size`` pixels resized to ``resized``: the two
+    source pixels each interpolates and the weight of the second.
+
+    Pixel centres are aligned (output i sits at source (i + 0.5) * size / resized - 0.5, as in
+    OpenCV and Pillow); positions past the first or last centre take the edge pixel.
+    """
+    position = (np.arange(start, start + count) + 0.5) * (size / resized) - 0.5
+    position = np.clip(position, 0, size - 1)
+    first = np.floor(position).astype(np.intp)
+    return first, np.minimum(first + 1, size - 1), (position - first).astype(np.float32)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -37,11 +148,6 @@ def parse_size(text: str) -> tuple[int, int]:
         raise AugkitError(f"size {text!r} is not HxW or N with positive integers (for example 32 or 224x160)")
     height = int(match.group(1))
     return height, int(match.group(2)) if match.group(2) else height
-
-
-def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    return F.resize(image, max(1, round(h * factor)), max(1, round(w * factor)))
 
 
 # How much larger than what it is resized to a draft-decoded image must stay (Pillow's
@@ -80,17 +186,41 @@ def draft_size(size: tuple[int, int], mode: str, gap: float = DRAFT_GAP) -> Call
     return need
 
 
-def resize_to(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """``image`` resized to ``size`` (height, width) by ``mode`` (one of ``RESIZE_MODES``)."""
+def resize_to(
+    image: np.ndarray, size: tuple[int, int], mode: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """``image`` resized to ``size`` (height, width) by ``mode`` (one of ``RESIZE_MODES``).
+
+    Args:
+        image: H x W x C (or H x W), uint8, uint16 or float32; the output keeps its dtype.
+        size: (height, width) of the output (for "shorter", the shorter side is ``height``).
+        max_pixels: refuse an output with more pixels than this (None: no limit). Only
+            "shorter" can reach it from a sane ``size``: its output grows with the aspect ratio.
+
+    Raises:
+        AugkitError: an unknown mode, or an output past ``max_pixels`` (what it would be, the
+            limit, and what to use instead).
+    """
     height, width = size
-    factor = scale_factors(image.shape[:2], size, mode)[0]
+    h, w = image.shape[:2]
+    factor = scale_factors((h, w), size, mode)[0]
     if mode == "exact":
-        return F.resize(image, height, width)
-    scaled = _scaled(image, factor)
-    sh, sw = scaled.shape[:2]
+        scaled = (height, width)
+    else:
+        scaled = (max(1, round(h * factor)), max(1, round(w * factor)))
+    out = scaled if mode == "shorter" else (height, width)
+    if max_pixels is not None and out[0] * out[1] > max_pixels:
+        raise AugkitError(
+            f"resize mode {mode!r} would turn this {h} x {w} image into {out[0]} x {out[1]} = "
+            f"{out[0] * out[1]:,} pixels, more than the limit of {max_pixels:,}; use center-crop or pad "
+            f"(a fixed output size) for images this elongated, or a smaller size"
+        )
     if mode == "center-crop":
-        return F.crop(scaled, (sh - height) // 2, (sw - width) // 2, height, width)
+        sh, sw = scaled
+        return resample(image, sh, sw, window=((sh - height) // 2, (sw - width) // 2, height, width))
+    resized = resample(image, *scaled)
     if mode == "pad":
+        sh, sw = scaled
         top, left = (height - sh) // 2, (width - sw) // 2
-        return F.pad(scaled, top, height - sh - top, left, width - sw - left)
-    return scaled  # shorter
+        return np.pad(resized, [(top, height - sh - top), (left, width - sw - left)] + [(0, 0)] * (image.ndim - 2))
+    return resized  # exact, shorter

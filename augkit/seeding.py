@@ -17,8 +17,10 @@ pipelines whose steps never draw from it: augkit's own steps draw from the Pytho
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+import sys
 
 import numpy as np
 
@@ -38,6 +40,42 @@ def _mix64(x: int) -> int:
 def sample_key(seed: int, epoch: int, index: int) -> int:
     """A 64-bit key for one sample; chained so that (1, 2, 3) and (2, 1, 3) differ."""
     return _mix64(_mix64(_mix64(seed & _MASK64) ^ (epoch & _MASK64)) ^ (index & _MASK64))
+
+
+def process_salt() -> int:
+    """0 in the process a program started in; a value of this process's own in any worker.
+
+    What keeps calls that pass no sample index (``pipeline(image)``) from repeating across
+    worker processes, which all start with a copy of the parent's pipeline and its call count:
+
+    - in a PyTorch DataLoader worker, the worker's seed (``get_worker_info().seed``: the
+      loader's base seed, drawn anew every epoch from torch's generator, plus the worker id),
+      so such calls differ between workers and epochs and still follow ``torch.manual_seed``;
+      torch is only looked at when the process has already imported it (augkit never does);
+    - in any other child process (multiprocessing, os.fork), 64 random bits from the OS;
+    - in the main process, 0: calls are numbered 0, 1, 2, ... by the pipeline, reproducibly.
+
+    Computed once per process (the pid is checked, so a forked child computes its own).
+    """
+    global _salt_pid, _salt
+    if _salt_pid != os.getpid():
+        _salt, _salt_pid = _find_salt(), os.getpid()
+    return _salt
+
+
+_salt_pid: int | None = None  # the process _salt was found in
+_salt = 0
+_MAIN_PID = os.getpid()  # the process augkit was imported in; a fork's copy of it differs
+
+
+def _find_salt() -> int:
+    torch_data = sys.modules.get("torch.utils.data")
+    info = torch_data.get_worker_info() if torch_data is not None else None
+    if info is not None:
+        return _mix64(int(info.seed) ^ _PCG_HIGH)
+    if multiprocessing.parent_process() is not None or os.getpid() != _MAIN_PID:
+        return int.from_bytes(os.urandom(8), "little") | 1  # never 0
+    return 0
 
 
 class SplitMixRandom(random.Random):

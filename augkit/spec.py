@@ -24,14 +24,15 @@ name and parameters are checked by ``augkit.registry``.
 
 from __future__ import annotations
 
-import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from augkit.errors import SpecError
+from augkit.documents import DocumentError, parse_document, read_document
+from augkit.errors import AugkitWarning, SpecError
 from augkit.registry import COMPOSITIONS
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,16 +64,11 @@ def _is_file(path: Path) -> bool:
 
 def _read_spec_file(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_document(path, what="pipeline spec")
     except FileNotFoundError:
         raise SpecError(f"pipeline file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read pipeline file {path}: {error}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise SpecError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
+    except DocumentError as error:
+        raise SpecError(str(error)) from None
     if isinstance(data, Mapping) and "transform" in data and "steps" not in data:
         return from_albumentations(data, path)
     return data
@@ -126,10 +122,11 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
             key, equals, value = pair.partition("=")
             if not equals or not key.strip().isidentifier():
                 raise SpecError(f"inline pipeline: in {name}(...), {pair.strip()!r} is not key=value")
+            source = f"inline pipeline: {name}({key.strip()}=...)"
             try:
-                params[key.strip()] = yaml.safe_load(value.strip())
-            except yaml.YAMLError:
-                raise SpecError(f"inline pipeline: {name}({key.strip()}=...): cannot read {value.strip()!r}") from None
+                params[key.strip()] = parse_document(value.strip(), source=source, what="value")
+            except DocumentError as error:
+                raise SpecError(str(error)) from None
     return {name: params}
 
 
@@ -183,7 +180,17 @@ def from_albumentations(data: Mapping[str, Any], path: Path | str = "<dict>") ->
     for key in ("bbox_params", "keypoint_params"):
         if root.get(key):
             raise SpecError(f"{path}: {key} is set; augkit pipelines transform images (and masks) only")
-    return {"seed": 0, "steps": [_from_albumentations_step(t, path) for t in root.get("transforms", [])]}
+    seed = root.get("seed")
+    if seed is None:
+        # Files written by albumentations itself carry no seed (augkit's carry the pipeline's).
+        warnings.warn(
+            f"{path}: this albumentations file carries no seed; augkit uses seed 0 "
+            f"(add 'seed: N' to its Compose, or pass seed= to load_pipeline, to choose)",
+            AugkitWarning,
+            stacklevel=2,
+        )
+        seed = 0
+    return {"seed": seed, "steps": [_from_albumentations_step(t, path) for t in root.get("transforms", [])]}
 
 
 def _from_albumentations_step(item: Mapping[str, Any], path: Path | str) -> dict[str, Any]:

@@ -20,9 +20,11 @@ step subtracts two large, nearly equal numbers.
 
 For uint8 images (the common case, and the hot path of ``augkit stats``) a batch's sum and sum
 of squares are exact integers, so its mean and M2 = (n * sum(x**2) - sum(x)**2) / n are formed
-from Python integers and rounded once. Float images are reduced in two passes in float64 (mean,
-then squared deviations from it). Values are on the [0, 1] pixel scale (uint8 / 255,
-uint16 / 65535), the convention of torchvision's and albumentations' ``Normalize``.
+from Python integers and rounded once. float32 images are reduced in two passes in float64 (mean,
+then squared deviations from it). Pixels follow augkit's pixel contract (``augkit.pixels``:
+uint8, uint16, or float32 on [0, 1]; anything else is refused) and statistics are on the [0, 1]
+scale (uint8 / 255, uint16 / 65535), the convention of torchvision's and albumentations'
+``Normalize``: an image and the same image in 16 bits (x * 257) have the same statistics.
 
 ``compute_stats`` reads a whole dataset, in parallel if asked, and merges the partial results
 in a fixed order, so the answer is bit-identical whatever the number of workers.
@@ -33,7 +35,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from augkit.documents import DocumentError, open_regular, read_document, short_repr
 from augkit.errors import AugkitError, ImageReadError
-from augkit.files import atomic_write
+from augkit.files import atomic_write, read_npy_header
+from augkit.images import DEFAULT_MAX_PIXELS
+from augkit.pixels import FULL_SCALE, check_image
+from augkit.processes import worker_pool
 
 if TYPE_CHECKING:
     from augkit.datasets import Dataset
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
 FORMAT = "augkit.stats/1"
 
 # Integer pixel types and the value that maps to 1.0.
-_SCALES = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+_SCALES = {dtype: int(scale) for dtype, scale in FULL_SCALE.items() if dtype.kind == "u"}
 
 # Images per unit of work in compute_stats. The chunks, and the order in which their results
 # are merged, depend only on the dataset, never on the number of workers: that is what makes
@@ -119,8 +124,11 @@ class ChannelStats:
     def update(self, batch: np.ndarray) -> ChannelStats:
         """Add one image (H x W x C, or H x W gray) or a batch (N x H x W x C); returns self.
 
-        uint8 pixels are divided by 255 and uint16 by 65535; float pixels are taken as already
-        on the [0, 1] scale.
+        uint8 pixels are divided by 255 and uint16 by 65535; float32 pixels must already be on
+        the [0, 1] scale.
+
+        Raises:
+            PixelError: pixels outside the contract (float64, int32, float32 outside [0, 1], ...).
         """
         x = _as_nhwc(np.asarray(batch))
         n_images, height, width, channels = x.shape
@@ -233,6 +241,10 @@ class ChannelStats:
     ) -> ChannelStats:
         """Statistics from a dict made by ``to_dict`` (and the mean image, if there was one).
 
+        Every value must be one that ``to_dict`` can write: counts that fit int64, with at least
+        one pixel per image; finite means on [0, 1] and variances of at most 1/4 (the largest a
+        value on [0, 1] can have), so a file on another scale (0..255) is refused, not used.
+
         Raises:
             AugkitError: a missing or invalid value; the message names the key.
         """
@@ -251,6 +263,8 @@ class ChannelStats:
             raise AugkitError(
                 f"'count' ({count}) and 'images' ({images}) must both be 0 or both be positive"
             )
+        if count < images:
+            raise AugkitError(f"'count' ({count}) counts pixels and cannot be less than 'images' ({images})")
         if count and channels is None:
             raise AugkitError("'channels' is missing")
         width = channels or 0
@@ -258,12 +272,19 @@ class ChannelStats:
         m2 = _get_floats(data, "m2", width)
         std = _get_floats(data, "std", width)
         if (m2 < 0).any():
-            raise AugkitError(f"'m2' must not be negative, got {m2.tolist()}")
+            raise AugkitError(f"'m2' must not be negative, got {short_repr(m2.tolist())}")
+        # Pixels on [0, 1] have their mean there and a variance of at most 1/4 (half at 0, half at 1).
+        slack = 1e-9
+        if ((mean < -slack) | (mean > 1 + slack)).any() or (count and (m2 / count > 0.25 + slack).any()):
+            raise AugkitError(
+                f"'mean' {short_repr(mean.tolist())} and 'std' {short_repr(std.tolist())} are not on the [0, 1] "
+                f"pixel scale (mean in [0, 1], std at most 0.5); recompute them with `augkit stats`"
+            )
         # std is derived from m2 and count; a hand-edited std would otherwise be silently ignored.
         expected = np.sqrt(m2 / count) if count else m2
         if not np.allclose(std, expected, rtol=1e-9, atol=1e-12):
             raise AugkitError(
-                f"'std' {std.tolist()} does not match sqrt(m2 / count) = {expected.tolist()}; "
+                f"'std' {short_repr(std.tolist())} does not match sqrt(m2 / count) = {short_repr(expected.tolist())}; "
                 f"std is derived from m2: edit neither by hand, recompute the statistics"
             )
 
@@ -271,7 +292,7 @@ class ChannelStats:
         stats.count, stats.images = count, images
         stats._mean, stats._m2 = mean.tolist(), m2.tolist()
         if mean_image is not None:
-            stats.mean_image = _checked_mean_image(mean_image, channels, count)
+            stats.mean_image = _checked_mean_image(mean_image, channels, count, images)
         return stats
 
     def save(self, path: str | Path) -> Path:
@@ -297,26 +318,29 @@ class ChannelStats:
     def load(cls, path: str | Path) -> ChannelStats:
         """Read statistics written by ``save``.
 
+        A file is statistics of at least one pixel: one of none (count 0) would standardise
+        every image to NaN. It is read through ``augkit.documents`` (size, depth and number
+        limits), and its mean image is checked from its .npy header before it is read.
+
         Raises:
             AugkitError: the file (or its mean image) is missing, not JSON, of another format,
                 or holds invalid values; the message names the path and what is wrong.
         """
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = read_document(path, what="statistics file", format="json")
         except FileNotFoundError:
             raise AugkitError(f"{path}: statistics file not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise AugkitError(f"{path}: cannot read statistics ({_reason(e)})") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AugkitError(f"{path}: not a JSON file ({e})") from None
-        try:
-            mean_image = None
-            if isinstance(data, dict) and data.get("mean_image") is not None:
-                mean_image = _read_mean_image(path, data["mean_image"])
-            return cls.from_dict(data, mean_image=mean_image)
+            stats = cls.from_dict(data)
+            if stats.count == 0:
+                raise AugkitError(
+                    "holds the statistics of no pixels (count 0), which would standardise every "
+                    "image to NaN; compute them with `augkit stats DATA -o FILE`"
+                )
+            if data.get("mean_image") is not None:
+                stats = cls.from_dict(data, mean_image=_read_mean_image(path, data["mean_image"], stats))
+            return stats
         except AugkitError as e:
             raise AugkitError(f"{path}: {e}") from None
 
@@ -478,13 +502,11 @@ def _run_pool(
     workers: int,
     progress: Callable[[int], None] | None,
 ) -> Iterator[tuple[ChannelStats, list[Skipped]]]:
-    # Not "fork": a child forked while OpenCV's thread pool is in use inherits its locks held
-    # and hangs in its first parallel OpenCV call (seen here: cv2.setNumThreads in a forked
-    # worker never returned). "forkserver" forks from a clean server process instead; the
-    # dataset index is pickled once per worker, and each task is only a pair of indices.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+    # Not "fork" (augkit.processes): a child forked while OpenCV's thread pool is in use
+    # inherits its locks held and hangs in its first parallel OpenCV call (seen here:
+    # cv2.setNumThreads in a forked worker never returned). The dataset index is pickled once
+    # per worker, and each task is only a pair of indices.
+    with worker_pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
         # imap hands results back in chunk order; progress therefore moves one chunk at a time.
         for (start, stop), result in zip(chunks, pool.imap(_worker_chunk_stats, chunks)):
             if progress is not None:
@@ -523,17 +545,13 @@ def _as_nhwc(x: np.ndarray) -> np.ndarray:
             f"expected an image (H x W or H x W x C) or a batch of images (N x H x W x C), "
             f"got an array of shape {x.shape}"
         )
-    if x.dtype not in _SCALES and x.dtype.kind != "f":
-        raise AugkitError(
-            f"expected uint8, uint16 or float pixels, got {x.dtype}; convert the images "
-            f"first (floats are taken as already on the [0, 1] scale)"
-        )
+    if 0 in x.shape[-3 if x.ndim == 4 else 0 :]:
+        raise AugkitError(f"got an empty image (shape {x.shape})")
+    check_image(x, "statistics")  # the pixel contract: uint8, uint16, float32 on [0, 1]
     if x.ndim == 2:
         x = x[None, :, :, None]
     elif x.ndim == 3:
         x = x[None]
-    if 0 in x.shape[1:]:
-        raise AugkitError(f"got an empty image (shape {x.shape[1:]})")
     return x
 
 
@@ -585,8 +603,6 @@ def _float_moments(x: np.ndarray) -> tuple[int, list[float], list[float]]:
     n = planes.shape[1]
     mean = planes.sum(axis=1) / n
     m2 = np.square(planes - mean[:, None]).sum(axis=1)
-    if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
-        raise AugkitError("got pixels that are NaN or infinite; fix or drop those images first")
     return n, mean.tolist(), m2.tolist()
 
 
@@ -617,10 +633,18 @@ def _merge_means(n_a: int, mean_a: np.ndarray | None, n_b: int, mean_b: np.ndarr
 # Reading files back
 
 
+_INT64_MAX = 2**63 - 1
+
+# A mean image is the mean of images augkit read, so it is no larger than they may be: RGBA at
+# the pixel limit. Its .npy header is checked against this and against the statistics before
+# any of it is allocated (a 100-byte header may claim 100000 x 100000 x 3, 224 GiB).
+_MAX_MEAN_IMAGE_VALUES = 4 * DEFAULT_MAX_PIXELS
+
+
 def _get_int(data: dict[str, Any], key: str, *, minimum: int) -> int:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AugkitError(f"'{key}' must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _INT64_MAX:
+        raise AugkitError(f"'{key}' must be an integer in [{minimum}, 2**63 - 1], got {short_repr(value)}")
     return value
 
 
@@ -632,36 +656,87 @@ def _get_floats(data: dict[str, Any], key: str, length: int) -> np.ndarray:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         or not all(math.isfinite(v) for v in value)
     ):
-        raise AugkitError(f"'{key}' must be a list of {length} finite numbers, got {value!r}")
+        raise AugkitError(f"'{key}' must be a list of {length} finite numbers, got {short_repr(value)}")
     return np.array(value, dtype=np.float64)
 
 
-def _read_mean_image(path: Path, name: Any) -> np.ndarray:
+def _read_mean_image(path: Path, name: Any, stats: ChannelStats) -> np.ndarray:
+    """The mean image named ``name`` beside the statistics file ``path``, float H x W x C.
+
+    The .npy header must describe what ``stats`` implies (a float array H x W x channels with
+    H * W = count / images, within ``_MAX_MEAN_IMAGE_VALUES``) and the file must hold exactly
+    the bytes it announces; only then is the data read.
+    """
     # Only a plain file name beside the JSON: a statistics file must not point anywhere else.
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise AugkitError(f"'mean_image' must be the name of a file beside it, got {name!r}")
+        raise AugkitError(f"'mean_image' must be the name of a file beside it, got {short_repr(name)}")
     sidecar = path.with_name(name)
+    pixels, leftover = divmod(stats.count, stats.images)
+    if leftover:
+        raise AugkitError(
+            f"names a mean image, but 'count' ({stats.count}) is not a multiple of 'images' "
+            f"({stats.images}): the images were not all one size, so they have no mean image"
+        )
     try:
-        return np.load(sidecar, allow_pickle=False)
+        with open_regular(sidecar, "mean image") as f:
+            shape, dtype, fortran, available = read_npy_header(f)
+            _check_mean_image_header(name, shape, dtype, pixels, stats.channels)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if available != nbytes:
+                state = "is truncated" if available < nbytes else "has bytes after its data"
+                raise AugkitError(
+                    f"its mean image {name} {state}: its header announces {nbytes:,} bytes of data, "
+                    f"the file holds {available:,}; write the statistics again"
+                )
+            data = f.read(nbytes)
     except FileNotFoundError:
         raise AugkitError(f"its mean image {name} is missing (expected at {sidecar})") from None
-    except (OSError, ValueError, EOFError) as e:
+    except DocumentError as e:
+        raise AugkitError(str(e)) from None
+    except (OSError, ValueError, EOFError, SyntaxError) as e:
+        raise AugkitError(f"its mean image {name} is not a readable .npy file ({_reason(e)})") from None
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _check_mean_image_header(name: str, shape: tuple[int, ...], dtype: np.dtype, pixels: int, channels: int | None) -> None:
+    """The header of a mean image's .npy file against the image the statistics imply."""
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.shape != ():
         raise AugkitError(
-            f"its mean image {name} is not a readable .npy file ({_reason(e)})"
-        ) from None
+            f"its mean image {name} holds {dtype} values; a mean image is float16, float32 or float64"
+        )
+    if len(shape) != 3 or shape[2] != channels or shape[0] * shape[1] != pixels:
+        raise AugkitError(
+            f"its mean image {name} is {' x '.join(map(str, shape)) or 'a scalar'}; these statistics need "
+            f"shape H x W x {channels} with H x W = {pixels:,} (count / images): the two do not belong together"
+        )
+    if math.prod(shape) > _MAX_MEAN_IMAGE_VALUES:
+        raise AugkitError(
+            f"its mean image {name} is {' x '.join(map(str, shape))}: {math.prod(shape):,} values, more than "
+            f"{_MAX_MEAN_IMAGE_VALUES:,} (an RGBA image at augkit's pixel limit of {DEFAULT_MAX_PIXELS:,})"
+        )
 
 
-def _checked_mean_image(image: np.ndarray, channels: int | None, count: int) -> np.ndarray:
+def _checked_mean_image(image: np.ndarray, channels: int | None, count: int, images: int) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != channels or image.dtype.kind != "f":
         raise AugkitError(
             f"the mean image must be a float array of shape H x W x {channels}, "
             f"got {image.dtype} {image.shape}"
         )
-    if not np.isfinite(image).all():
-        raise AugkitError("the mean image holds NaN or infinite values")
     if count == 0:
         raise AugkitError("statistics of no images cannot have a mean image")
+    if image.shape[0] * image.shape[1] * images != count:
+        raise AugkitError(
+            f"the mean image is {_shape_text(image)}, but 'count' / 'images' = {count / images:g} "
+            f"pixels per image: the mean image belongs to other statistics"
+        )
+    if not np.isfinite(image).all():
+        raise AugkitError("the mean image holds NaN or infinite values")
+    if image.min() < 0 or image.max() > 1:
+        raise AugkitError(
+            f"the mean image holds values from {image.min():g} to {image.max():g}; "
+            f"statistics are on the [0, 1] pixel scale"
+        )
     return image.astype(np.float64)
 
 
@@ -671,3 +746,4 @@ def _shape_text(image: np.ndarray) -> str:
 
 def _reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
+

@@ -8,6 +8,13 @@ albumentations transform in one ``Compose``, and ``albumentations.save`` writes 
 
 ``describe(params)`` turns the parameters drawn for one sample into a short caption
 ("rot -12.3°"), which the preview prints under each tile.
+
+Every numeric parameter is finite and bounded, and the bound is in the error: an angle of
+1e308 or a NaN crop size is refused when the spec is read, not found by OpenCV spinning
+forever. Outputs are bounded by ``MAX_SIDE`` per side (OpenCV's warps refuse larger ones)
+and by ``augkit.images.DEFAULT_MAX_PIXELS`` in all. Geometric steps move masks with
+nearest-neighbour sampling, so a mask's labels come out as labels (a subset of the input's,
+plus ``fill_mask`` where a constant border shows).
 """
 
 from __future__ import annotations
@@ -22,10 +29,31 @@ from pydantic import Field, model_validator
 from augkit import functional as F
 from augkit._albumentations import A
 from augkit.errors import AugkitError
+from augkit.images import DEFAULT_MAX_PIXELS
 from augkit.registry import register_step
 
 BaseInitSchema = A.core.transforms_interface.BaseTransformInitSchema
 Border = Literal["constant", "reflect", "replicate"]
+
+# The largest output side: OpenCV's warpAffine and remap refuse sides of SHRT_MAX and more.
+MAX_SIDE = 32767
+# Padding is built window by window (functional.crop), so it costs no memory; the bound
+# only keeps numbers sane.
+MAX_PADDING = MAX_SIDE
+MAX_ANGLE = 360.0  # degrees: a rotation limit beyond a full turn means nothing more
+# fill values are in the image's own units: at most a uint16 pixel (uint8 saturates at 255).
+MAX_FILL = 65535.0
+RATIO_BOUNDS = (0.01, 100.0)  # aspect ratios (width / height) of random-resized crops
+
+
+def _check_number(name: str, value: float, low: float, high: float) -> None:
+    """Raise ValueError (the schema's error) unless ``low <= value <= high`` (NaN never is)."""
+    if not (isinstance(value, (int, float)) and low <= value <= high):
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_fill(fill: float) -> None:
+    _check_number("fill", fill, 0.0, MAX_FILL)
 
 
 def _symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
@@ -68,6 +96,9 @@ class Crop(AugkitTransform, A.DualTransform):
         padding: pixels added on every side before cropping, as in the CIFAR recipe
             (``size: 32, padding: 4``). Inputs smaller than ``size`` are padded up to it.
         border: how padding is filled: "constant" (``fill``), "reflect" or "replicate".
+        fill: the value of constant padding, in the image's units (0..255 for uint8, 0..65535
+            for uint16, 0..1 for float32).
+        fill_mask: the label constant padding gets in a mask (albumentations' name).
     """
 
     class InitSchema(BaseInitSchema):
@@ -78,16 +109,33 @@ class Crop(AugkitTransform, A.DualTransform):
         ratio: tuple[float, float]
         border: Border
         fill: float
+        fill_mask: float
 
         @model_validator(mode="after")
         def _check(self) -> Crop.InitSchema:
-            sides = self.size if isinstance(self.size, tuple) else (self.size,)
-            if any(s <= 0 for s in sides) or (isinstance(self.size, float) and self.size > 1):
-                raise ValueError("size must be a positive int, [height, width], or a fraction in (0, 1]")
+            sides = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+            fraction = isinstance(self.size, float)
+            if not (0 < sides[0] <= 1 if fraction else all(1 <= side <= MAX_SIDE for side in sides)):
+                raise ValueError(  # the comparisons are False for NaN too
+                    f"size must be pixels from 1 to {MAX_SIDE} (an int or [height, width]) or a fraction "
+                    f"of the input's sides in (0, 1], got {self.size!r}"
+                )
+            if not fraction and sides[0] * sides[1] > DEFAULT_MAX_PIXELS:
+                raise ValueError(
+                    f"size {sides[0]} x {sides[1]} = {sides[0] * sides[1]:,} pixels is more than "
+                    f"the pixel limit ({DEFAULT_MAX_PIXELS:,})"
+                )
+            _check_number("padding", self.padding, 0, MAX_PADDING)
+            for value in self.scale:
+                _check_number("scale", value, 0.0, 1.0)
             if not 0 < self.scale[0] <= self.scale[1] <= 1:
                 raise ValueError("scale must be (low, high) with 0 < low <= high <= 1")
-            if not 0 < self.ratio[0] <= self.ratio[1]:
-                raise ValueError("ratio must be (low, high) with 0 < low <= high")
+            for value in self.ratio:
+                _check_number("ratio", value, *RATIO_BOUNDS)
+            if not self.ratio[0] <= self.ratio[1]:
+                raise ValueError("ratio must be (low, high) with low <= high")
+            _check_fill(self.fill)
+            _check_fill(self.fill_mask)
             return self
 
     def __init__(
@@ -99,6 +147,7 @@ class Crop(AugkitTransform, A.DualTransform):
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         border: Border = "constant",
         fill: float = 0,
+        fill_mask: float = 0,
         p: float = 1.0,
     ) -> None:
         super().__init__(p=p)
@@ -109,6 +158,7 @@ class Crop(AugkitTransform, A.DualTransform):
         self.ratio = ratio
         self.border = border
         self.fill = fill
+        self.fill_mask = fill_mask
 
     def _output_size(self, height: int, width: int) -> tuple[int, int]:
         if isinstance(self.size, float):
@@ -157,12 +207,15 @@ class Crop(AugkitTransform, A.DualTransform):
         return (height - h) // 2, (width - w) // 2, h, w
 
     def apply(self, img: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
-        img = F.pad(img, *pad, border=self.border, fill=self.fill)
-        return F.resize(F.crop(img, *window), *out)
+        return F.resize(self._window(img, pad, window, self.fill), *out)
 
     def apply_to_mask(self, mask: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
-        mask = F.crop(F.pad(mask, *pad, border=self.border, fill=0), *window)
-        return mask if mask.shape[:2] == tuple(out) else F.resize(mask, *out)
+        return F.resize_mask(self._window(mask, pad, window, self.fill_mask), *out)
+
+    def _window(self, img: np.ndarray, pad: tuple, window: tuple, fill: float) -> np.ndarray:
+        """The window, given in the padded image's coordinates, cut from the unpadded image."""
+        y, x, h, w = window
+        return F.crop(img, y - pad[0], x - pad[2], h, w, border=self.border, fill=fill)
 
     def describe(self, params: dict[str, Any]) -> str:
         y, x, h, w = params["window"]
@@ -170,29 +223,51 @@ class Crop(AugkitTransform, A.DualTransform):
         return text if self.mode != "center" else ""
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "mode", "padding", "scale", "ratio", "border", "fill")
+        return ("size", "mode", "padding", "scale", "ratio", "border", "fill", "fill_mask")
 
 
 @register_step("rotate")
 class Rotate(AugkitTransform, A.DualTransform):
-    """Rotate by an angle drawn uniformly from ``limit`` degrees (15 means -15..15)."""
+    """Rotate by an angle drawn uniformly from ``limit`` degrees (15 means -15..15).
+
+    Args:
+        limit: degrees, each end in [-360, 360]; a number means (-limit, limit).
+        border: how the corners uncovered by the rotation are filled.
+        fill: their value with ``border: constant``, in the image's units.
+        fill_mask: their label in a mask with ``border: constant``.
+    """
 
     class InitSchema(BaseInitSchema):
         limit: float | tuple[float, float]
         border: Border
         fill: float
+        fill_mask: float
+
+        @model_validator(mode="after")
+        def _check(self) -> Rotate.InitSchema:
+            low, high = _symmetric(self.limit)
+            if not -MAX_ANGLE <= low <= high <= MAX_ANGLE:  # False for NaN too
+                raise ValueError(
+                    f"limit must be degrees within [-{MAX_ANGLE:g}, {MAX_ANGLE:g}]: a number a (meaning -a..a) "
+                    f"or [low, high] with low <= high, got {self.limit!r}"
+                )
+            _check_fill(self.fill)
+            _check_fill(self.fill_mask)
+            return self
 
     def __init__(
         self,
         limit: float | tuple[float, float] = 15,
         border: Border = "reflect",
         fill: float = 0,
+        fill_mask: float = 0,
         p: float = 0.5,
     ) -> None:
         super().__init__(p=p)
         self.limit = limit
         self.border = border
         self.fill = fill
+        self.fill_mask = fill_mask
 
     def get_params(self) -> dict[str, Any]:
         return {"angle": self.py_random.uniform(*_symmetric(self.limit))}
@@ -201,13 +276,13 @@ class Rotate(AugkitTransform, A.DualTransform):
         return F.rotate(img, angle, border=self.border, fill=self.fill)
 
     def apply_to_mask(self, mask: np.ndarray, angle: float, **params: Any) -> np.ndarray:
-        return F.rotate(mask, angle, border=self.border, fill=0)
+        return F.rotate(mask, angle, border=self.border, fill=self.fill_mask, nearest=True)
 
     def describe(self, params: dict[str, Any]) -> str:
         return f"rot {_signed(params['angle'], 1)}°"
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("limit", "border", "fill")
+        return ("limit", "border", "fill", "fill_mask")
 
 
 # ----------------------------------------------------------------------------- photometric
@@ -262,6 +337,27 @@ class Contrast(_Jitter):
 # ----------------------------------------------------------------------------- preprocessing
 
 
+# Per-channel statistics are on the [0, 1] scale; below MIN_STD a channel is constant to
+# within a 16-bit step (1 / 65535 = 1.5e-5), and dividing by it would blow pixels up to 1e6+.
+MIN_STD = 1e-6
+_UNIT_SCALE_HINT = (
+    "mean and std are on the [0, 1] scale: divide 0..255 values by 255 "
+    "(ImageNet's are mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])"
+)
+
+
+def _check_statistics(mean: Any, std: Any = None) -> None:
+    """Raise ValueError unless every mean lies in [0, 1] and every std in [MIN_STD, 1]."""
+    for name, values, low in (("mean", mean, 0.0), ("std", std, MIN_STD)):
+        if values is None:
+            continue
+        array = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        if array.size == 0:
+            raise ValueError(f"{name} must hold one value per channel, got an empty list")
+        if not ((array >= low) & (array <= 1.0)).all():  # False for NaN too
+            raise ValueError(f"{name} values must lie in [{low:g}, 1], got {array.tolist()}; {_UNIT_SCALE_HINT}")
+
+
 def _load_stats(path: str | Path) -> Any:
     from augkit.stats import ChannelStats  # deferred: only steps that name a stats file need it
 
@@ -293,8 +389,7 @@ class Standardize(_Normalization):
         def _check(self) -> Standardize.InitSchema:
             if (self.stats is None) == (self.mean is None or self.std is None):
                 raise ValueError("give either stats (a stats file) or both mean and std")
-            if self.std is not None and min(np.atleast_1d(self.std)) <= 0:
-                raise ValueError("std must be positive")
+            _check_statistics(self.mean, self.std)
             return self
 
     def __init__(
@@ -309,8 +404,10 @@ class Standardize(_Normalization):
         if stats is not None:
             loaded = _load_stats(stats)
             mean, std = loaded.mean.tolist(), loaded.std.tolist()
-            if min(std) <= 0:
-                raise AugkitError(f"{stats}: a channel has zero std (constant images?); cannot standardize")
+            if min(std) < MIN_STD:
+                raise AugkitError(
+                    f"{stats}: a channel has std {min(std):g} (constant images?), below {MIN_STD:g}; cannot standardize"
+                )
         self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
 
@@ -344,6 +441,7 @@ class SubtractMean(_Normalization):
                 raise ValueError("give either stats (a stats file) or mean")
             if self.mode == "image" and self.stats is None:
                 raise ValueError("mode 'image' needs a stats file computed with --mean-image")
+            _check_statistics(self.mean)
             return self
 
     def __init__(

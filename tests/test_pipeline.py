@@ -94,10 +94,37 @@ def test_a_file_written_by_albumentations_save_loads_and_augments_identically(tm
             np.testing.assert_array_equal(loaded(IMAGE, index=index), ours(IMAGE, index=index))
 
 
-def test_a_plain_albumentations_pipeline_file_loads(tmp_path):
+def test_a_plain_albumentations_pipeline_file_loads_with_a_warning_that_it_has_no_seed(tmp_path):
     A.save(A.Compose([A.RandomCrop(16, 16), A.HorizontalFlip(p=0.5), A.Normalize()]), str(tmp_path / "plain.json"))
-    out = augkit.load_pipeline(tmp_path / "plain.json")(IMAGE, index=0)
+    with pytest.warns(augkit.AugkitWarning, match=r"plain.json: this albumentations file carries no seed; augkit uses seed 0"):
+        pipeline = augkit.load_pipeline(tmp_path / "plain.json")
+    out = pipeline(IMAGE, index=0)
     assert out.shape == (16, 16, 3) and out.dtype == np.float32
+
+
+def test_albumentations_save_keeps_the_seed_for_augkit_and_for_plain_albumentations(tmp_path):
+    # The issue: a pipeline written with albumentations.save reloaded with seed 0 instead of 5.
+    ours = augkit.load_pipeline("rotate(limit=30, p=1); brightness(p=1)", seed=5)
+    A.save(ours.compose, str(tmp_path / "albu.yaml"), data_format="yaml")
+    loaded = augkit.load_pipeline(tmp_path / "albu.yaml")
+    assert loaded.seed == 5
+    np.testing.assert_array_equal(loaded(IMAGE, index=3), ours(IMAGE, index=3))
+    plain = A.load(str(tmp_path / "albu.yaml"), data_format="yaml")
+    assert type(plain) is A.Compose and plain.seed == 5
+
+
+def test_a_pipeline_saved_into_another_folder_loads_from_there(spec_dir, tmp_path_factory, monkeypatch):
+    # The issue: save() kept `stats: stats.json` relative to the old folder, so the copy did not load.
+    pipeline = augkit.load_pipeline(spec_dir / "aug.yaml", seed=4)
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "deep" / "er"
+    elsewhere.mkdir(parents=True)
+    saved = pipeline.save(elsewhere / "copy.yaml")
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # nothing may depend on where we stand
+    loaded = augkit.load_pipeline(saved)
+    assert loaded.seed == 4
+    (stats_path,) = [s["standardize"]["stats"] for s in yaml.safe_load(saved.read_text())["steps"] if "standardize" in s]
+    assert not stats_path.startswith("/") and (elsewhere / stats_path).resolve() == (spec_dir / "stats.json").resolve()
+    np.testing.assert_array_equal(loaded(IMAGE, index=2, epoch=1), pipeline(IMAGE, index=2, epoch=1))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -108,14 +135,14 @@ def test_a_plain_albumentations_pipeline_file_loads(tmp_path):
     [
         ("rotat(limit=10)", r"unknown step 'rotat' \(did you mean 'rotate'"),
         ("randomgamma", r"did you mean .*'RandomGamma'"),
-        ("rotate(limt=10)", r"step 'rotate': unknown parameter 'limt' \(did you mean 'limit'\?\); rotate accepts: limit, border, fill, p"),
+        ("rotate(limt=10)", r"step 'rotate': unknown parameter 'limt' \(did you mean 'limit'\?\); rotate accepts: limit, border, fill, fill_mask, p"),
         ("rotate(p=1.5)", r"step 'rotate': parameter 'p' is a probability in \[0, 1\], got 1.5"),
         ("hflip(p=-0.1)", r"'p' is a probability in \[0, 1\]"),
         ("RandomGamma(p=yes)", r"'p' is a probability"),
         ("rotate(limit=abc)", r"step 'rotate': parameter 'limit' got 'abc', expected float \| tuple\[float, float\]"),
         ("rotate(border=mirror)", r"parameter 'border' got 'mirror'"),
         ("RandomGamma(gamma_limit=[1, 2, 3])", r"step 'RandomGamma': parameter 'gamma_limit' got \[1, 2, 3\]"),
-        ("crop(size=0)", r"step 'crop': size must be a positive int"),
+        ("crop(size=0)", r"step 'crop': size must be pixels from 1 to 32767 \(an int or \[height, width\]\) or a fraction"),
         ("contrast(limit=5)", r"step 'contrast': limit must lie within \[-1, 1\]"),
         ("standardize(mean=[0.5])", r"give either stats .* or both mean and std"),
         ("OneOf(transforms=[rotat])", r"unknown step 'rotat'"),

@@ -59,6 +59,16 @@ def test_the_readmes_python_api_example_runs(tmp_path):
     assert "'seed': 0" in done.stdout and (tmp_path / "stats.json").is_file()
 
 
+def test_the_readmes_own_dataset_example_runs_with_real_workers(tmp_path):
+    match = re.search(r"```python\n(from torch.utils.data import DataLoader\n.*?AugmentedDataset.*?)\n```", README, re.S)
+    assert match, "README.md has no AugmentedDataset example"
+    digits = str(ROOT / "sample_data" / "digits")
+    code = "import augkit\n" + match.group(1).replace('"sample_data/digits"', repr(digits))
+    code += "\nassert images.dtype.is_floating_point is False and tuple(images.shape[1:]) == (8, 8, 3), images.shape\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def test_every_package_in_the_tree_is_listed_for_installation():
     """A sub-package missing from pyproject.toml works in the editable install of the tests and
     is silently absent from a wheel."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import augkit
+import augkit.processes
 import augkit.stats
 from augkit.datasets import open_dataset
 from augkit.errors import AugkitError
@@ -96,9 +100,24 @@ def test_uint8_images_and_the_same_pixels_as_floats_in_0_1_agree():
     # float32 / 255 is rounded to float32; that rounding, not the arithmetic, sets the tolerance.
     np.testing.assert_allclose(as_float.mean, as_uint8.mean, rtol=1e-7)
     np.testing.assert_allclose(as_float.std, as_uint8.std, rtol=1e-6)
-    as_float64 = stats_of([im / 255.0 for im in images])
-    np.testing.assert_allclose(as_float64.mean, as_uint8.mean, rtol=RTOL)
-    np.testing.assert_allclose(as_float64.std, as_uint8.std, rtol=RTOL)
+    as_uint16 = stats_of([im.astype(np.uint16) * 257 for im in images])
+    np.testing.assert_allclose(as_uint16.mean, as_uint8.mean, rtol=RTOL)
+    np.testing.assert_allclose(as_uint16.std, as_uint8.std, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (np.full((4, 4, 3), 0.5), r"float64 pixels are not supported.*astype\(np.float32\)"),
+        (np.full((4, 4, 3), 200.0, np.float32), r"values from 200 to 200; if they are 8-bit intensities, divide by 255"),
+        (np.full((4, 4, 3), np.nan, np.float32), r"NaN in 48 value"),
+        (np.full((4, 4, 3), 7, np.int32), r"int32 pixels .* convert with image.astype\(np.uint8\)"),
+        (np.ones((4, 4, 3), bool), r"bool pixels are not supported"),
+    ],
+)
+def test_pixels_outside_the_contract_are_refused_not_guessed(pixels, message):
+    with pytest.raises(AugkitError, match=message):
+        ChannelStats().update(pixels)
 
 
 def test_uint16_pixels_are_divided_by_65535():
@@ -121,11 +140,11 @@ def test_gray_images_as_hw_or_hw1_give_the_same_one_channel_stats():
     np.testing.assert_allclose(as_hw.std, everything.std(axis=0), rtol=RTOL)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_nhwc_batch_update_equals_updating_image_by_image(dtype):
     images = random_images(5, [(16, 24)] * 6)
-    if dtype == np.float64:
-        images = [im / 255.0 for im in images]
+    if dtype == np.float32:
+        images = [im.astype(np.float32) / 255 for im in images]
     one_by_one = stats_of(images, mean_image=True)
     batched = ChannelStats(mean_image=True).update(np.stack(images))
     # One batch is reduced exactly and merged once, image by image is merged six times: the
@@ -166,12 +185,12 @@ def test_empty_stats_have_nan_mean_and_std():
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (np.zeros((4, 4, 3), dtype=np.int32), "expected uint8, uint16 or float"),
-        (np.zeros((4, 4, 3), dtype=bool), "expected uint8, uint16 or float"),
+        (np.zeros((4, 4, 3), dtype=np.int32), "int32 pixels (values from 0 to 0) are not supported"),
+        (np.zeros((4, 4, 3), dtype=bool), "bool pixels are not supported"),
         (np.zeros(5, dtype=np.uint8), "expected an image"),
         (np.zeros((1, 1, 4, 4, 3), dtype=np.uint8), "expected an image"),
         (np.zeros((0, 4, 3), dtype=np.uint8), "empty image"),
-        (np.full((4, 4, 3), np.nan), "NaN"),
+        (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
         (np.zeros((4, 4, 1), dtype=np.uint8), "1 channel(s), but these statistics have 3"),
     ],
 )
@@ -317,7 +336,7 @@ def _edit(**changes):
     ("make_file", "message"),
     [
         (None, "not found"),
-        (lambda d: "{not json", "not a JSON file"),
+        (lambda d: "{not json", "is not valid JSON"),
         (lambda d: "[1, 2]", "expected a JSON object"),
         (lambda d: json.dumps(_edit(format="augkit.stats/2")(d)), "format is 'augkit.stats/2'"),
         (lambda d: json.dumps({k: v for k, v in d.items() if k != "format"}), "format is None"),
@@ -326,6 +345,10 @@ def _edit(**changes):
         (lambda d: json.dumps(_edit(m2=[-1.0, 1.0, 1.0])(d)), "'m2' must not be negative"),
         (lambda d: json.dumps(_edit(std=[0.9, 0.9, 0.9])(d)), "'std'.*does not match"),
         (lambda d: json.dumps(_edit(images=0)(d)), "'count'.*'images'"),
+        (lambda d: json.dumps(_edit(images=d["count"] + 1)(d)), r"'count' \(16\) counts pixels and cannot be less than 'images' \(17\)"),
+        (lambda d: json.dumps(_edit(count=10**30)(d)), re.escape("'count' must be an integer in [0, 2**63 - 1]")),
+        (lambda d: json.dumps(_edit(mean=[float("nan")] * 3)(d)), "'mean' must be a list of 3 finite numbers"),
+        (lambda d: json.dumps(_edit(mean=[120.0, 118.0, 104.0])(d)), re.escape("are not on the [0, 1] pixel scale")),
         (lambda d: json.dumps(_edit(mean_image="gone.npy")(d)), "mean image gone.npy is missing"),
         (lambda d: json.dumps(_edit(mean_image="../x.npy")(d)), "file beside it"),
     ],
@@ -338,12 +361,116 @@ def test_load_reports_what_is_wrong_with_the_file_and_names_it(tmp_path, make_fi
         ChannelStats.load(path)
 
 
+# ---------------------------------------------------------------------------------------------
+# statistics files that load but are wrong
+
+
+def test_a_file_of_no_pixels_is_refused_instead_of_standardising_to_nan(tmp_path):
+    path = ChannelStats(3).save(tmp_path / "empty.json")
+    message = re.escape(f"{path}: holds the statistics of no pixels (count 0), which would standardise every image to NaN")
+    with pytest.raises(AugkitError, match=message):
+        ChannelStats.load(path)
+    with pytest.raises(AugkitError, match=message):
+        augkit.load_pipeline(f"standardize(stats={path})")
+    # Empty statistics stay valid in memory (a shard whose files were all skipped has them).
+    assert ChannelStats.from_dict(ChannelStats(3).to_dict()).count == 0
+
+
+def test_standardize_refuses_a_file_whose_std_is_zero(tmp_path):
+    path = ChannelStats().update(np.full((4, 4, 3), 7, dtype=np.uint8)).save(tmp_path / "flat.json")
+    with pytest.raises(AugkitError, match=re.escape(f"{path}: a channel has std 0")):
+        augkit.load_pipeline(f"standardize(stats={path})")
+
+
+def _stats_with_mean_image(tmp_path: Path) -> tuple[Path, Path, ChannelStats]:
+    stats = stats_of(random_images(14, [(6, 7)] * 3), mean_image=True)
+    path = stats.save(tmp_path / "stats.json")
+    return path, tmp_path / "stats.mean_image.npy", stats
+
+
+def _write_npy(path: Path, shape: tuple[int, ...], dtype: object) -> None:
+    """A .npy file that is only a header: it claims ``shape`` and ``dtype`` and holds no data."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+
+
+def test_a_mean_image_header_claiming_224_gib_is_refused_before_anything_is_allocated(tmp_path):
+    # Statistics of one 100000 x 100000 RGB image, and a 128-byte .npy that claims its mean image.
+    path = tmp_path / "stats.json"
+    count = 100_000 * 100_000
+    path.write_text(json.dumps({
+        "format": "augkit.stats/1", "count": count, "images": 1, "channels": 3, "mean": [0.5] * 3,
+        "std": [0.1] * 3, "m2": [0.01 * count] * 3, "mean_image": "m.npy",
+    }))  # fmt: skip
+    _write_npy(tmp_path / "m.npy", (100_000, 100_000, 3), np.float64)
+    with pytest.raises(AugkitError, match=re.escape(
+        f"{path}: its mean image m.npy is 100000 x 100000 x 3: 30,000,000,000 values, more than 357,913,940"
+    )):  # fmt: skip
+        ChannelStats.load(path)
+
+
+def test_a_mean_image_header_that_does_not_match_the_statistics_is_refused(tmp_path):
+    path, sidecar, _ = _stats_with_mean_image(tmp_path)
+    _write_npy(sidecar, (100_000, 100_000, 3), np.float64)
+    with pytest.raises(AugkitError, match=re.escape(
+        f"{path}: its mean image stats.mean_image.npy is 100000 x 100000 x 3; these statistics need shape "
+        f"H x W x 3 with H x W = 42 (count / images)"
+    )):  # fmt: skip
+        ChannelStats.load(path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[:-8], "is truncated: its header announces 1,008 bytes of data, the file holds 1,000"),
+        (lambda b: b + b"\0" * 8, "has bytes after its data"),
+        (lambda b: b"not a numpy file at all" * 8, "is not a readable .npy file"),
+        (lambda b: b[:8], "is not a readable .npy file"),
+    ],
+)
+def test_a_damaged_mean_image_file_is_one_line(tmp_path, damage, message):
+    path, sidecar, _ = _stats_with_mean_image(tmp_path)
+    sidecar.write_bytes(damage(sidecar.read_bytes()))
+    with pytest.raises(AugkitError, match=re.escape(f"{path}: its mean image stats.mean_image.npy {message}")):
+        ChannelStats.load(path)
+
+
+def test_mean_images_in_fortran_order_or_npy_version_2_read_back_exactly(tmp_path):
+    path, sidecar, stats = _stats_with_mean_image(tmp_path)
+    np.save(sidecar, np.asfortranarray(stats.mean_image))
+    np.testing.assert_array_equal(ChannelStats.load(path).mean_image, stats.mean_image)
+    with open(sidecar, "wb") as f:
+        np.lib.format.write_array(f, stats.mean_image.astype(np.float32), version=(2, 0))
+    np.testing.assert_array_equal(ChannelStats.load(path).mean_image, stats.mean_image.astype(np.float32))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_mean_image_that_is_a_fifo_is_refused_without_waiting(tmp_path):
+    path, sidecar, _ = _stats_with_mean_image(tmp_path)
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    with pytest.raises(AugkitError, match="the mean image is a FIFO, not a regular file"):
+        ChannelStats.load(path)
+
+
+def test_a_mean_image_beside_statistics_of_images_of_several_sizes_is_refused(tmp_path):
+    path, _, _ = _stats_with_mean_image(tmp_path)
+    data = json.loads(path.read_text())
+    data.update(count=data["count"] + 1, std=[math.sqrt(m / (data["count"] + 1)) for m in data["m2"]])
+    path.write_text(json.dumps(data))
+    with pytest.raises(AugkitError, match="is not a multiple of 'images' .*: the images were not all one size"):
+        ChannelStats.load(path)
+
+
 @pytest.mark.parametrize(
     ("sidecar", "message"),
     [
         (np.zeros((4, 4, 1)), "shape H x W x 3"),
-        (np.full((4, 4, 3), np.nan), "NaN"),
-        (np.array(["a", "b"], dtype=object), "not a readable .npy"),
+        (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
+        (np.array(["a", "b"], dtype=object), "holds object values"),
+        (np.full((4, 4, 3), 1, dtype=np.int64), "holds int64 values"),
+        (np.full((4, 4, 3), 120.0), re.escape("statistics are on the [0, 1] pixel scale")),
     ],
 )
 def test_load_refuses_a_bad_mean_image(tmp_path, sidecar, message):
@@ -409,7 +536,7 @@ def test_compute_stats_workers_also_run_where_there_is_no_fork(png_folder, monke
     monkeypatch.setattr(augkit.stats, "CHUNK_IMAGES", 5)
     dataset = open_dataset(root)
     forked = compute_stats(dataset, workers=2)
-    monkeypatch.setattr(augkit.stats.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    monkeypatch.setattr(augkit.processes.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     spawned = compute_stats(dataset, workers=2)
     assert_identical_stats(spawned.stats, forked.stats)
     assert spawned.skipped == forked.skipped

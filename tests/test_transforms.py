@@ -233,3 +233,171 @@ def test_every_albumentations_step_runs_on_an_rgb_image_with_this_opencv(name):
         transform.set_random_seed(0)
         out = run(transform, np.ascontiguousarray(IMAGE[:, :48]))
     assert out.ndim == 3 and out.shape[2] == 3 and out.size > 0
+
+
+# ----------------------------------------------------------------------------- the pixel contract
+
+U8 = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+def test_scale_of_uint16_divides_by_65535_not_255():
+    # The issue: scale gave 63993 (the uint16 value itself) for a uint16 image.
+    image = np.full((4, 4, 3), 63993, np.uint16)
+    assert F.scale(image).max() == np.float32(63993 / 65535)
+
+
+def test_standardize_of_the_same_image_in_16_bits_equals_the_8_bit_one():
+    # The issue: a uint16 image through standardize(mean=0.5, std=0.25) reached 255970.
+    mean, std = [0.5] * 3, [0.25] * 3
+    np.testing.assert_allclose(F.standardize(U8.astype(np.uint16) * 257, mean, std), F.standardize(U8, mean, std), atol=1e-6)
+    np.testing.assert_allclose(
+        F.subtract_mean(U8.astype(np.uint16) * 257, np.array(mean)), F.subtract_mean(U8, np.array(mean)), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("delta", [-0.3, 0.1, 0.7])
+def test_brightness_and_contrast_keep_uint16_and_agree_with_the_8_bit_image(delta):
+    wide = U8.astype(np.uint16) * 257
+    for adjust, value in ((F.adjust_brightness, delta), (F.adjust_contrast, 1 + delta)):
+        out = adjust(wide, value)
+        assert out.dtype == np.uint16
+        # The same arithmetic on the [0, 1] scale: within one 8-bit step of the uint8 result.
+        assert np.abs(out / 65535 - adjust(U8, value) / 255).max() <= 1 / 255 + 1e-9
+
+
+def test_brightness_on_float_images_stays_on_the_unit_scale():
+    image = U8.astype(np.float32) / 255
+    out = F.adjust_brightness(image, 0.1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, np.clip(image + 0.1, 0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        # The issue: a float image holding 0..255 had 99% of its pixels turned to exactly 1.0.
+        (U8.astype(np.float32), r"float32 values must lie in \[0, 1\], got values from 0 to 255; .*divide by 255"),
+        (U8.astype(np.float64) / 255, r"float64 pixels are not supported"),
+        (U8.astype(np.int32), r"int32 pixels .*image.astype\(np.uint8\)"),
+        (U8 > 128, r"bool pixels"),
+        (np.full((4, 4), np.nan, np.float32), r"NaN in 16 value"),
+        (np.full((4, 4), -np.inf, np.float32), r"replace NaN/Inf first"),
+    ],
+)
+def test_pipelines_refuse_pixels_outside_the_contract_with_the_fix(image, message):
+    from augkit import AugkitError, load_pipeline
+
+    with pytest.raises(AugkitError, match=message):
+        load_pipeline("brightness(limit=[0.1, 0.1], p=1)")(image, index=0)
+
+
+# ----------------------------------------------------------------------------- masks
+
+GEOMETRIC = [
+    "crop(size=20)",
+    "crop(size=0.7, mode=center)",
+    "crop(size=[18, 26], mode=random_resized, scale=[0.2, 1.0])",
+    "crop(size=48, padding=6, border=reflect)",
+    "crop(size=48, padding=6, border=replicate)",
+    "crop(size=40, padding=9, border=constant, fill_mask=7)",
+    "rotate(limit=180, p=1)",
+    "rotate(limit=180, p=1, border=constant, fill_mask=3)",
+    "rotate(limit=180, p=1, border=replicate)",
+    "hflip(p=1)",
+    "vflip(p=1)",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spec=st.sampled_from(GEOMETRIC),
+    labels=st.lists(st.integers(0, 255), min_size=1, max_size=6, unique=True),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_geometric_steps_move_masks_as_labels_never_blending_them(spec, labels, seed):
+    # The issue: labels {0, 3, 7} through rotate or a random-resized crop came out as {0..7}.
+    from augkit import load_pipeline
+
+    rng = np.random.default_rng(seed)
+    mask = rng.choice(np.array(labels, np.uint8), (33, 41))
+    image = rng.integers(0, 256, (33, 41, 3), dtype=np.uint8)
+    step = load_pipeline(spec).transforms[0]
+    out = step(image=image, mask=mask)
+    allowed = set(labels) | {getattr(step, "fill_mask", 0)} if getattr(step, "border", "") == "constant" else set(labels)
+    assert set(np.unique(out["mask"]).tolist()) <= allowed
+    assert out["mask"].shape == out["image"].shape[:2]
+
+
+def test_the_issues_mask_example_keeps_exactly_its_labels():
+    from augkit import load_pipeline
+
+    rng = np.random.default_rng(0)
+    mask = rng.choice(np.array([0, 3, 7], np.uint8), (64, 64))
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for spec in ("rotate(limit=45, p=1)", "crop(size=48, mode=random_resized)"):
+        out = load_pipeline(spec).compose(image=image, mask=mask)
+        assert set(np.unique(out["mask"]).tolist()) == {0, 3, 7}
+
+
+# ----------------------------------------------------------------------------- windows past the edge
+
+
+@pytest.mark.parametrize("border", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize("window", [(-3, -5, 10, 12), (20, 28, 9, 9), (-40, -50, 7, 6), (-2, 30, 30, 8), (0, 0, 24, 32)])
+def test_a_window_past_the_edge_equals_padding_first_then_cropping(border, window):
+    y, x, h, w = window
+    margin = 60
+    padded = F.pad(U8, margin, margin, margin, margin, border=border, fill=9)
+    expected = padded[y + margin : y + margin + h, x + margin : x + margin + w]
+    np.testing.assert_array_equal(F.crop(U8, y, x, h, w, border=border, fill=9), expected)
+
+
+def test_huge_padding_costs_the_window_not_the_padded_image():
+    # padding 30000 around a 24 x 32 image would be a 60024 x 60032 array (10 GB as uint8 RGB).
+    from augkit import load_pipeline
+
+    out = load_pipeline("crop(size=16, padding=30000, border=reflect, mode=center)")(U8, index=0)
+    assert out.shape == (16, 16, 3)
+
+
+# ----------------------------------------------------------------------------- bounded parameters
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("rotate(limit=1e308)", r"'rotate': limit must be degrees within \[-360, 360\]"),
+        ("rotate(limit=.inf)", r"'rotate': parameter 'limit' got inf; every number in a step must be finite"),
+        ("rotate(limit=.nan)", r"'rotate': parameter 'limit' got nan"),
+        ("rotate(limit=[20, 10])", r"low <= high"),
+        ("crop(size=.nan)", r"'crop': parameter 'size' got nan"),
+        ("crop(size=100000000)", r"'crop': parameter 'size' got 100000000"),
+        ("crop(size=40000)", r"'crop': parameter 'size' got 40000; sizes are at most 32767 pixels"),
+        ("crop(size=0)", r"'crop': size must be pixels from 1 to 32767"),
+        ("crop(size=[30000, 30000])", r"30000 x 30000 = 900,000,000 pixels is more than the pixel limit"),
+        ("crop(size=1.5)", r"or a fraction of the input's sides in \(0, 1\]"),
+        ("crop(size=8, padding=40000)", r"padding must be a finite number in \[0, 32767\]"),
+        ("crop(size=8, mode=random_resized, ratio=[0.001, 1])", r"ratio must be a finite number in \[0.01, 100\]"),
+        ("crop(size=8, fill=70000)", r"fill must be a finite number in \[0, 65535\]"),
+        ("brightness(limit=[-2, 0.5])", r"limit must lie within \[-1, 1\]"),
+        ("standardize(mean=[123.7, 116.3, 103.5], std=[58.4, 57.1, 57.4])", r"mean values must lie in \[0, 1\].*divide 0..255 values by 255"),
+        ("standardize(mean=0.5, std=0)", r"std values must lie in \[1e-06, 1\]"),
+        ("subtract_mean(mean=[.nan])", r"parameter 'mean' got \[nan\]; every number in a step must be finite"),
+        ("Resize(height=30000, width=30000)", r"'Resize': height 30000 x 30000 = 900,000,000 pixels"),
+        ("GaussianBlur(blur_limit=[3, 1.0e+300])", r"'GaussianBlur': parameter 'blur_limit' got"),
+    ],
+)
+def test_every_number_is_finite_and_bounded_with_the_bound_in_the_error(spec, message):
+    from augkit import SpecError, load_pipeline
+
+    with pytest.raises(SpecError, match=message) as info:
+        load_pipeline(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_an_albumentations_step_failing_on_an_image_is_one_line_naming_step_and_shape():
+    # The issue: a 1 x 1 image through GridDistortion printed a ZeroDivisionError traceback.
+    from augkit import AugkitError, load_pipeline
+
+    with pytest.raises(AugkitError, match=r"step 'GridDistortion' \(steps\[0\]\) failed on a 1 x 1 x 3 uint8 image: ZeroDivisionError"):
+        load_pipeline("GridDistortion(p=1)")(np.zeros((1, 1, 3), np.uint8), index=0)

@@ -16,7 +16,6 @@ Three steps, in the order a run takes them:
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from augkit import packed
 from augkit.datasets import Dataset, list_splits, open_dataset
 from augkit.errors import AugkitError, ImageReadError
 from augkit.preprocess.plan import stratified_split
+from augkit.processes import worker_context
 from augkit.stats import ChannelStats
 from augkit.train.config import TrainConfig
 from augkit.train.distributed import Distributed, shard
@@ -315,12 +315,9 @@ class Loader:
             self._sampler = _EpochSampler(len(images), batch_size, train, seed, distributed)
             context = None
             if workers:
-                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-                context = multiprocessing.get_context(method)
-                if method == "forkserver":
-                    # torch, albumentations and OpenCV imported once in the server, not in every
-                    # worker it forks: 4 workers started in 19.7 s without this on 2 cores.
-                    context.set_forkserver_preload(["augkit.train.data", "augkit.pipeline"])
+                # torch, albumentations and OpenCV imported once in the forkserver, not in every
+                # worker it forks: 4 workers started in 19.7 s without this on 2 cores.
+                context = worker_context(preload=["augkit.train.data", "augkit.pipeline"])
             self._loader = torch.utils.data.DataLoader(
                 _AugmentedImages(images, self.labels, self.augment, shared=workers > 0),
                 batch_sampler=self._sampler,
@@ -416,8 +413,8 @@ class _AugmentedImages(torch.utils.data.Dataset):
         images = self.images.array if isinstance(self.images, _SharedImages) else self.images
         # A copy: a transform that writes in place must never change the training data.
         image = np.array(images[index])
-        out = self.augment(image, index=index, epoch=epoch)
         try:
+            out = self.augment(image, index=index, epoch=epoch)
             _check_augmented(image, out)
         except AugkitError as e:
             return str(e), int(self.labels[index])

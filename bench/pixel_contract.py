@@ -1,0 +1,77 @@
+"""What the pixel contract's check costs a pipeline call, single-threaded, in one run.
+
+``Pipeline.__call__`` checks every image it is given (``augkit.pixels.check_image``): the dtype
+for all, and for float32 images also the value range (numpy's min and max, one pass each).
+This runs the same pipeline (the issue's chain: padded crop, rotate +-15, brightness, contrast,
+horizontal flip, standardize, all p=1) with the check and with it replaced by a no-op, on
+uint8 and on float32 images of real photos, and reports the ratio (target: under 1.02 at 224).
+
+Repeats are interleaved (bench/_repeats.py); the first is dropped and medians are reported.
+
+    python bench/pixel_contract.py [--repeats 11] [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+import augkit  # noqa: E402
+import augkit.pipeline  # noqa: E402
+from _repeats import interleaved  # noqa: E402
+
+
+def photos(side: int) -> list[np.ndarray]:
+    folder = augkit.sample_data_dir() / "photos"
+    return [cv2.resize(augkit.read_image(p), (side, side), interpolation=cv2.INTER_AREA) for p in sorted(folder.glob("*.jpg"))]
+
+
+def timed(pipeline: augkit.Pipeline, images: list[np.ndarray], calls: int, check: bool) -> float:
+    """Microseconds per call."""
+    real = augkit.pipeline.check_image
+    augkit.pipeline.check_image = real if check else (lambda image, what="image": 1.0)
+    try:
+        start = time.perf_counter()
+        for i in range(calls):
+            pipeline(images[i % len(images)], index=i)
+        return (time.perf_counter() - start) / calls * 1e6
+    finally:
+        augkit.pipeline.check_image = real
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OpenCV {cv2.__version__}, numpy {np.__version__}")
+    for side in (32, 224):
+        spec = (
+            f"crop(size={side * 7 // 8}, padding={side // 8}); rotate(limit=15, p=1); brightness(p=1); "
+            f"contrast(p=1); hflip(p=1); standardize(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])"
+        )
+        pipeline = augkit.load_pipeline(spec)
+        u8 = photos(side)
+        f32 = [image.astype(np.float32) / 255 for image in u8]
+        runs = {
+            f"{dtype} {'checked' if check else 'unchecked'}": (lambda images=images, check=check: timed(pipeline, images, args.calls, check))
+            for dtype, images in (("uint8", u8), ("float32", f32))
+            for check in (True, False)
+        }
+        results = {name: statistics.median(times) for name, times in interleaved(runs, args.repeats).items()}
+        for dtype in ("uint8", "float32"):
+            checked, unchecked = results[f"{dtype} checked"], results[f"{dtype} unchecked"]
+            print(f"{side:>4} px {dtype:<8} checked {checked:8.1f} us  unchecked {unchecked:8.1f} us  ratio {checked / unchecked:.3f}")
+
+
+if __name__ == "__main__":
+    main()
