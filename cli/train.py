@@ -119,7 +119,8 @@ def config_options(command: Any) -> Any:
 @config_options
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Set any config key (e.g. --set leaky_slope=0.1); repeatable.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR to write (default: runs/<model>-<time>).")
-@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), help="Continue the run in this RUN_DIR from its last.pt.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue the run in this RUN_DIR from its last.pt (a run stopped before its first one starts afresh).")
 @options.json_output
 @options.quiet
 def train(data: str | None, config_file: Path | None, assignments: tuple[str, ...], out: Path | None,

@@ -148,6 +148,16 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
         (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "cuda"),
         (["--model", "cnn", "--channels", "8,8,8,8,8"], "8x8"),
         (["--lr", "0"], "lr must be above 0"),
+        (["--lr", "nan"], "lr must be above 0 and finite, got nan"),
+        (["--lr", "inf"], "lr must be above 0 and finite, got inf"),
+        (["--init-std", "nan"], "init_std must be at least 0 and finite, got nan"),
+        (["--momentum", "nan"], "momentum must be in [0, 1), got nan"),
+        (["--clip-grad", "inf"], "clip_grad must be above 0 and finite, got inf"),
+        (["--set", "weight_decay=.nan"], "weight_decay must be at least 0 and finite, got nan"),
+        (["--seed", "4294967296"], "seed must be in [0, 4294967296), got 4294967296"),
+        (["--model", "mlp", "--hidden", "1000000000"], "hidden must be one or more widths in [1, 65536]"),
+        (["--channels", "1000000"], "channels (1000000,) gives the cnn at least 9e+12 parameters"),
+        (["--set", "hidden=" + "[" * 1000], "--set hidden: nested more than 64 levels deep"),
         (["--augment", "rotat(limit=10)"], "rotate"),
         (["--stats", "missing-stats.json"], "missing-stats.json"),
     ],
@@ -159,6 +169,36 @@ def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expec
     assert expected in result.output, result.output
     assert "Traceback" not in result.output
     assert not run_dir.exists()  # nothing left behind: the same -o works once the mistake is fixed
+
+
+def _stats_file(tmp_path: Path, **changes: object) -> Path:
+    """A statistics file of the sample digits' shape (1 channel, 8x8), with ``changes`` made to it."""
+    count = 8 * 8 * 10
+    data = {"format": "augkit.stats/1", "count": count, "images": 10, "channels": 1,
+            "mean": [0.3], "std": [0.2], "m2": [0.04 * count], **changes}  # fmt: skip
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"count": 0, "images": 0, "mean": [0.0], "std": [0.0], "m2": [0.0]}, "holds the statistics of no pixels (count 0)"),
+        ({"mean": [float("nan")]}, "'mean' must be a list of 1 finite numbers"),
+        ({"mean": [76.5], "std": [51.0], "m2": [2601.0 * 640]}, "are not on the [0, 1] pixel scale"),
+        ({"mean_image": "huge.npy"}, "its mean image huge.npy is 100000 x 100000 x 1"),
+    ],
+)
+def test_a_stats_file_that_loads_but_is_wrong_is_one_line_exit_2(tmp_path, changes, expected):
+    path = _stats_file(tmp_path, **changes)
+    with open(tmp_path / "huge.npy", "wb") as f:  # a header alone, claiming 80 GB
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (100_000, 100_000, 1)})
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--stats", str(path), "--mean-image", "-o", str(run_dir), "-q", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output, result.output
+    assert not (run_dir / "last.pt").exists()
 
 
 def test_dataset_problems_are_one_line_exit_2(tmp_path, make_image_folder, write_png):

@@ -10,13 +10,28 @@ Fields are flat (``dropout``, not ``model.dropout``) so that a field, its flag a
 key are the same word: ``dropout`` <-> ``--dropout`` <-> ``--grid dropout=0,0.5``.
 
 Names (activation, init, model, optimizer, schedule) are checked against their registries when
-the run is built (``augkit.train.build``), where torch is loaded; ranges are checked here.
+the run is built (``augkit.train.build``), where torch is loaded; values are checked here, when a
+config is made, so a bad one stops before anything runs:
+
+- every float is finite (NaN and infinities pass no check) and in its range;
+- integers are bounded generously (the ``MAX_*`` constants): a bound refuses only what cannot be meant,
+  such as a digit typed twice, before it costs a fork bomb of workers or hours of epochs;
+- ``seed`` is in [0, 2**32): numpy's ``np.random.seed`` and ``RandomState`` take that range,
+  the narrowest of the seeders a run's seed may reach (``torch.manual_seed`` takes
+  [-2**63, 2**64), ``np.random.default_rng`` any non-negative integer);
+- each width (``hidden``, ``channels``) is at most ``MAX_WIDTH``, and the layers whose size the
+  widths alone fix (hidden to hidden, each stage's 3x3 convolutions; the input layer depends
+  on the images) must fit in this machine's memory with their gradients and Adam's moments
+  (``BYTES_PER_PARAMETER``): a lower bound of what the run needs, checked before any of it is
+  allocated. Models past these limits need a bigger machine, not augkit's harness.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -25,7 +40,17 @@ from typing import Any
 
 import yaml
 
+from augkit.documents import DocumentSyntaxError, parse_document, read_document, short_repr
 from augkit.errors import AugkitError
+
+MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 1 << 20
+MAX_WORKERS = 256  # processes
+MAX_PIECES = 16  # maxout: every piece multiplies the layer before it (the maxout paper uses 2-5)
+MAX_COUNT = 2**31 - 1  # train_subset, watch_activations
+MAX_WIDTH = 1 << 16  # units of a hidden layer, channels of a stage: 16x the probe's 4096
+SEED_LIMIT = 2**32  # seeds are in [0, SEED_LIMIT): numpy's legacy seeding range
+BYTES_PER_PARAMETER = 16  # float32: the weight, its gradient, Adam's two moments
 
 
 @dataclass
@@ -81,32 +106,59 @@ class TrainConfig:
     watch_activations: int = 0  # every N steps, per-layer statistics to RUN_DIR/activations.jsonl (0: off)
 
     def __post_init__(self) -> None:
-        _check_range("dropout", self.dropout, 0.0, 1.0, closed_high=False, hint="p is the probability of dropping")
-        _check_range("val_split", self.val_split, 0.0, 1.0, closed_low=False, closed_high=False)
-        _check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, closed_high=False)
-        _check_range("momentum", self.momentum, 0.0, 1.0, closed_high=False)
-        for name in ("lr", "init_std"):
-            _check_min(name, getattr(self, name), 0.0, strict=name == "lr")
-        for name in ("weight_decay", "l1", "warmup_epochs"):
-            _check_min(name, getattr(self, name), 0.0)
-        for name in ("epochs", "batch_size", "maxout_pieces"):
-            _check_min(name, getattr(self, name), 1)
-        _check_min("workers", self.workers, 0)
-        _check_min("watch_activations", self.watch_activations, 0)
-        if self.maxout_pieces < 2 and self.activation == "maxout":
-            raise AugkitError(f"maxout_pieces must be at least 2, got {self.maxout_pieces}")
-        if self.clip_grad is not None:
-            _check_min("clip_grad", self.clip_grad, 0.0, strict=True)
-        if self.train_subset is not None:
-            _check_min("train_subset", self.train_subset, 1)
+        _check("dropout", self.dropout, 0, 1, high_open=True, hint="p is the probability of dropping")
+        _check("val_split", self.val_split, 0, 1, low_open=True, high_open=True)
+        _check("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        _check("momentum", self.momentum, 0, 1, high_open=True)
+        _check("lr", self.lr, 0, low_open=True)
+        _check("clip_grad", self.clip_grad, 0, low_open=True)
+        for name in ("init_std", "weight_decay", "l1", "warmup_epochs"):
+            _check(name, getattr(self, name), 0)
+        _check("leaky_slope", self.leaky_slope, -math.inf)
+        _check("epochs", self.epochs, 1, MAX_EPOCHS)
+        _check("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check("workers", self.workers, 0, MAX_WORKERS)
+        _check("watch_activations", self.watch_activations, 0, MAX_COUNT)
+        _check("train_subset", self.train_subset, 1, MAX_COUNT)
+        _check("maxout_pieces", self.maxout_pieces, 2 if self.activation == "maxout" else 1, MAX_PIECES)
+        _check("seed", self.seed, 0, SEED_LIMIT, high_open=True, hint="numpy's seed range")
         if self.init_mode not in ("fan_in", "fan_out"):
-            raise AugkitError(f"init_mode must be fan_in or fan_out, got {self.init_mode!r}")
-        for name in ("hidden", "channels"):
-            widths = getattr(self, name)
-            if not widths or any(w < 1 for w in widths):
-                raise AugkitError(f"{name} must be one or more positive widths (for example 256,256), got {widths}")
+            raise AugkitError(f"init_mode must be fan_in or fan_out, got {short_repr(self.init_mode)}")
+        self._check_widths()
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise AugkitError(f"warmup_epochs ({self.warmup_epochs}) must be shorter than the run (epochs={self.epochs})")
+
+    def fixed_parameters(self) -> int:
+        """Parameters of the layers the widths alone fix: a lower bound of the model's size.
+
+        mlp: the matrices between consecutive hidden layers. cnn and resnet: each stage's 3x3
+        convolutions (from the previous stage's channels, and within the stage). Maxout
+        multiplies each by its pieces. The input layer and the head depend on the images and
+        classes, and are left out.
+        """
+        pieces = self.maxout_pieces if self.activation == "maxout" else 1
+        if self.model == "mlp":
+            return sum(a * b * pieces for a, b in zip(self.hidden, self.hidden[1:]))
+        widths = self.channels
+        return sum(9 * b * pieces * (a + b) for a, b in zip((0, *widths), widths))
+
+    def _check_widths(self) -> None:
+        """The model's size against this machine's memory, then each width against ``MAX_WIDTH``."""
+        memory, parameters = physical_memory(), self.fixed_parameters()
+        if memory is not None and parameters * BYTES_PER_PARAMETER > memory:
+            name = "hidden" if self.model == "mlp" else "channels"
+            raise AugkitError(
+                f"{name} {short_repr(getattr(self, name))} gives the {self.model} at least {_approx(parameters)} "
+                f"parameters: {_approx(parameters * BYTES_PER_PARAMETER // 10**9)} GB with their gradients and "
+                f"Adam's moments (float32), more than this machine's {memory / 1e9:.1f} GB of memory; use narrower layers"
+            )
+        for name in ("hidden", "channels"):
+            widths = getattr(self, name)
+            if not widths or not all(1 <= w <= MAX_WIDTH for w in widths):
+                raise AugkitError(
+                    f"{name} must be one or more widths in [1, {MAX_WIDTH}] (for example 256,256), "
+                    f"got {short_repr(widths)}"
+                )
 
     # --- reading and writing ------------------------------------------------------------------
 
@@ -138,32 +190,33 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        """A config from a YAML (or JSON) file; keys not given keep their defaults."""
+        """A config from a YAML (or JSON) file; keys not given keep their defaults.
+
+        Read through ``augkit.documents``: size, nesting, aliases and numbers are bounded.
+        """
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            data = read_document(path, what="training config", format="yaml")
         except FileNotFoundError:
             raise AugkitError(f"config file {path} not found") from None
-        except OSError as e:
-            raise AugkitError(f"cannot read config file {path}: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise AugkitError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-        return cls.from_dict(data or {}, source=str(path))
+        return cls.from_dict({} if data is None else data, source=str(path))
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"dropout=0.5"`` -> ("dropout", 0.5): the value read as YAML (``null``, ``[1, 2]``, ``true``)."""
+def parse_assignment(text: str, *, option: str = "--set") -> tuple[str, Any]:
+    """``"dropout=0.5"`` -> ("dropout", 0.5): the value read as YAML (``null``, ``[1, 2]``, ``true``).
+
+    A value that is not YAML is kept as text (an inline pipeline may hold a ``:``); one over a
+    limit of ``augkit.documents`` (nesting, aliases, a 5000-digit number, bytes that are not
+    UTF-8) is refused.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise AugkitError(f"--set takes KEY=VALUE (for example --set dropout=0.5), got {text!r}")
+        raise AugkitError(f"{option} takes KEY=VALUE (for example {option} dropout=0.5), got {short_repr(text)}")
+    key = key.strip().replace("-", "_")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+        parsed = parse_document(value, source=f"{option} {key}", what="value") if value.strip() else None
+    except DocumentSyntaxError:
         parsed = value
-    return key.strip().replace("-", "_"), parsed
+    return key, parsed
 
 
 FIELDS: dict[str, Any] = {}  # name -> type hint, filled below
@@ -174,7 +227,7 @@ def _convert(key: str, value: Any, source: str) -> Any:
     if key not in FIELDS:
         close = difflib.get_close_matches(key, FIELDS, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(FIELDS)}"
-        raise AugkitError(f"{source}: unknown option {key!r}{hint}")
+        raise AugkitError(f"{source}: unknown option {short_repr(key)}{hint}")
     hint = FIELDS[key]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
@@ -184,9 +237,9 @@ def _convert(key: str, value: Any, source: str) -> Any:
     kind = next(t for t in options if t is not type(None))
     try:
         return _as(kind, value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         expected = "a list of integers (for example 256,256)" if typing.get_origin(kind) is tuple else kind.__name__
-        raise AugkitError(f"{source}: {key} must be {expected}, got {value!r}") from None
+        raise AugkitError(f"{source}: {key} must be {expected}, got {short_repr(value)}") from None
 
 
 def _as(kind: Any, value: Any) -> Any:
@@ -219,27 +272,45 @@ def _as(kind: Any, value: Any) -> Any:
     raise TypeError
 
 
-def _check_range(
+def _check(
     name: str,
     value: float | None,
     low: float,
-    high: float,
+    high: float = math.inf,
     *,
-    closed_low: bool = True,
-    closed_high: bool = True,
+    low_open: bool = False,
+    high_open: bool = False,
     hint: str = "",
 ) -> None:
+    """Refuse ``value`` outside [low, high] (open where asked); NaN and infinities never pass.
+
+    Every comparison with NaN is False, so the test is that the value is inside, never that
+    it is outside. None (an optional left unset) passes.
+    """
     if value is None:
         return
-    ok = (value >= low if closed_low else value > low) and (value <= high if closed_high else value < high)
-    if not ok:
-        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
-        raise AugkitError(f"{name} must be in {interval}, got {value:g}" + (f" ({hint})" if hint else ""))
+    finite = isinstance(value, int) or math.isfinite(value)  # isfinite(10**400) would overflow
+    if finite and (low < value if low_open else low <= value) and (value < high if high_open else value <= high):
+        return
+    if math.isinf(high):
+        wanted = "finite" if math.isinf(low) else f"{'above' if low_open else 'at least'} {low:g} and finite"
+    else:
+        wanted = f"in {'(' if low_open else '['}{low:g}, {high}{')' if high_open else ']'}"
+    shown = short_repr(value) if isinstance(value, int) else f"{value:g}"
+    raise AugkitError(f"{name} must be {wanted}, got {shown}" + (f" ({hint})" if hint else ""))
 
 
-def _check_min(name: str, value: float, minimum: float, *, strict: bool = False) -> None:
-    if value < minimum or (strict and value == minimum):
-        raise AugkitError(f"{name} must be {'above' if strict else 'at least'} {minimum:g}, got {value:g}")
+def _approx(n: int) -> str:
+    """A large count to three digits (9e+12), or as a power of ten past float's range."""
+    return f"{n:,}" if n < 10**6 else f"{n:.3g}" if n.bit_length() < 1000 else f"about 10**{int(n.bit_length() * 0.30103)}"
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes; None where the system does not say (Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 FIELDS.update(typing.get_type_hints(TrainConfig))

@@ -17,7 +17,7 @@ from torch import nn
 
 from augkit.errors import AugkitError
 from augkit.train import data as datalib
-from augkit.train.checkpoint import BEST, LAST, load_checkpoint, unwrapped
+from augkit.train.checkpoint import BEST, LAST, checkpoint_config, load_checkpoint, load_weights
 from augkit.train.config import TrainConfig
 from augkit.train.loop import Parts, evaluate_batches, resolve_device, uses_channels_last
 from augkit.train.models import create_model
@@ -90,6 +90,10 @@ def open_run(
 ) -> OpenedRun:
     """The run in ``run_dir``: its model from ``best.pt`` (or ``last.pt``) and the val batches of
     ``data`` (default: the data it was trained on), which must have the run's classes and size.
+
+    Raises:
+        AugkitError: no such run or checkpoint, a checkpoint that is damaged or does not fit
+            the model its config builds (``CheckpointError``), or data that does not fit the run.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -100,8 +104,8 @@ def open_run(
     if not path.is_file():
         raise AugkitError(f"RUN_DIR {run_dir} holds no {path.name if checkpoint == 'last' else 'checkpoint (best.pt or last.pt)'}; "
                           f"give the folder of an `augkit train` run that finished an epoch")  # fmt: skip
-    state = load_checkpoint(path)
-    config = TrainConfig.from_dict(state["config"], source=str(path))
+    state = load_checkpoint(path)  # its structure checked; the weights are checked against the model below
+    config = checkpoint_config(state, path)
     changes: dict[str, Any] = {"device": device, "train_subset": None}
     if data is not None:
         changes.update(data=data, val_split=None)
@@ -120,7 +124,7 @@ def open_run(
     torch_device = resolve_device(config.device)
     height, width, channels = shape
     model = create_model(config, (channels, height, width), len(classes))
-    unwrapped(model).load_state_dict(state["model"])
+    load_weights(model, state, path)
     channels_last = uses_channels_last(config, torch_device)
     model.to(torch_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     normalizer = datalib.fit_normalizer(config, splits, run_dir, write=False).to(torch_device)

@@ -85,7 +85,7 @@ def parse_grid(texts: Sequence[str], base: TrainConfig) -> dict[str, tuple[Any, 
         for item in items:
             if not item.strip():
                 raise AugkitError(f"--grid {text!r} has an empty value; write null for none")
-            value = getattr(base.replace(dict([parse_assignment(f"{key}={item}")]), source="--grid"), key)
+            value = getattr(base.replace(dict([parse_assignment(f"{key}={item}", option="--grid")]), source="--grid"), key)
             if value in converted:
                 hint = " (a list of widths is one value in brackets: hidden=[256,256],[512])" if isinstance(value, tuple) else ""
                 raise AugkitError(f"--grid {key} lists {format_value(value)} twice{hint}")

@@ -2,9 +2,15 @@
 
 Each optimisation step, in a fixed order: forward (bf16 autocast with --amp on CUDA), loss
 (+ L1 penalty), zero_grad, backward, clip, optimiser step, scheduler step, record. Each epoch:
-train, evaluate on val, then write ``last.pt`` (and ``best.pt``), ``metrics.csv`` and, at the
-end, ``summary.json`` and ``curves.png``. Everything a run needs is built first by ``build``,
-so a mistake in the config or the data stops the run before any training.
+train, evaluate on val, check that the epoch is good (its losses and the weights it leaves are
+finite; otherwise the run stops and keeps the previous epoch's files), then write ``best.pt``
+(when it is the best), ``last.pt`` and ``metrics.csv`` and, at the end, ``summary.json`` and
+``curves.png``. Everything a run needs is built first by ``build``, so a mistake in the config
+or the data stops the run before any training.
+
+A RUN_DIR that holds no ``last.pt`` and only what a run writes before its first checkpoint (a
+run killed, diverged or out of disk space during its first epoch) is started afresh by the same
+``-o`` or by ``--resume``; a RUN_DIR with a ``last.pt`` is continued by ``--resume`` only.
 
 RUN_DIR after a run:
     config.yaml    the resolved config: ``augkit train --config RUN_DIR/config.yaml`` runs it again
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import importlib
 import io
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +48,10 @@ import augkit
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
 from augkit.train import data as datalib
-from augkit.train.checkpoint import BEST, LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrapped
+from augkit.train.checkpoint import (
+    BEST, LAST, METRIC_COLUMNS, checkpoint_bytes, count_nonfinite, load_checkpoint, restore_training, rng_state,
+    save_checkpoint, training_tensors, unwrapped,
+)  # fmt: skip
 from augkit.train.config import TrainConfig
 from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
@@ -49,7 +60,7 @@ from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
 from augkit.train.plots import plot_curves
 
 CONFIG, METRICS, SUMMARY, CURVES = "config.yaml", "metrics.csv", "summary.json", "curves.png"
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_second")
+TENSORBOARD = "tensorboard"
 
 
 # ----------------------------------------------------------------------------- building a run
@@ -162,7 +173,7 @@ def build(
 
 
 class NonFiniteLoss(RunError):
-    """The loss became NaN or Inf: training stops at once, keeping the last good checkpoint."""
+    """A loss, or the weights, became NaN or Inf: training stops at once, keeping the last good checkpoint."""
 
 
 def train(
@@ -197,19 +208,20 @@ def _train(
     log: Callable[[str], None], distributed: Distributed | None,
 ) -> dict[str, Any]:  # fmt: skip
     main = distributed is None or distributed.main
-    problem = None
-    if main:
+    created = not run_dir.exists()
+    problem, restore = None, resume
+    if main:  # before the other processes look into RUN_DIR: a stale stats.json is gone by then
         try:
-            _check_run_dir(run_dir, resume)
+            restore = _prepare_run_dir(run_dir, resume, log)
         except AugkitError as error:
             problem = str(error)
     if distributed is not None:
-        problem = distributed.broadcast(problem)  # every process stops, not only rank 0
+        problem, restore = distributed.broadcast((problem, restore))  # every process stops, not only rank 0
     if problem is not None:
         raise AugkitError(problem)
-    created = not run_dir.exists()
-    if main:
+    if main:  # config.yaml first: a folder augkit writes into is recognisable as a run from then on
         run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / CONFIG)
     try:
         parts = build(config, run_dir, device=device, distributed=distributed)
     except AugkitError:
@@ -217,14 +229,17 @@ def _train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     model, optimizer = parts.model, parts.optimizer
-    if main:
-        config.save(run_dir / CONFIG)
 
     history: list[dict[str, float]] = []
     best = {"val_acc": -1.0, "epoch": 0}
     start_epoch = 0
-    if resume:
-        start_epoch, history, best = _restore(parts, run_dir / LAST)
+    if restore:
+        path = run_dir / LAST
+        state = load_checkpoint(path, map_location=device, resume=True)
+        start_epoch, history, best = restore_training(state, path, model, optimizer, parts.scheduler, parts.scaler,
+                                                      len(parts.train_batches))  # fmt: skip
+        if main:  # a save cut short (a full disk) may have left metrics.csv a row behind last.pt
+            _write_metrics(run_dir / METRICS, history)
         log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
 
     _describe(parts, log)
@@ -253,16 +268,13 @@ def _train(
                 "seconds": time.perf_counter() - started,
                 "images_per_second": trained["images"] / trained["seconds"],
             }
+            _check_good(parts, row, run_dir, history)
             history.append(row)
             is_best = val_acc > best["val_acc"]
             if is_best:
                 best = {"val_acc": val_acc, "epoch": epoch + 1}
             if main:
-                state = _state(parts, epoch + 1, history, best)
-                save_checkpoint(run_dir / LAST, state)
-                if is_best:
-                    save_checkpoint(run_dir / BEST, state)
-                _write_metrics(run_dir / METRICS, history)
+                _save_epoch(parts, run_dir, history, best, is_best)
             if tensorboard is not None:
                 for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                     tensorboard.add_scalar(key, row[key], epoch + 1)
@@ -277,9 +289,12 @@ def _train(
     summary = _summary(history, best, parts)
     if not main:
         return summary
-    atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
-    if history:
-        plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
+    try:
+        atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        if history:
+            plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
+    except OSError as error:
+        raise _write_failed(error, f"write {SUMMARY} and {CURVES}", f"{LAST} holds all {len(history)} epochs", run_dir) from None
     return summary
 
 
@@ -315,7 +330,15 @@ def _train_epoch(
             watcher.after_backward(global_step, epoch + 1)
             if config.clip_grad is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as error:
+                # torch's optimisers raise, rather than return Inf, when a step no longer fits a
+                # float (Adam at --lr 3e38 divides it by its bias correction): a diverged run.
+                if "overflow" not in str(error):
+                    raise
+                raise _diverged(f"the optimiser step overflowed at epoch {epoch + 1}, step {step + 1}", parts,
+                                run_dir, history) from None  # fmt: skip
             scheduler.step()
             losses.append(loss.detach())
             correct.append((logits.argmax(dim=1) == targets).sum())
@@ -374,15 +397,87 @@ def evaluate_batches(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume:
-        if not run_dir.is_dir():
-            raise AugkitError(f"--resume {run_dir}: no such folder; give the RUN_DIR of an earlier run")
-        if not (run_dir / LAST).is_file():
-            raise AugkitError(f"--resume {run_dir}: no {LAST} there (no epoch finished yet); start it again without --resume")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        what = "holds a run" if (run_dir / CONFIG).exists() else "is not empty"
-        raise AugkitError(f"RUN_DIR {run_dir} {what}; continue it with --resume {run_dir}, or choose another -o")
+# What a run writes into RUN_DIR besides last.pt (and atomic_write's temporaries of these,
+# ``.NAME.*.tmp``, which a kill leaves behind). A RUN_DIR holding only these, one of them an
+# augkit config.yaml, and no last.pt, is a run that stopped before its first checkpoint.
+_RUN_FILES = frozenset({CONFIG, datalib.STATS_FILE, "stats.mean_image.npy", METRICS, SUMMARY, CURVES, ACTIVATIONS_FILE, BEST})
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[^.]+\.tmp")
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) -> bool:
+    """Check that RUN_DIR can take the run; returns whether to restore its last.pt.
+
+    A new run needs a missing or empty folder; --resume, one with a last.pt. Either starts
+    afresh in a folder that holds only what a run writes before its first checkpoint (killed,
+    diverged or out of disk space in its first epoch): its files go, config.yaml is rewritten.
+    Anything else is refused (AugkitError), and nothing is deleted that augkit did not write.
+    """
+    if resume and not run_dir.is_dir():
+        raise AugkitError(f"--resume {run_dir}: no such folder; give the RUN_DIR of an earlier run")
+    if not run_dir.exists():
+        return False
+    if not run_dir.is_dir():
+        raise AugkitError(f"RUN_DIR {run_dir} is a file; choose another -o")
+    if (run_dir / LAST).exists():
+        if resume:
+            return True
+        raise AugkitError(f"RUN_DIR {run_dir} holds a run; continue it with --resume {run_dir}, or choose another -o")
+    entries = sorted(run_dir.iterdir())
+    if not entries:
+        return False
+    foreign = [p.name for p in entries if not _written_by_run(p)]
+    if foreign or not _is_train_config(run_dir / CONFIG):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        what = f"files augkit did not write ({shown})" if foreign else f"no {CONFIG} of an `augkit train` run"
+        if resume:
+            raise AugkitError(f"--resume {run_dir}: no {LAST} there (no epoch finished), and it holds {what}; "
+                              f"start the run again with -o in a new folder")  # fmt: skip
+        raise AugkitError(f"RUN_DIR {run_dir} is not empty (it holds {what}); choose another -o")
+    removed = [p for p in entries if p.name != CONFIG]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    log(f"{run_dir} holds a run that stopped before its first checkpoint (no {LAST}): starting it afresh"
+        + (f", removing {', '.join(p.name for p in removed)}" if removed else ""))  # fmt: skip
+    return False
+
+
+def _written_by_run(path: Path) -> bool:
+    """Whether ``path`` is one of the files a run writes before its first checkpoint."""
+    if path.name == TENSORBOARD:
+        return path.is_dir() and not path.is_symlink()
+    temporary = _TEMPORARY.fullmatch(path.name)
+    name = temporary["name"] if temporary else path.name
+    return (name in _RUN_FILES or (temporary is not None and name == LAST)) and not path.is_dir()
+
+
+def _is_train_config(path: Path) -> bool:
+    try:
+        TrainConfig.load(path)
+    except AugkitError:
+        return False
+    return True
+
+
+def _check_good(parts: Parts, row: dict[str, float], run_dir: Path, history: list[dict[str, float]]) -> None:
+    """Stop unless the epoch just ended is good: its losses finite, and every weight, buffer and
+    optimiser value it leaves finite. Only a good epoch is saved.
+
+    The weights are checked on the device and read once per epoch (``count_nonfinite``); a
+    distributed run sums the counts of every process (BatchNorm statistics may differ between
+    them), so that all stop together.
+    """
+    bad = count_nonfinite(training_tensors(parts.model, parts.optimizer))
+    if parts.distributed is not None:
+        bad = int(parts.distributed.sum(torch.tensor(bad, device=parts.device)))
+    problems = [f"the {name} loss became {row[key]:g}" for key, name in (("train_loss", "training"), ("val_loss", "validation"))
+                if not math.isfinite(row[key])]  # fmt: skip
+    if bad:
+        problems.append(f"{bad} weights or optimiser values became NaN or Inf")
+    if problems:
+        raise _diverged(f"{' and '.join(problems)} in epoch {int(row['epoch'])}", parts, run_dir, history)
 
 
 def _check_finite(
@@ -403,10 +498,16 @@ def _check_finite(
         return
     local = losses[step - offset].item() if step - offset < len(losses) else math.nan
     value = local if not math.isfinite(local) else "NaN or Inf (in another process)"
+    raise _diverged(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}", parts, run_dir, history)
+
+
+def _diverged(what: str, parts: Parts, run_dir: Path, history: list[dict[str, float]]) -> NonFiniteLoss:
+    """The error for a run that diverged: ``what`` happened, what usually causes it, what is kept."""
     config = parts.config
     kept = (
         f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {run_dir / LAST}"
-        if history else "no epoch had finished, so there is no checkpoint"
+        if history else f"no epoch ended with finite losses and weights, so no checkpoint was saved: "
+                        f"run again with a changed config (the same -o {run_dir} starts afresh)"
     )  # fmt: skip
     if history and parts.main:
         plot_curves(history, run_dir / CURVES)
@@ -415,7 +516,7 @@ def _check_finite(
         causes.append(f"weights initialised too large (--init {config.init} --init-std {config.init_std:g}; try kaiming_normal)")
     elif not config.batchnorm:
         causes.append("a deep network without normalisation (try --batchnorm)")
-    raise NonFiniteLoss(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: usually {' or '.join(causes)}; {kept}")
+    return NonFiniteLoss(f"{what}: usually {' or '.join(causes)}; {kept}")
 
 
 def _state(parts: Parts, epochs_done: int, history: list[dict[str, float]], best: dict[str, float]) -> dict[str, Any]:
@@ -436,15 +537,33 @@ def _state(parts: Parts, epochs_done: int, history: list[dict[str, float]], best
     }
 
 
-def _restore(parts: Parts, path: Path) -> tuple[int, list[dict[str, float]], dict[str, float]]:
-    """Load a checkpoint's state into ``parts``; returns (epochs done, history, best)."""
-    state = load_checkpoint(path, map_location=parts.device)
-    unwrapped(parts.model).load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    parts.scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    return state["epoch"], state["history"], state["best"]
+def _save_epoch(parts: Parts, run_dir: Path, history: list[dict[str, float]], best: dict[str, float], is_best: bool) -> None:
+    """Save the good epoch just ended: best.pt (when it is the best), then last.pt, then metrics.csv.
+
+    Each write is atomic, and in this order one that fails (a full disk) leaves last.pt and
+    metrics.csv at the previous epoch (best.pt may hold this one, a good checkpoint too); only
+    a failure of metrics.csv itself leaves it a row behind last.pt, and --resume rewrites it.
+    Any OSError ends the run: RunError (exit code 1) saying what is kept and how to continue.
+    """
+    epoch = history[-1]["epoch"]
+    payload = checkpoint_bytes(_state(parts, epoch, history, best))
+    kept = history[-2]["epoch"] if len(history) > 1 else None
+    try:
+        if is_best:
+            save_checkpoint(run_dir / BEST, payload)
+        save_checkpoint(run_dir / LAST, payload)
+        kept = epoch
+        _write_metrics(run_dir / METRICS, history)
+    except OSError as error:
+        holds = f"{LAST} holds epoch {kept}" if kept else f"no {LAST} was saved yet"
+        raise _write_failed(error, f"save epoch {epoch}", holds, run_dir) from None
+
+
+def _write_failed(error: OSError, doing: str, holds: str, run_dir: Path) -> RunError:
+    """A write into RUN_DIR that failed mid-run (a full disk): what failed, what is kept, the way on."""
+    fix = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix that"
+    return RunError(f"could not {doing} in {run_dir} ({error.strerror or error}); {holds}; "
+                    f"{fix}, then continue with: augkit train --resume {run_dir}")
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:

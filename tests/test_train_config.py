@@ -1,0 +1,155 @@
+"""TrainConfig's values: every float finite and in range, integers and seeds bounded, and widths
+checked against what the machine can hold, all when the config is made (before any run)."""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import typing
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import augkit.train.config as config_module
+from augkit.errors import AugkitError
+from augkit.train.config import FIELDS, SEED_LIMIT, TrainConfig, parse_assignment
+from augkit.train.models import count_parameters, create_model
+
+
+def _is_float_field(hint: object) -> bool:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return float in options
+
+
+FLOAT_FIELDS = sorted(name for name, hint in FIELDS.items() if _is_float_field(hint))
+
+
+def test_the_float_fields_are_the_ones_the_issue_lists():
+    # If a float field is added, it is checked below without anyone listing it.
+    assert {"lr", "weight_decay", "init_std", "momentum", "clip_grad", "warmup_epochs", "label_smoothing",
+            "val_split", "dropout", "l1", "leaky_slope"} <= set(FLOAT_FIELDS)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_every_float_field_refuses_nan_and_infinities(name, value):
+    with pytest.raises(AugkitError, match=rf"^{name} must be .*, got {value:g}"):
+        TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+def test_every_float_field_refuses_yaml_nan_from_a_file_and_from_set(tmp_path, name):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"{name}: .nan\n")
+    with pytest.raises(AugkitError, match=rf"^{name} must be .*, got nan"):
+        TrainConfig.load(path)
+    with pytest.raises(AugkitError, match=rf"^{name} must be .*, got inf"):
+        TrainConfig().replace(dict([parse_assignment(f"{name}=.inf")]))
+
+
+@given(
+    low=st.floats(allow_nan=False),
+    high=st.floats(allow_nan=False),
+    low_open=st.booleans(),
+    high_open=st.booleans(),
+    value=st.sampled_from([math.nan, math.inf, -math.inf]),
+)
+def test_no_range_check_lets_nan_or_an_infinity_through(low, high, low_open, high_open, value):
+    with pytest.raises(AugkitError):
+        config_module._check("x", value, low, high, low_open=low_open, high_open=high_open)
+
+
+def test_a_number_too_large_for_a_float_is_one_line_not_an_overflow():
+    with pytest.raises(AugkitError, match=r"config: lr must be float, got 1000000000"):
+        TrainConfig.from_dict({"lr": 10**400})
+
+
+# ----------------------------------------------------------------------------- seeds and integers
+
+
+def test_seeds_are_in_numpys_range_which_torch_takes_too():
+    highest = SEED_LIMIT - 1
+    np.random.seed(highest)  # the narrowest seeder a run's seed may reach
+    torch.manual_seed(highest)
+    np.random.default_rng([highest, 0])
+    assert TrainConfig(seed=highest).seed == highest
+    with pytest.raises(ValueError):
+        np.random.seed(SEED_LIMIT)
+    for seed in (SEED_LIMIT, -1, 10**5000):
+        with pytest.raises(AugkitError, match=r"^seed must be in \[0, 4294967296\), got .*numpy's seed range"):
+            TrainConfig(seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "interval"),
+    [
+        ("epochs", 0, "[1, 1000000]"),
+        ("epochs", 10**7, "[1, 1000000]"),
+        ("batch_size", 1 << 21, "[1, 1048576]"),
+        ("workers", 1000, "[0, 256]"),
+        ("workers", -1, "[0, 256]"),
+        ("watch_activations", 2**31, "[0, 2147483647]"),
+        ("train_subset", 0, "[1, 2147483647]"),
+        ("train_subset", 2**40, "[1, 2147483647]"),
+        ("maxout_pieces", 17, "[1, 16]"),
+    ],
+)
+def test_integer_fields_are_bounded(name, value, interval):
+    with pytest.raises(AugkitError, match=re.escape(f"{name} must be in {interval}, got {value}")):
+        TrainConfig(**{name: value})
+
+
+def test_maxout_needs_two_pieces_when_it_is_the_activation():
+    TrainConfig(maxout_pieces=1)
+    with pytest.raises(AugkitError, match=re.escape("maxout_pieces must be in [2, 16], got 1")):
+        TrainConfig(activation="maxout", maxout_pieces=1)
+
+
+# ----------------------------------------------------------------------------- widths
+
+
+def test_a_width_past_the_bound_is_refused_with_the_bound():
+    with pytest.raises(AugkitError, match=re.escape("hidden must be one or more widths in [1, 65536]")):
+        TrainConfig(model="mlp", hidden=(10**9,))
+
+
+def test_channels_of_a_million_are_refused_with_the_parameters_and_bytes_they_need():
+    with pytest.raises(AugkitError) as caught:
+        TrainConfig(channels=(10**6,))
+    assert "channels (1000000,) gives the cnn at least 9e+12 parameters: 144,000 GB" in str(caught.value)
+
+
+def test_layers_that_do_not_fit_in_memory_are_refused_before_anything_is_allocated(monkeypatch):
+    monkeypatch.setattr(config_module, "physical_memory", lambda: 8 << 30)
+    TrainConfig(model="mlp", hidden=(8192, 8192))  # 67M parameters: 1.1 GB to train
+    with pytest.raises(AugkitError, match=re.escape(
+        "hidden (16384, 16384, 16384, 16384) gives the mlp at least 8.05e+08 parameters: 12 GB with their gradients and "
+        "Adam's moments (float32), more than this machine's 8.6 GB of memory"
+    )):  # fmt: skip
+        TrainConfig(model="mlp", hidden=(16384, 16384, 16384, 16384))
+    # Only the model in use counts: the same hidden widths do not stop a cnn.
+    TrainConfig(model="cnn", hidden=(16384, 16384, 16384, 16384))
+    # Where the system does not say how much memory it has, the bound per width still holds.
+    monkeypatch.setattr(config_module, "physical_memory", lambda: None)
+    TrainConfig(model="mlp", hidden=(16384, 16384, 16384, 16384))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"model": "mlp", "hidden": (64, 32, 16)},
+        {"model": "mlp", "hidden": (64, 32), "activation": "maxout", "maxout_pieces": 3},
+        {"model": "cnn", "channels": (8, 16)},
+        {"model": "cnn", "channels": (8, 16), "activation": "maxout"},
+        {"model": "resnet", "channels": (8, 16, 32)},
+        {"model": "resnet", "channels": (8, 8), "batchnorm": False},
+    ],
+)
+def test_the_memory_estimate_is_a_lower_bound_of_the_real_models_size(changes):
+    config = TrainConfig(**changes)
+    model = create_model(config, (1, 16, 16), classes=2)
+    assert 0 < config.fixed_parameters() <= count_parameters(model)
