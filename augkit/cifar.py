@@ -2,13 +2,19 @@
 
 The batches are pickles, and unpickling runs whatever callables the file names: a "CIFAR batch"
 from an untrusted download could run any command. They are loaded through ``_BatchUnpickler``,
-which resolves only the few names real batches contain (numpy's array reconstruction) and
-refuses everything else before it can be called.
+which resolves only the few names real batches contain (numpy's array reconstruction, and
+bytes written as latin-1 text), in the only forms real batches use them, and refuses
+everything else before it can be called.
+
+What it returns is checked before anything is converted: a pickle can stand for far more than
+its size, because it may refer to one object many times. A 92 KB file whose labels are a list
+of references to one list of references to one list of 700 zeros is 2.9 GiB once numpy turns
+it into an array. So the data must be a uint8 N x 3072 array (or N x 3072 bytes), the labels a
+flat list of N integers (or a 1-D integer array of N), each checked, before either is touched.
 """
 
 from __future__ import annotations
 
-import codecs
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from augkit.documents import short_repr
 from augkit.errors import DatasetError
 
 try:  # numpy >= 2 moved numpy.core to numpy._core; pickles name either, depending on who wrote them
@@ -35,15 +42,35 @@ _ARCHIVES = {
 }
 # CIFAR-100 has 20 coarse and 100 fine labels; augkit trains on the fine ones.
 _LABEL_KEYS = ("fine_labels", "labels")
+_ROW_BYTES = 3 * 32 * 32  # one image: the red plane, then green, then blue, each 32 x 32
+_MAX_LABEL = 1 << 31  # labels are class indices; the class count is checked in open_cifar
+
+
+def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` as its pickles call it: an empty array that ``__setstate__``
+    then fills with the pickled bytes (numpy checks that they match the shape). Any other
+    shape here would allocate whatever the file claims."""
+    if subtype is not np.ndarray or shape != (0,):
+        raise pickle.UnpicklingError(f"numpy arrays are pickled as empty (0,) arrays, not {short_repr(shape)}")
+    return _reconstruct(subtype, shape, dtype)
+
+
+def _latin1(text: Any, encoding: Any) -> bytes:
+    """``_codecs.encode`` as pickles of bytes at protocol 2 call it (bytes as latin-1 text), and
+    in no other way: other codecs make data grow ("hex" doubles it at each call)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only for bytes pickled as latin-1 text")
+    return text.encode("latin-1")
+
 
 # (module, name) -> the object it stands for. Real batches hold a dict of an ndarray, lists, ints
 # and bytes; Python 3 pickles of bytes at protocol 2 go through _codecs.encode.
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
+    ("_codecs", "encode"): _latin1,
 }
 
 
@@ -118,7 +145,8 @@ def open_cifar(
     classes = tuple(sorted(names))
     # The official names are already sorted, so this is the identity for real CIFAR; it keeps
     # augkit's rule (class index = position in sorted names) for any other file in the format.
-    to_sorted = np.array([classes.index(name) for name in names], dtype=np.int64)
+    position = {name: i for i, name in enumerate(classes)}
+    to_sorted = np.array([position[name] for name in names], dtype=np.int64)
 
     files = tuple(root / name for split in splits for name in SPLIT_FILES[kind][split])
     batches = CifarBatches(files)
@@ -166,22 +194,50 @@ class CifarBatches:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N x 32 x 32 x 3 uint8 RGB images, N int64 labels) of one batch file."""
+    """(N x 32 x 32 x 3 uint8 RGB images, N int64 labels) of one batch file.
+
+    Raises:
+        DatasetError: the file is not a CIFAR batch (see the module docstring for what one holds).
+    """
     batch = load_pickle(path)
-    data = _field(batch, "data", path)
+    images = _images(_field(batch, "data", path), path)
     label_key = next((k for k in _LABEL_KEYS if _has(batch, k)), _LABEL_KEYS[-1])
-    labels = np.asarray(_field(batch, label_key, path))
+    return images, _labels(_field(batch, label_key, path), len(images), path)
+
+
+def _images(data: Any, path: Path) -> np.ndarray:
+    """A batch's ``data`` (uint8 N x 3072, or N x 3072 bytes) as an N x 32 x 32 x 3 RGB view."""
+    if isinstance(data, bytes) and len(data) % _ROW_BYTES == 0:
+        data = np.frombuffer(data, np.uint8).reshape(-1, _ROW_BYTES)
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == 3 * 32 * 32):  # fmt: skip
+            and data.shape[1] == _ROW_BYTES):  # fmt: skip
         raise DatasetError(f"{path}: 'data' is not an N x 3072 uint8 array; not a CIFAR batch")
-    if labels.shape != (len(data),) or (labels.size and labels.dtype.kind not in "iu"):
-        raise DatasetError(
-            f"{path}: {len(data)} images but labels of shape {labels.shape}; not a CIFAR batch"
-        )
     # Each row is the red plane, then green, then blue, each 32 x 32 row-major: a view in HWC
     # order, so the ~180 MB of a full dataset exist once.
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, labels.astype(np.int64)
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def _labels(labels: Any, count: int, path: Path) -> np.ndarray:
+    """A batch's labels, ``count`` class indices, as int64: checked item by item before numpy
+    converts anything (a nested list would be converted whole, however large it stands for)."""
+    if isinstance(labels, np.ndarray):
+        if labels.ndim == 1 and labels.dtype.kind in "iu" and len(labels) == count:
+            return labels.astype(np.int64)
+        found = f"a {labels.dtype} array of shape {labels.shape}"
+    elif isinstance(labels, list):
+        bad = next((i for i, v in enumerate(labels) if not (type(v) is int and 0 <= v < _MAX_LABEL)), None)
+        if bad is None and len(labels) == count:
+            return np.array(labels, dtype=np.int64)
+        found = f"a list of {len(labels)}"
+        if bad is not None:  # never the repr of the item itself: it may stand for gigabytes
+            item = labels[bad]
+            found += f" whose item {bad} is " + (short_repr(item) if type(item) is int else f"a {type(item).__name__}")
+    else:
+        found = f"a {type(labels).__name__}"
+    raise DatasetError(
+        f"{path}: expected the labels of its {count} images, a list of {count} class indices (0 or more), "
+        f"found {found}; not a CIFAR batch"
+    )
 
 
 def _has(mapping: Any, key: str) -> bool:

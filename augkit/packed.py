@@ -6,19 +6,34 @@ and an N int64 ``.npy`` of labels (class index into the manifest's sorted ``clas
 The labels are loaded whole (8 bytes a sample); the images are memory-mapped, each file on its
 first read in each process, so a dataset larger than memory opens instantly and DataLoader
 workers share the operating system's page cache instead of holding copies.
+
+Nothing read back is trusted: the manifest is read within ``augkit.documents``' limits and its
+entries are checked before use (``check_structure`` is the one checker of what augkit reads
+back from an output folder, here and in ``augkit.preprocess``), and each array's header is
+checked against the manifest and the file's size before numpy allocates or maps anything
+(``npy_header``): a damaged output is one line naming the file and the entry, never a
+traceback, nor an allocation of whatever a header claims.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from augkit.documents import (
+    MAX_MANIFEST_BYTES,
+    DocumentError,
+    DocumentSyntaxError,
+    open_regular,
+    read_document,
+    short_repr,
+)
 from augkit.errors import DatasetError
+from augkit.files import read_npy_header
 
 MANIFEST = "manifest.json"
 FORMAT = "augkit.preprocess/1"
@@ -30,6 +45,7 @@ class _SplitFiles(NamedTuple):
     images: Path
     labels: Path
     count: int
+    shape: tuple[int, ...] | None  # H, W, C of one image, when the manifest says
 
 
 class _Packed(NamedTuple):
@@ -62,7 +78,7 @@ def open_packed(
     if packed is None:  # packed_splits said otherwise a moment ago: the folder changed under us
         raise DatasetError(f"{root}: no packed `augkit preprocess` output here any more")
     entries = [packed.splits[s] for s in splits]
-    images = PackedImages([e.images for e in entries], [e.count for e in entries])
+    images = PackedImages([e.images for e in entries], [e.count for e in entries], [e.shape for e in entries])
     labels, where = [], []
     for part, entry in enumerate(entries):
         images.array(part)  # checks the file now, not at the first read in some worker
@@ -80,9 +96,12 @@ class PackedImages:
     worker processes costs a few hundred bytes, and each worker maps the files itself.
     """
 
-    def __init__(self, files: Sequence[Path], counts: Sequence[int]) -> None:
+    def __init__(
+        self, files: Sequence[Path], counts: Sequence[int], shapes: Sequence[tuple[int, ...] | None] | None = None
+    ) -> None:
         self.files = tuple(files)
         self.counts = tuple(counts)
+        self.shapes = tuple(shapes) if shapes is not None else (None,) * len(self.files)
         self._maps: dict[int, np.ndarray] = {}
 
     def image(self, part: int, row: int) -> np.ndarray:
@@ -92,14 +111,14 @@ class PackedImages:
     def array(self, part: int) -> np.ndarray:
         """File ``part`` as a read-only N x H x W x C memory map, checked on first use."""
         if part not in self._maps:
-            self._maps[part] = _map_images(self.files[part], self.counts[part])
+            self._maps[part] = _map_images(self.files[part], self.counts[part], self.shapes[part])
         return self._maps[part]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"files": self.files, "counts": self.counts}
+        return {"files": self.files, "counts": self.counts, "shapes": self.shapes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["files"], state["counts"])
+        self.__init__(state["files"], state["counts"], state["shapes"])
 
 
 class RowSources(collections.abc.Sequence):
@@ -135,27 +154,47 @@ class RowSources(collections.abc.Sequence):
         return f"RowSources({len(self)} rows of {', '.join(self.files)})"
 
 
-def _read_manifest(root: Path) -> _Packed | None:
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest of the ``augkit preprocess`` output at ``root``, as JSON gives it; None if
+    ``root`` holds no manifest.json, or one of another tool (no augkit ``format``).
+
+    Only its format is checked here: each reader checks the entries it uses (``check_structure``).
+
+    Raises:
+        DatasetError: a manifest that cannot be read, is not JSON within augkit.documents' limits,
+            or was written by another version of augkit.
+    """
     path = root / MANIFEST
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-        raise DatasetError(
-            f"{path}: not valid JSON ({e}); the manifest of an `augkit preprocess` output is "
-            f"damaged: write the output again with `augkit preprocess`"
-        ) from None
+        manifest = read_document(path, what="manifest", format="json", max_bytes=MAX_MANIFEST_BYTES)
+    except FileNotFoundError:  # removed since the check above
+        return None
+    except DocumentSyntaxError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e.reason}); {DAMAGED}") from None
+    except DocumentError as e:  # unreadable, not UTF-8, or over a limit of augkit.documents
+        raise DatasetError(f"{e}; {DAMAGED}") from None
     fmt = manifest.get("format") if isinstance(manifest, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith(_FORMAT_FAMILY):
         return None  # some other tool's manifest.json: not ours to judge
     if fmt != FORMAT:
         raise DatasetError(
-            f"{path}: format {fmt!r} was written by another version of augkit; this one reads "
+            f"{path}: format {short_repr(fmt)} was written by another version of augkit; this one reads "
             f"{FORMAT!r}: upgrade augkit, or write the output again with this version"
         )
+    return manifest
+
+
+# What an error says to do about an output folder that does not hold what its manifest says.
+DAMAGED = "the output is damaged: write it again with `augkit preprocess` (into a new or empty folder)"
+
+
+def _read_manifest(root: Path) -> _Packed | None:
+    manifest = read_manifest(root)
+    if manifest is None:
+        return None
+    path = root / MANIFEST
     complete = manifest.get("complete")
     if complete is False:
         raise DatasetError(
@@ -163,14 +202,14 @@ def _read_manifest(root: Path) -> _Packed | None:
             f"run the same command again to finish it"
         )
     if complete is not True:
-        raise DatasetError(f"{path}: 'complete' is {complete!r}, expected true or false")
+        raise DatasetError(f"{path}: 'complete' is {short_repr(complete)}, expected true or false")
     output = _field(manifest, "output", dict, path)
     output_format = _field(output, "format", str, path, "output.format")
     if output_format == "folder":
         return None
     if output_format != "packed":
         raise DatasetError(
-            f"{path}: 'output.format' is {output_format!r}, expected 'packed' or 'folder'"
+            f"{path}: 'output.format' is {short_repr(output_format)}, expected 'packed' or 'folder'"
         )
     return _Packed(_classes(manifest, path), _split_files(root, output, path))
 
@@ -179,7 +218,7 @@ def _classes(manifest: dict[str, Any], path: Path) -> tuple[str, ...]:
     classes = _field(manifest, "classes", list, path)
     if not all(isinstance(c, str) for c in classes) or classes != sorted(set(classes)):
         raise DatasetError(
-            f"{path}: 'classes' must be unique class names in sorted order, got {classes!r}"
+            f"{path}: 'classes' must be unique class names in sorted order, got {short_repr(classes)}"
         )
     return tuple(classes)
 
@@ -197,62 +236,178 @@ def _split_files(root: Path, output: dict[str, Any], path: Path) -> dict[str, _S
         names = [_field(entry, k, str, path, f"{key}.{k}") for k in ("images", "labels")]
         for name in names:
             # The manifest names files in the output folder; one pointing elsewhere is refused.
-            if Path(name).is_absolute() or ".." in Path(name).parts or not name:
-                raise DatasetError(f"{path}: {key!r} names {name!r}, which is not a file in {root}")
+            if not is_relative_path(name):
+                raise DatasetError(f"{path}: {key!r} names {short_repr(name)}, which is not a file in {root}")
         count = _field(entry, "count", int, path, f"{key}.count")
-        if isinstance(count, bool) or count < 0:
+        if count < 0:
             raise DatasetError(f"{path}: '{key}.count' is {count!r}, expected a row count")
-        found[split] = _SplitFiles(root / names[0], root / names[1], count)
+        shape = entry.get("shape")  # written by augkit preprocess; optional for this reader
+        if shape is not None:
+            check_structure(shape, [int], source=path, where=f"{key}.shape")
+            if len(shape) != 3 or min(shape) < 1 or shape[2] not in (1, 3):
+                raise DatasetError(f"{path}: '{key}.shape' is {short_repr(shape)}, expected [H, W, C] with C = 1 or 3")
+        found[split] = _SplitFiles(root / names[0], root / names[1], count, tuple(shape) if shape else None)
     return found
 
 
+def is_relative_path(name: str) -> bool:
+    """Whether ``name`` (an entry of a manifest or a shard record) names a file inside the output
+    folder: relative, not empty, without "..", a drive or NUL."""
+    path = Path(name)
+    return bool(name) and "\0" not in name and not path.is_absolute() and not path.drive and ".." not in path.parts
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING: Any = _Missing()  # what ``check_structure`` is given for a key that is not there
+
+
+def check_structure(value: Any, expected: Any, *, source: str | Path, where: str, fix: str = "") -> None:
+    """Refuse ``value`` (as JSON gives it) unless it has the structure ``expected`` describes.
+
+    ``expected`` is one of: a type (``str``; ``bool``; ``int``, never a bool, within int64;
+    ``float``, any finite number; ``dict`` or ``list`` of anything; ``object``, anything); None (null); a tuple of alternatives;
+    ``[item]``, a list of items; ``{key: expected}``, an object with at least these keys (one
+    ending in "?" may be missing); ``{str: expected}``, an object with any keys.
+
+    Raises:
+        DatasetError: ``"<source>: '<where>' is <value>, expected <what>[; <fix>]"`` for the first
+            entry that differs, ``where`` naming it as ``shards[3].count`` does.
+    """
+    if not _matches(value, expected):
+        message = f"{source}: {where or 'the document'!r} is {short_repr(value)}, expected {_describe(expected)}"
+        raise DatasetError(f"{message}; {fix}" if fix else message)
+    if isinstance(expected, tuple):  # the first alternative of value's type decides
+        expected = next(option for option in expected if _matches(value, option))
+    if isinstance(expected, list):
+        for i, item in enumerate(value):
+            check_structure(item, expected[0], source=source, where=f"{where}[{i}]", fix=fix)
+    elif isinstance(expected, dict):
+        for key, wanted in expected.items():
+            if key is str:  # any keys
+                for name, item in value.items():
+                    check_structure(item, wanted, source=source, where=f"{where}.{name}".lstrip("."), fix=fix)
+            elif key.endswith("?") and key[:-1] not in value:
+                continue
+            else:
+                name = key.removesuffix("?")
+                where_name = f"{where}.{name}".lstrip(".")
+                check_structure(value.get(name, MISSING), wanted, source=source, where=where_name, fix=fix)
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Whether ``value`` is of ``expected``'s outer type (its items are checked by the caller)."""
+    if isinstance(expected, tuple):
+        return any(_matches(value, option) for option in expected)
+    if value is MISSING:
+        return False
+    if expected is None or expected is object:
+        return expected is object or value is None
+    if isinstance(expected, (list, dict)):
+        return type(value) is type(expected)
+    if expected is int:
+        return type(value) is int and -(1 << 63) <= value < 1 << 63
+    if expected is float:
+        return type(value) in (int, float) and bool(np.isfinite(value))
+    return type(value) is expected
+
+
+def _describe(expected: Any) -> str:
+    if isinstance(expected, tuple):
+        return " or ".join(_describe(option) for option in expected)
+    if isinstance(expected, list):
+        return f"a list of {_describe(expected[0]).split(' ', 1)[-1]}s"
+    if isinstance(expected, dict):
+        return "an object"
+    return {None: "null", str: "a string", int: "an integer", bool: "true or false", float: "a number",
+            dict: "an object", list: "a list", object: "a value"}[expected]  # fmt: skip
+
+
 def _field(mapping: dict[str, Any], key: str, kind: type, path: Path, name: str = "") -> Any:
-    value = mapping.get(key)
-    if not isinstance(value, kind):
-        expected = {dict: "an object", list: "a list", str: "a string", int: "an integer"}[kind]
-        found = repr(value) if key in mapping else "missing"
-        raise DatasetError(f"{path}: {name or key!r} is {found}, expected {expected}")
+    value = mapping.get(key, MISSING)
+    check_structure(value, kind, source=path, where=name or key)
     return value
 
 
-def _load_npy(path: Path, **kwargs: Any) -> np.ndarray:
-    if not path.is_file():
-        raise DatasetError(
-            f"{path}: missing, so the packed output is incomplete; write it again with "
-            f"`augkit preprocess`"
-        )
+# ----------------------------------------------------------------------------- arrays
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the ``.npy`` file at ``path``, read from its header alone, which must
+    describe a C-ordered array of plain numbers filling exactly the bytes after it.
+
+    Checked before numpy reads or maps anything: a header may claim any shape (100000 x 100000
+    x 3 would have numpy allocate 28 GiB for a file of a few bytes).
+
+    Raises:
+        DatasetError: missing, not a regular file, not a .npy file, or a header that does not
+            fit the file.
+    """
     try:
-        return np.load(path, allow_pickle=False, **kwargs)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable .npy array ({e})") from None
+        with open_regular(path, ".npy array") as f:
+            try:
+                shape, dtype, fortran_order, data_bytes = read_npy_header(f)
+            except (OSError, ValueError) as e:
+                raise DatasetError(f"{path}: not a readable .npy array ({e})") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing, so the packed output is incomplete; {DAMAGED}") from None
+    except DocumentError as e:
+        raise DatasetError(f"{e}; {DAMAGED}") from None
+    if dtype.hasobject or fortran_order:
+        what = "an array of Python objects" if dtype.hasobject else "in Fortran order"
+        raise DatasetError(f"{path}: not a readable .npy array ({what})")
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow
+    if claimed != data_bytes:
+        raise DatasetError(
+            f"{path}: its header says {dtype} of shape {shape}, {claimed:,} bytes, but {data_bytes:,} bytes "
+            f"follow it; {DAMAGED}"
+        )
+    return shape, dtype
 
 
-def _map_images(path: Path, count: int) -> np.ndarray:
-    images = _load_npy(path, mmap_mode="r")
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+def _map_images(path: Path, count: int, shape: tuple[int, ...] | None) -> np.ndarray:
+    found, dtype = npy_header(path)
+    if dtype != np.uint8 or len(found) != 4 or found[3] not in (1, 3):
         raise DatasetError(
             f"{path}: expected uint8 images of shape N x H x W x C with C = 1 or 3, "
-            f"found {images.dtype} of shape {images.shape}"
+            f"found {dtype} of shape {found}"
         )
-    if len(images) != count:
-        raise DatasetError(f"{path}: {len(images)} images, but the manifest says {count}")
-    return images
+    if found[0] != count:
+        raise DatasetError(f"{path}: {found[0]} images, but the manifest says {count}")
+    if shape is not None and found[1:] != shape:
+        raise DatasetError(f"{path}: images of shape {found[1:]}, but the manifest says {shape}; {DAMAGED}")
+    return _load_npy(path, mmap_mode="r")
 
 
 def _load_labels(entry: _SplitFiles, n_classes: int) -> np.ndarray:
+    shape, dtype = npy_header(entry.labels)
+    if len(shape) != 1 or dtype.kind not in "iu":
+        raise DatasetError(
+            f"{entry.labels}: expected a 1-D integer array of labels, found {dtype} "
+            f"of shape {shape}"
+        )
+    if shape[0] != entry.count:
+        raise DatasetError(
+            f"{entry.labels}: {shape[0]} labels for {entry.count} images in {entry.images.name}"
+        )
     labels = _load_npy(entry.labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DatasetError(
-            f"{entry.labels}: expected a 1-D integer array of labels, found {labels.dtype} "
-            f"of shape {labels.shape}"
-        )
-    if len(labels) != entry.count:
-        raise DatasetError(
-            f"{entry.labels}: {len(labels)} labels for {entry.count} images in {entry.images.name}"
-        )
     if labels.size and (labels.min() < -1 or labels.max() >= n_classes):
         raise DatasetError(
             f"{entry.labels}: labels from {labels.min()} to {labels.max()}, expected -1 "
             f"(unlabelled) or a class index below {n_classes}"
         )
     return labels.astype(np.int64)
+
+
+def _load_npy(path: Path, **kwargs: Any) -> np.ndarray:
+    """The array at ``path``, whose header ``npy_header`` has checked."""
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except (OSError, ValueError) as e:  # changed since its header was read
+        raise DatasetError(f"{path}: not a readable .npy array ({e})") from None

@@ -24,6 +24,11 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
               help="Decode a JPEG at 1/2-1/8 scale when --size shrinks it by at least 2x more (as Pillow's "
                    "thumbnail does: much faster, within about half a gray level of a full decode).")
 @click.option("--gray", is_flag=True, help="Write one gray channel instead of RGB.")
+@click.option("--exif-orientation/--no-exif-orientation", default=True, show_default=True,
+              help="Turn photos as their EXIF orientation says, as viewers show them; --no-exif-orientation "
+                   "keeps the pixels as stored.")
+@click.option("--background", default="white", show_default=True, metavar="COLOR",
+              help="What transparent pixels are composited onto: white, black or R,G,B (0-255 each).")
 @click.option("--format", "out_format", type=click.Choice(["packed", "folder"]), default="packed", show_default=True,
               help="packed: one uint8 N x H x W x C .npy per split; folder: the class tree as image files.")
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
@@ -40,9 +45,14 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
               help="The Ray or Dask cluster (e.g. 10.0.0.5:6379, tcp://10.0.0.5:8786). Default: $RAY_ADDRESS or "
                    "$DASK_SCHEDULER_ADDRESS, else a local cluster of --workers processes. OUT and SRC must be at "
                    "the same paths on every worker (a shared filesystem).")
+@click.option("--connect-timeout", type=float, metavar="SECONDS",
+              help="How long to wait for the cluster at --address to accept a connection and answer its "
+                   "client's first message, before giving up with an error (default: 30).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per shard (unit of work and of resume).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any file was skipped (after writing everything else).")
-@click.option("--overwrite", is_flag=True, help="Replace an OUT written by a run with other settings.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an OUT written by a run with other settings: deletes only the files augkit wrote there, "
+                   "and refuses (deleting nothing) if OUT holds anything else.")
 @options.json_output
 @options.quiet
 def preprocess(
@@ -52,6 +62,8 @@ def preprocess(
     resize_mode: str,
     jpeg_draft: bool,
     gray: bool,
+    exif_orientation: bool,
+    background: str,
     out_format: str,
     image_format: str,
     copies: int,
@@ -60,6 +72,7 @@ def preprocess(
     workers: int,
     distributor: str,
     address: str | None,
+    connect_timeout: float | None,
     shard_size: int,
     strict: bool,
     overwrite: bool,
@@ -99,6 +112,8 @@ def preprocess(
         resize_mode=resize_mode,
         jpeg_draft=jpeg_draft,
         gray=gray,
+        exif_orientation=exif_orientation,
+        background=background,
         format=out_format,
         image_format=image_format,
         copies=copies,
@@ -118,7 +133,7 @@ def preprocess(
     with bar:
         progress = Progress(start=lambda total: bar.reset(total=total), advance=advance)
         report = run(src, out, config, workers=workers, overwrite=overwrite, progress=progress,
-                     distributor=distributor, address=address)
+                     distributor=distributor, address=address, connect_timeout=connect_timeout)
 
     if as_json:
         click.echo(json.dumps({

@@ -266,6 +266,28 @@ def test_an_ablation_killed_mid_way_keeps_finished_runs_and_ends_as_a_clean_one(
     assert [r["epoch"] for r in csv.DictReader(open(second / "metrics.csv"))] == [str(e) for e in range(1, 7)]
 
 
+# ----------------------------------------------------------------------------- Ctrl-C while workers start
+
+# Moments to press Ctrl-C, in seconds after the forkserver appeared: while the server imports
+# torch (seconds), forks the workers, they start, and they begin training. (Earlier, the parent
+# itself imports torch, whose C++ side may abort on a KeyboardInterrupt raised inside one of
+# its callbacks: torch's, not the pool's.)
+STARTING = [("forkserver", 0.05), ("forkserver", 0.5), ("forkserver", 1.0), ("forkserver", 2.0),
+            ("forkserver", 3.0)]  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads process groups from /proc")
+@pytest.mark.parametrize("moment", STARTING, ids=[f"{since}+{delay}s" for since, delay in STARTING])
+def test_ctrl_c_while_the_workers_start_is_one_line_from_the_parent(tmp_path, moment):
+    from test_preprocess_faults import assert_one_line_from_the_parent, interrupt_at
+
+    args = ["--grid", "lr=0.01,0.1", "--set", "model=mlp", "--set", "hidden=16", "--epochs", "5", "--seeds", "2",
+            "--workers", "2", "-q", "-o", tmp_path / "out"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "augkit", "ablate", *map(str, args)], start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert_one_line_from_the_parent(process, interrupt_at(process, moment), "Aborted!")
+
+
 # ----------------------------------------------------------------------------- the lecture's comparison
 
 

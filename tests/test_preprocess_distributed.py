@@ -8,6 +8,7 @@ skipped, saying so, where they are not installed (both are in the dev extra, so 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import json
@@ -16,6 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli.main import cli
+from augkit.preprocess.distributors import ADDRESS_ENV
 from test_preprocess_faults import group_alive, wait_for  # the stopped-run helpers
 
 HAVE = {"ray": importlib.util.find_spec("ray") is not None, "dask": importlib.util.find_spec("distributed") is not None}
@@ -296,6 +300,109 @@ def test_an_address_where_nothing_answers_is_one_line_before_out_is_touched(
     assert not (tmp_path / "out").exists()
 
 
+# What a server that is not a scheduler answers: nothing (it accepts, and stays silent), or
+# bytes of another protocol (a web server's reply, read by Dask as a frame length of 3.07 EiB).
+ANSWERS = {"silent": None, "garbage": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4}
+
+
+@pytest.fixture(params=list(ANSWERS))
+def wrong_server(request) -> Iterator[tuple[str, str]]:
+    """(kind, "127.0.0.1:PORT") of a TCP server, in a thread of this process, that accepts
+    every connection and answers ANSWERS[kind]."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = listener.accept()
+                accepted.append(connection)  # held open: the client waits on a live connection
+                if ANSWERS[request.param] is not None:
+                    with contextlib.suppress(OSError):
+                        connection.sendall(ANSWERS[request.param])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield request.param, f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() alone does not, on Linux)
+        listener.close()
+        for connection in accepted:
+            connection.close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def start_preprocess(src: Path, out: Path, *args: object) -> subprocess.Popen:
+    """`augkit preprocess` in a process of its own (and a process group, for group_alive)."""
+    env = {k: v for k, v in os.environ.items() if k not in ADDRESS_ENV.values()} | RAY_ENV
+    command = [sys.executable, "-m", "augkit", "preprocess", str(src), str(out), *map(str, args)]
+    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize("distributor", engines("dask", "ray"))
+def test_a_server_that_is_silent_or_answers_garbage_is_one_line_exit_2_within_the_timeout(
+    src, wrong_server, tmp_path, distributor
+):
+    kind, address = wrong_server
+    process = start_preprocess(src, tmp_path / "out", "--distributor", distributor, "--address", address,
+                               "--connect-timeout", 5)  # fmt: skip
+    _, stderr = process.communicate(timeout=120)  # only a hang would take this long
+    wait_for(lambda: not group_alive(process.pid), "the probe of the address to end")
+    assert process.returncode == 2, stderr
+    [line] = stderr.strip().splitlines()
+    engine = {"ray": "Ray", "dask": "Dask"}[distributor]
+    if kind == "silent":
+        assert line == (f"Error: the {engine} cluster at {address} did not answer within 5 s; start it, check "
+                        f"--address (default: ${ADDRESS_ENV[distributor]}), or wait longer with --connect-timeout "
+                        f"SECONDS")  # fmt: skip
+    else:  # Dask reads the reply as a 3.07 EiB frame; Ray's client retries until the deadline
+        assert line.startswith((f"Error: cannot connect to the {engine} cluster at {address}: ",
+                                f"Error: the {engine} cluster at {address} did not answer within 5 s")), line  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+@needs("ray")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads process groups from /proc")
+def test_sigterm_while_ray_connects_ends_the_process_and_its_probe(src, tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    with listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        process = start_preprocess(src, tmp_path / "out", "--distributor", "ray", "--address", address,
+                                   "--connect-timeout", 600)  # fmt: skip
+        time.sleep(3)  # connecting: Ray's client is inside a C++ call that retries for minutes
+        assert process.poll() is None
+        process.terminate()
+        process.communicate(timeout=60)  # only a process that ignores SIGTERM would take this long
+        assert process.returncode == -signal.SIGTERM
+        wait_for(lambda: not group_alive(process.pid), "the probe to end with its parent", seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--connect-timeout", "nan"], "--connect-timeout is nan; give the seconds"),
+     (["--connect-timeout", "0"], "--connect-timeout is 0.0; give the seconds"),
+     (["--connect-timeout", "-5"], "--connect-timeout is -5.0; give the seconds"),
+     (["--connect-timeout", "inf"], "--connect-timeout is inf; give the seconds"),
+     (["--connect-timeout", "1e9"], "at most 86400"),
+     (["--connect-timeout", "10"], "--connect-timeout is for a cluster at an --address"),
+     (["--distributor", "dask", "--connect-timeout", "10"], "--connect-timeout is for a cluster at an --address")],
+)  # fmt: skip
+def test_a_connect_timeout_that_is_not_a_time_to_wait_is_a_usage_error(src, assert_fails, tmp_path, args, message):
+    assert_fails(invoke(src, tmp_path / "out", *args), 2, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_says_how_long_connecting_may_take_and_how_to_change_it():
+    from augkit.preprocess.distributors import CONNECT_TIMEOUT_S
+
+    help_text = " ".join(CliRunner().invoke(cli, ["preprocess", "--help"]).output.split())
+    assert "--connect-timeout SECONDS" in help_text and f"(default: {CONNECT_TIMEOUT_S:g})" in help_text
+
+
 def test_a_workers_error_is_the_same_one_line_as_locally(make_image_folder, cluster, assert_fails, tmp_path):
     distributor, address = cluster
     mixed = make_image_folder({"cat": 2}, sizes=((30, 40), (44, 30)))  # one shard, two sizes: refused on the worker
@@ -311,7 +418,7 @@ def test_shards_written_where_this_machine_cannot_see_them_are_refused(src, asse
 
     elsewhere = tmp_path / "workers-own-disk"
 
-    def on_other_machines(function, tasks, workers, address):
+    def on_other_machines(function, tasks, workers, address, connect_timeout):
         for task in tasks:
             (elsewhere / ".shards").mkdir(parents=True, exist_ok=True)
             yield function(type(task)(task.shard, task.dataset, task.names, task.config, str(elsewhere)))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -32,8 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from augkit.documents import DocumentError, read_document
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
+from augkit.processes import sigint_deferred, worker_context
 from augkit.train.config import TrainConfig
 from augkit.train.grid import Run, Study, plan_runs
 
@@ -121,14 +122,17 @@ def check_configs(configs: Sequence[TrainConfig], log: Callable[[str], None]) ->
 
 def _check_plan(out: Path, plan: dict[str, Any]) -> None:
     path = out / PLAN
-    if not path.is_file():
-        return
     try:
-        before = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise AugkitError(f"{path} cannot be read; remove {out} or choose another -o") from None
+        before = read_document(path, what="ablation plan", format="json")
+    except FileNotFoundError:
+        return
+    except DocumentError as error:
+        raise AugkitError(f"{error}; remove {out} or choose another -o") from None
     if before == plan:
         return
+    studies = before.get("studies") if isinstance(before, dict) else None
+    if not isinstance(studies, list) or not all(isinstance(s, dict) and isinstance(s.get("base", {}), dict) for s in studies):
+        raise AugkitError(f"{path} is not an ablation plan (damaged?); remove {out} or choose another -o")
     raise AugkitError(f"OUT {out} holds another ablation ({_difference(before, plan)}); run the same command "
                       f"as before to continue it, or choose another -o")  # fmt: skip
 
@@ -175,20 +179,21 @@ def _execute(todo: list[tuple[Run, str]], total: int, workers: int, log: Callabl
     resumed = sum(state == "resume" for _, state in todo)
     log(f"{total} runs: {done_before} done before, {resumed} to resume, {len(todo) - resumed} to run; "
         f"{workers} worker(s) x {threads} thread(s)")  # fmt: skip
-    # Never fork: a child forked while OpenCV's or torch's threads hold a lock can hang.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["augkit.train.loop"])  # torch imported once, not per worker
+    context = worker_context(preload=["augkit.train.loop"])  # torch imported once, not per worker
     # The workers' lifeline: nothing is ever sent; when this process lets go of its end, or dies
     # (kill -9 runs no cleanup), the workers read end-of-file and leave at once.
     lifeline, held = context.Pipe(duplex=False)
     errors: list[tuple[Run, str]] = []
     count = done_before
+    futures: dict[concurrent.futures.Future, Run] = {}
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                 initializer=_start_worker, initargs=(threads, lifeline)) as pool:  # fmt: skip
-        futures = {pool.submit(run_one, run.config.to_dict(), str(run.run_dir), state): run for run, state in todo}
         try:
+            # Submitting starts the workers: a Ctrl-C meanwhile is raised once each start is
+            # complete, so that every worker started is stopped below.
+            for run, state in todo:
+                with sigint_deferred():
+                    futures[pool.submit(run_one, run.config.to_dict(), str(run.run_dir), state)] = run
             for future in concurrent.futures.as_completed(futures):
                 run, count = futures[future], count + 1
                 where = f"[{count}/{total}] {run.study.name + ': ' if run.study.name else ''}{run.label}, seed {run.seed}"
@@ -225,9 +230,13 @@ def _start_worker(threads: int, lifeline: Any) -> None:
     import signal
 
     import torch
+    from tqdm import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the terminal: the parent handles it
     torch.set_num_threads(threads)  # the workers share the cores
+    # tqdm's default lock is a named semaphore, which a worker leaving by os._exit below never
+    # unlinks: the resource tracker would then print a warning beside the parent's one line.
+    tqdm.set_lock(threading.RLock())
 
     def watch() -> None:
         # A worker outlives a killed parent: it would go on writing a run folder that the next

@@ -7,17 +7,27 @@ bytes and any of them can resume a run another began (docs/scale-out.md).
 
 Ray and Dask are optional extras (``pip install 'augkit[ray]'``, ``'augkit[dask]'``), imported
 only when chosen: ``import augkit`` never loads them.
+
+A cluster at an address is checked before OUT is touched, within ``connect_timeout`` seconds
+(``--connect-timeout``, default ``CONNECT_TIMEOUT_S``) in all: a TCP connection first (a refused
+port fails at once), then the engine's own client connects and disconnects in a child process.
+Neither engine bounds that first exchange itself: Dask waits forever for a silent server's
+handshake and reads a garbage-answering one's first bytes as a frame length (4.45 EiB), and
+Ray retries inside C++ calls that hold off even SIGTERM. A child process can be abandoned at
+the deadline, whatever it is blocked in; it dies with this process, so a SIGTERM here ends both.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import multiprocessing
+import math
 import os
 import signal
 import socket
-import threading
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from augkit.errors import AugkitError, RunError
+from augkit.processes import sigint_ignored, worker_pool
 from augkit.preprocess.shard import SHARDS_DIR, ShardTask
 
 # The environment variable each engine's own tools read for the cluster's address. The command
@@ -32,32 +43,37 @@ from augkit.preprocess.shard import SHARDS_DIR, ShardTask
 ADDRESS_ENV = {"ray": "RAY_ADDRESS", "dask": "DASK_SCHEDULER_ADDRESS"}
 # The module that must import, and the engine's name, per distributor.
 _PACKAGES = {"ray": ("ray", "Ray"), "dask": ("distributed", "Dask")}
-CONNECT_TIMEOUT_S = 10.0  # to reach a scheduler that answers at all; a refused port fails at once
+CONNECT_TIMEOUT_S = 30.0  # to connect and exchange a first message: a cluster far away answers in seconds
+MAX_CONNECT_TIMEOUT_S = 86400.0
+# Ray's driver, quiet: errors come back as exceptions, not logs or a web page.
+_RAY_OPTIONS = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
 
 Run = Callable[[ShardTask], dict[str, Any]]
 
 
-def check_distributor(name: str, address: str | None = None) -> None:
+def check_distributor(name: str, address: str | None = None, connect_timeout: float | None = None) -> None:
     """Refuse an unknown distributor, an address for ``local``, an engine that is not installed,
-    or an address where nothing answers.
+    a timeout without an address or out of (0, ``MAX_CONNECT_TIMEOUT_S``], or an address where no
+    cluster of the engine answers within the timeout (None: ``CONNECT_TIMEOUT_S``).
 
     Called before OUT is touched, so that a mistake costs nothing.
+
+    Raises:
+        AugkitError: one line saying which, and what to change.
     """
-    if name not in _DISTRIBUTORS:
-        raise AugkitError(f"unknown distributor {name!r}; choose one of: {', '.join(_DISTRIBUTORS)}")
-    if name == "local":
-        if address is not None:
-            raise AugkitError("--address is for --distributor ray or dask; local runs on this machine's processes")
-        return
-    module, engine = _PACKAGES[name]
-    if importlib.util.find_spec(module) is None:
-        raise AugkitError(f"--distributor {name} needs {engine}: pip install 'augkit[{name}]'")
+    _check_choice(name, address, connect_timeout)
     if address is not None:
-        _check_reachable(address, engine)
+        _check_answers(name, address, CONNECT_TIMEOUT_S if connect_timeout is None else connect_timeout)
 
 
 def run_tasks(
-    function: Run, tasks: list[ShardTask], *, distributor: str = "local", workers: int = 1, address: str | None = None
+    function: Run,
+    tasks: list[ShardTask],
+    *,
+    distributor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    connect_timeout: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``function(task)`` for every task, yielded as each one finishes.
 
@@ -66,46 +82,56 @@ def run_tasks(
         workers: processes of the pool, or of the cluster started on this machine when a Ray or
             Dask run has no ``address``; a cluster at an address runs as many as it has.
         address: the Ray or Dask scheduler to connect to; None starts a local cluster on loopback.
+        connect_timeout: seconds the engine's client may take to connect to ``address`` (None:
+            ``CONNECT_TIMEOUT_S``); ``check_distributor`` has made sure that it can.
 
     Raises:
         AugkitError: a bad distributor or address; a worker that does not see OUT or the source.
         RunError: the cluster lost a task (a worker died, the scheduler went away).
     """
-    check_distributor(distributor, address)
+    _check_choice(distributor, address, connect_timeout)
+    timeout = CONNECT_TIMEOUT_S if connect_timeout is None else connect_timeout
     if tasks:
-        yield from _DISTRIBUTORS[distributor](function, tasks, workers, address)
+        yield from _DISTRIBUTORS[distributor](function, tasks, workers, address, timeout)
+
+
+def _check_choice(name: str, address: str | None, connect_timeout: float | None) -> None:
+    """``check_distributor`` without the network."""
+    if name not in _DISTRIBUTORS:
+        raise AugkitError(f"unknown distributor {name!r}; choose one of: {', '.join(_DISTRIBUTORS)}")
+    if name == "local" and address is not None:
+        raise AugkitError("--address is for --distributor ray or dask; local runs on this machine's processes")
+    if connect_timeout is not None:
+        number = isinstance(connect_timeout, (int, float)) and not isinstance(connect_timeout, bool)
+        if not (number and math.isfinite(connect_timeout) and 0 < connect_timeout <= MAX_CONNECT_TIMEOUT_S):
+            raise AugkitError(
+                f"--connect-timeout is {connect_timeout!r}; give the seconds to wait for the cluster, "
+                f"above 0 and at most {MAX_CONNECT_TIMEOUT_S:g}"
+            )
+        if address is None:
+            raise AugkitError("--connect-timeout is for a cluster at an --address (ray or dask); drop it, or give the address")
+    if name == "local":
+        return
+    module, engine = _PACKAGES[name]
+    if importlib.util.find_spec(module) is None:
+        raise AugkitError(f"--distributor {name} needs {engine}: pip install 'augkit[{name}]'")
 
 
 # ----------------------------------------------------------------------------- local
 
 
-def _run_local(function: Run, tasks: list[ShardTask], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+def _run_local(
+    function: Run, tasks: list[ShardTask], workers: int, address: str | None, connect_timeout: float
+) -> Iterator[dict[str, Any]]:
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
             yield function(task)
         return
-    # Not "fork": a child forked while OpenCV's thread pool is busy can hang on its locks.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        # Import the shard code (numpy, OpenCV, albumentations: ~0.15 s) once in the server,
-        # not once in every worker it forks.
-        context.set_forkserver_preload(["augkit.preprocess.shard", "augkit.pipeline"])
-    pool = context.Pool(min(workers, len(tasks)), initializer=_init_pool_worker)
-    try:
+    # Ctrl-C or a failure terminates the pool: the other shards stop now; what is done stays done.
+    # The shard code (numpy, OpenCV, albumentations: ~0.15 s) is imported once, in the forkserver.
+    preload = ["augkit.preprocess.shard", "augkit.pipeline"]
+    with worker_pool(min(workers, len(tasks)), initializer=_single_threaded_opencv, preload=preload) as pool:
         yield from pool.imap_unordered(function, tasks)
-        pool.close()
-    except BaseException:
-        pool.terminate()  # Ctrl-C or a failure: stop the other shards now; what is done stays done
-        raise
-    finally:
-        pool.join()
-
-
-def _init_pool_worker() -> None:
-    # Ctrl-C reaches every process of the terminal's group: only the parent handles it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _single_threaded_opencv()
 
 
 def _single_threaded_opencv() -> None:
@@ -131,8 +157,87 @@ def _on_worker(function: Run, task: ShardTask) -> dict[str, Any]:
     return function(task)
 
 
-def _check_reachable(address: str, engine: str) -> None:
-    """Fail in seconds, with one line, if nothing answers at ``address`` (host:port, any scheme).
+def _check_answers(name: str, address: str, timeout: float) -> None:
+    """Refuse, within about ``timeout`` seconds, an ``address`` where no cluster of engine ``name`` answers."""
+    deadline = time.monotonic() + timeout
+    _check_reachable(address, name, timeout)
+    command = [sys.executable, "-c", _PROBE, name, address, repr(timeout), str(os.getpid())]
+    try:
+        # stdin closed: the engine's client must not wait on this terminal.
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=max(deadline - time.monotonic(), 0.1))  # fmt: skip
+    except subprocess.TimeoutExpired:  # run() has killed the probe
+        raise AugkitError(
+            f"the {_PACKAGES[name][1]} cluster at {address} did not answer within {timeout:g} s; start it, check "
+            f"--address (default: ${ADDRESS_ENV[name]}), or wait longer with --connect-timeout SECONDS"
+        ) from None
+    if done.returncode != 0:  # the probe printed the one line, unless it died before it could
+        lines = done.stdout.strip().splitlines() or [
+            f"cannot connect to the {_PACKAGES[name][1]} cluster at {address}: its client ended with exit code "
+            f"{done.returncode}; check --address (default: ${ADDRESS_ENV[name]})"
+        ]
+        raise AugkitError(lines[-1])
+
+
+# In a child process: connect to the cluster and disconnect; print the error and exit 1 if it fails.
+_PROBE = "import sys; from augkit.preprocess.distributors import _probe; _probe(*sys.argv[1:])"
+
+
+def _probe(name: str, address: str, timeout: str, parent: str) -> None:
+    # This child ends with its parent (a SIGTERM there must not leave it waiting), and in any
+    # case soon after the parent's deadline, whatever call it is blocked in.
+    if hasattr(signal, "alarm"):
+        signal.alarm(math.ceil(float(timeout)) + 5)  # SIGALRM's default action ends the process
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # the parent died before the line above
+        sys.exit(1)
+    try:
+        client = _connect(name, address, float(timeout))
+    except AugkitError as error:
+        print(error, flush=True)
+        sys.exit(1)
+    if client is None:
+        import ray
+
+        ray.shutdown()
+    else:
+        client.close()
+
+
+def _connect(name: str, address: str, timeout: float) -> Any:
+    """The engine's client connected to ``address``: a Dask ``Client``, or None once Ray is (its
+    connection is the process's).
+
+    Raises:
+        AugkitError: any failure to connect (refused, unauthenticated, a malformed address, an
+            answer the client cannot read), in one line.
+    """
+    try:
+        if name == "dask":
+            from distributed import Client
+
+            return Client(address, timeout=timeout)
+        import ray
+
+        ray.init(address=address, **_RAY_OPTIONS)
+        return None
+    except Exception as error:  # noqa: BLE001  (whatever the client raises, the address is the cause)
+        while error.__cause__ is not None:  # Ray wraps the reason (a missing token, ...) twice
+            error = error.__cause__
+        reason = (str(error).strip().splitlines() or [""])[0] or type(error).__name__
+        if not isinstance(error, (ConnectionError, OSError, ValueError)):
+            reason = f"{type(error).__name__}: {reason}"  # MemoryError: Unable to allocate 4.45 EiB ...
+        raise AugkitError(
+            f"cannot connect to the {_PACKAGES[name][1]} cluster at {address}: {reason}; check --address "
+            f"(default: ${ADDRESS_ENV[name]})"
+        ) from None
+
+
+def _check_reachable(address: str, name: str, timeout: float) -> None:
+    """Fail at once, with one line, if nothing accepts a connection at ``address`` (host:port, any scheme).
 
     Ray retries an unreachable address for minutes, and Dask until its timeout, before saying why.
     """
@@ -144,21 +249,25 @@ def _check_reachable(address: str, engine: str) -> None:
     if host is None or port is None:  # "auto", a scheduler file, ...: the engine's own business
         return
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
         reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
         raise AugkitError(
-            f"cannot reach the {engine} cluster at {address} ({reason}); start it, or check --address "
-            f"(default: ${ADDRESS_ENV[engine.lower()]})"
+            f"cannot reach the {_PACKAGES[name][1]} cluster at {address} ({reason}); start it, or check --address "
+            f"(default: ${ADDRESS_ENV[name]})"
         ) from None
 
 
-def _run_dask(function: Run, tasks: list[ShardTask], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+def _run_dask(
+    function: Run, tasks: list[ShardTask], workers: int, address: str | None, connect_timeout: float
+) -> Iterator[dict[str, Any]]:
     from distributed import CancelledError, Client, KilledWorker, LocalCluster, as_completed
 
     cluster = None
     if address is None:
-        with _sigint_ignored_by_children():
+        # Its processes keep ignoring SIGINT (an ignored signal stays so across exec): the driver
+        # alone answers Ctrl-C, by cancelling the tasks and closing the cluster.
+        with sigint_ignored():
             # All on loopback, the scheduler's web page too (it opens even without the dashboard
             # package) and on any free port; task errors come back here, so the logs stay quiet.
             cluster = LocalCluster(
@@ -167,10 +276,7 @@ def _run_dask(function: Run, tasks: list[ShardTask], workers: int, address: str 
             )  # fmt: skip
         client = Client(cluster)
     else:
-        try:
-            client = Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, ValueError) as error:
-            raise AugkitError(f"cannot connect to the Dask scheduler at {address}: {error}") from None
+        client = _connect("dask", address, connect_timeout)
     futures = []
     try:
         # pure=False: every task is new work, not something for Dask to look up by its hash.
@@ -186,40 +292,18 @@ def _run_dask(function: Run, tasks: list[ShardTask], workers: int, address: str 
             cluster.close()
 
 
-@contextmanager
-def _sigint_ignored_by_children() -> Iterator[None]:
-    """Processes started inside keep ignoring SIGINT (an ignored signal stays so across exec).
-
-    Ctrl-C reaches every process of the terminal's group: the driver alone handles it, by
-    cancelling the tasks and closing the cluster; workers that saw it would print tracebacks.
-    """
-    if threading.current_thread() is not threading.main_thread():  # only there can it be set
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _run_ray(function: Run, tasks: list[ShardTask], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
-    quiet = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+def _run_ray(
+    function: Run, tasks: list[ShardTask], workers: int, address: str | None, connect_timeout: float
+) -> Iterator[dict[str, Any]]:
     if address is None:
         with _loopback():
             import ray
 
-            ray.init(address="local", num_cpus=min(workers, len(tasks)), **quiet)
+            ray.init(address="local", num_cpus=min(workers, len(tasks)), **_RAY_OPTIONS)
     else:
         import ray
 
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, ValueError) as error:  # unauthenticated, a malformed address, ...
-            while error.__cause__ is not None:  # Ray wraps the reason (a missing token, ...) twice
-                error = error.__cause__
-            reason = str(error).strip().splitlines()[0]
-            raise AugkitError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
+        _connect("ray", address, connect_timeout)
     pending: list[Any] = []
     try:
         shard = ray.remote(num_cpus=1)(_on_worker)

@@ -15,6 +15,20 @@ The order of events is what makes a run safe to kill at any moment:
 
 Nothing in OUT depends on timing or on the number of workers, so an interrupted and resumed
 run ends with the same bytes as an uninterrupted one.
+
+OUT is the user's folder, and what it holds is read back, never trusted:
+
+- Its manifest is checked entry by entry (``HEADER``, ``COMPLETE``) before anything uses it,
+  and each shard's record likewise (``augkit.preprocess.shard.verify_shard``): damage is one
+  line (a damaged manifest), or a shard done again (a damaged record).
+- ``--overwrite`` deletes only what augkit wrote: the files its manifest and its shards'
+  records list, and its own shard and temporary files by their exact names. Anything else in
+  OUT (a user's notes, or files beside a stray manifest that claims to be augkit's) and nothing
+  is deleted: the run is refused in one line.
+- A full disk, at any write (the first manifest included), stops the run with one line
+  (``RunError``); running the same command again resumes.
+- File names that are not valid UTF-8 (which Python holds as lone surrogates) are written into
+  the manifest as ``\\udcXX`` escapes, which read back to the same names.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from contextlib import closing
@@ -33,16 +48,52 @@ from typing import Any
 import numpy as np
 
 from augkit import __version__
-from augkit.errors import AugkitError, RunError
+from augkit.documents import MAX_MANIFEST_BYTES, read_document
+from augkit.errors import AugkitError, DatasetError, RunError
 from augkit.files import atomic_write
+from augkit.packed import DAMAGED, FORMAT, MANIFEST, SPLITS, check_structure, is_relative_path, read_manifest
 from augkit.preprocess.distributors import check_distributor, run_tasks
 from augkit.preprocess.plan import PreprocessConfig, Shard, make_shards, open_splits, output_names
-from augkit.preprocess.shard import SHARDS_DIR, ShardTask, first_changed_file, packed_path, run_shard, verify_shard
+from augkit.preprocess.shard import (
+    RECORD,
+    SHARDS_DIR,
+    ShardTask,
+    first_changed_file,
+    packed_path,
+    run_shard,
+    verify_shard,
+)
 from augkit.stats import ChannelStats
 
-FORMAT = "augkit.preprocess/1"
-MANIFEST = "manifest.json"
 STATS = "stats.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+# The manifest, as the engine writes it and checks it when it reads it back
+# (augkit.packed.check_structure): the header says which run OUT holds; a complete one adds
+# what the run wrote.
+HEADER = {
+    "format": str, "augkit_version": str, "source": {"path": str, "kind": str},
+    "config": {str: object}, "classes": [str], "complete": bool,
+}  # fmt: skip
+COMPLETE = {
+    **HEADER,
+    "output": {"format": str, "splits": {str: dict}, "layout": str},
+    "counts": {str: {"images": int, "sources": int, "skipped": int, "per_class": {str: int}}},
+    "stats": (str, None),
+    "skipped": [{"path": str, "reason": str, "split": str}],
+    "shards": [{"id": str, "split": str, "start": int, "stop": int, "count": int, "inputs": str, "sha256": str}],
+    "files": [{"path": str, "sha256": str}],
+}  # fmt: skip
+
+# Files augkit writes in OUT by name, whatever its manifest says: its shards' files, the final
+# arrays and statistics (there before the manifest that lists them), and atomic_write's and
+# _assemble's temporary files (tempfile's 8 random characters).
+_SPLIT = "|".join(SPLITS)
+_OURS_BY_NAME = re.compile(
+    rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|images\.npy|labels\.npy)"
+    rf"|({_SPLIT})_(images|labels)\.npy|{re.escape(STATS)}"
+)
+_TEMPORARY = re.compile(r"(.+/)?\.[^/]+\.[a-z0-9_]{8}\.tmp|\.(" + _SPLIT + r")_(images|labels)\.npy\.assemble\.tmp")
 
 
 @dataclass
@@ -77,23 +128,27 @@ def preprocess(
     progress: Progress | None = None,
     distributor: str = "local",
     address: str | None = None,
+    connect_timeout: float | None = None,
 ) -> PreprocessReport:
     """Preprocess the dataset at ``source`` into ``out`` (see the module docstring).
 
     Args:
+        overwrite: replace a run with other settings in ``out``, deleting only what augkit wrote.
         distributor: where the shards run: "local" (``workers`` processes), "ray" or "dask"
             (see augkit.preprocess.distributors). It is not part of the output: any of them
             gives the same bytes and resumes a run another began.
         address: the Ray or Dask cluster's address; None starts a local one of ``workers``.
+        connect_timeout: seconds to wait for the cluster at ``address`` to answer (None: 30).
 
     Raises:
-        AugkitError: bad input (a missing source, OUT in use by another run, ...).
+        AugkitError: bad input (a missing source, OUT in use by another run or holding files
+            augkit did not write, a damaged manifest in OUT, a cluster that does not answer, ...).
         RunError: the run could not finish (disk full, interrupted); rerunning resumes.
     """
     progress = progress or Progress()
     if workers < 1:
         raise AugkitError(f"--workers must be at least 1, got {workers}")
-    check_distributor(distributor, address)
+    check_distributor(distributor, address, connect_timeout)
     out = Path(out)
     if source is not None and Path(source).exists():
         # One spelling of the source (relative or absolute, symlinked or not) for the shards'
@@ -109,42 +164,43 @@ def preprocess(
         "config": config.to_dict(),
         "classes": list(any_split.classes),
     }
-    previous = _prepare_out(out, header, overwrite)
-    if previous is not None:  # already complete with these settings, and its files check out
-        return _report(out, previous, resumed=len(previous["shards"]), already_complete=True)
-
-    atomic_write(out / MANIFEST, _json({**header, "complete": False}))
-    (out / SHARDS_DIR).mkdir(exist_ok=True)
-    _remove_temporary_files(out)
-
     shards = make_shards(splits, config.shard_size)
     copies = {split: config.copies if split == "train" else 0 for split in splits}  # copies of training images only
     names = {split: output_names(ds, copies[split]) for split, ds in splits.items()} if config.format == "folder" else {}
-    records = {shard.id: verify_shard(out, shard) for shard in shards}
-    pending = [shard for shard in shards if records[shard.id] is None]
-    progress.start(sum(s.stop - s.start for s in shards))
-    for shard in shards:
-        if records[shard.id] is not None:
-            progress.advance(shard.stop - shard.start, len(records[shard.id]["skipped"]))
+    classes = len(header["classes"])
+    done = 0
+    try:  # from the first write to the last: a full disk or a Ctrl-C anywhere is one line
+        previous = _prepare_out(out, header, overwrite)
+        if previous is not None:  # already complete with these settings, and its files check out
+            return _report(out, previous, resumed=len(previous["shards"]), already_complete=True)
+        atomic_write(out / MANIFEST, _json({**header, "complete": False}))
+        (out / SHARDS_DIR).mkdir(exist_ok=True)
+        _remove_temporary_files(out, header["classes"])
 
-    tasks = [
-        ShardTask(
-            shard,
-            splits[shard.split].subset(range(shard.start, shard.stop)),
-            names[shard.split][shard.start : shard.stop] if names else None,
-            config,
-            str(out.resolve()),  # workers of a cluster do not share this process's working directory
-        )
-        for shard in pending
-    ]
-    by_id = {shard.id: shard for shard in pending}
-    done = len(shards) - len(pending)
-    try:
+        records = {shard.id: verify_shard(out, shard, config, classes) for shard in shards}
+        pending = [shard for shard in shards if records[shard.id] is None]
+        progress.start(sum(s.stop - s.start for s in shards))
+        for shard in shards:
+            if records[shard.id] is not None:
+                progress.advance(shard.stop - shard.start, len(records[shard.id]["skipped"]))
+        tasks = [
+            ShardTask(
+                shard,
+                splits[shard.split].subset(range(shard.start, shard.stop)),
+                names[shard.split][shard.start : shard.stop] if names else None,
+                config,
+                str(out.resolve()),  # workers of a cluster do not share this process's working directory
+            )
+            for shard in pending
+        ]
+        by_id = {shard.id: shard for shard in pending}
+        done = len(shards) - len(pending)
         # closing: a failure here stops the cluster's other tasks now, not when the generator is collected.
-        with closing(run_tasks(run_shard, tasks, distributor=distributor, workers=workers, address=address)) as results:
+        with closing(run_tasks(run_shard, tasks, distributor=distributor, workers=workers, address=address,
+                               connect_timeout=connect_timeout)) as results:  # fmt: skip
             for record in results:
                 if distributor != "local":
-                    record = _written_where_this_machine_sees_it(out, by_id[record["id"]])
+                    record = _written_where_this_machine_sees_it(out, by_id[record["id"]], config, classes)
                 records[record["id"]] = record
                 done += 1
                 progress.advance(record["stop"] - record["start"], len(record["skipped"]))
@@ -153,7 +209,7 @@ def preprocess(
     except KeyboardInterrupt:
         raise RunError(f"interrupted with {done} of {len(shards)} shards done; run the same command again to resume") from None
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if error.errno in DISK_FULL:
             raise RunError(
                 f"no space left writing {error.filename or out} ({done} of {len(shards)} shards done); "
                 "free some space and run the same command again to resume"
@@ -189,9 +245,9 @@ def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str
             f"OUT ({out}) is not empty and holds no augkit manifest; give a new or empty folder "
             "(augkit never deletes what it did not write, --overwrite included)"
         )
-    same = {k: manifest.get(k) for k in header} == header
-    if same and manifest.get("complete"):
-        broken = first_changed_file(out, manifest.get("files", []))
+    same = {k: manifest[k] for k in header} == header
+    if same and manifest["complete"]:
+        broken = first_changed_file(out, manifest["files"])
         if broken is None:
             return manifest
         if not overwrite:
@@ -199,39 +255,109 @@ def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str
     elif same:
         return None  # an unfinished run of the same command: resume it
     elif not overwrite:
-        old_config = manifest.get("config") or {}
+        old_config = manifest["config"]
         changed = [f"--{k.replace('_', '-')}" for k in header["config"] if old_config.get(k) != header["config"][k]]
-        changed += [k for k in ("source", "classes", "augkit_version") if manifest.get(k) != header[k]]
+        changed += [k for k in ("source", "classes", "augkit_version") if manifest[k] != header[k]]
         what = ", ".join(changed)
         raise AugkitError(
             f"OUT ({out}) holds a run with other settings ({what} differ); use another folder, "
             "or --overwrite to replace it"
         )
-    shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _clear(out, manifest)
     return None
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """OUT's manifest, every entry checked (``HEADER``; ``COMPLETE`` once complete); None if OUT
+    holds no augkit manifest.
+
+    Raises:
+        DatasetError: a manifest that claims to be augkit's but is damaged, naming the entry.
+    """
+    manifest = read_manifest(out)
+    if manifest is None:
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+    path = out / MANIFEST
+    check_structure(manifest, COMPLETE if manifest.get("complete") is True else HEADER, source=path, where="", fix=DAMAGED)
+    for i, entry in enumerate(manifest.get("files", [])):
+        if not is_relative_path(entry["path"]):
+            raise DatasetError(f"{path}: 'files[{i}].path' is {entry['path']!r}, which is not a file in {out}; {DAMAGED}")
+    if manifest.get("stats") not in (None, STATS):
+        raise DatasetError(f"{path}: 'stats' is {manifest['stats']!r}, expected {STATS!r} or null; {DAMAGED}")
+    return manifest
 
 
-def _remove_temporary_files(out: Path) -> None:
+def _clear(out: Path, manifest: dict[str, Any]) -> None:
+    """Delete what augkit wrote in OUT for the run ``manifest`` describes, then the folders that
+    leaves empty; refuse, deleting nothing, if OUT holds anything else."""
+    listed = {MANIFEST, *(entry["path"] for entry in manifest.get("files", []))}
+    if manifest.get("stats"):
+        listed.add(manifest["stats"])
+    listed |= _recorded_files(out)
+    ours, foreign = [], []
+    for entry, is_file in sorted(_contents(out, manifest["classes"])):
+        (ours if is_file and (entry in listed or _OURS_BY_NAME.fullmatch(entry) or _TEMPORARY.fullmatch(entry)) else foreign).append(entry)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise AugkitError(
+            f"OUT ({out}) holds what augkit did not write ({shown}); --overwrite deletes only augkit's own files, "
+            "so nothing was deleted: move those elsewhere, or choose another OUT"
+        )
+    for entry in ours:
+        (out / entry).unlink(missing_ok=True)
+    for folder in sorted(_folders(manifest["classes"]), key=lambda f: -f.count("/")):  # deepest first
+        try:
+            (out / folder).rmdir()
+        except OSError:  # not there, or a file appeared since: left as it is
+            pass
+
+
+def _recorded_files(out: Path) -> set[str]:
+    """The files that the readable shard records in OUT list (an unfinished folder-format run's images)."""
+    files = set()
+    for path in (out / SHARDS_DIR).glob("*.json"):
+        try:
+            record = read_document(path, what="shard record", format="json", max_bytes=MAX_MANIFEST_BYTES)
+            check_structure(record, RECORD, source=path, where="")
+        except (OSError, AugkitError):
+            continue  # not one of augkit's: its files, if any, are not known to be either
+        files.update(entry["path"] for entry in record["files"] if is_relative_path(entry["path"]))
+    return files
+
+
+def _folders(classes: list[str]) -> set[str]:
+    """The folders augkit makes in OUT: the shards', and the folder format's split and class folders."""
+    return {SHARDS_DIR, *SPLITS, *(f"{split}/{name}" for split in SPLITS for name in classes)}
+
+
+def _contents(out: Path, classes: list[str]) -> list[tuple[str, bool]]:
+    """(path relative to OUT, is a file) of what OUT holds: every file (or link, FIFO, ...) in the
+    folders augkit makes, and, not looked into, any other folder."""
+    folders, found = _folders(classes), []
+    for folder, subfolders, names in os.walk(out):
+        where = Path(folder).relative_to(out)
+        for name in list(subfolders):
+            entry = (where / name).as_posix()
+            if entry not in folders or (Path(folder) / name).is_symlink():
+                found.append((entry, False))
+                subfolders.remove(name)  # not augkit's: not looked into
+        found += [((where / name).as_posix(), True) for name in names]
+    return found
+
+
+def _remove_temporary_files(out: Path, classes: list[str]) -> None:
     """Leftovers of a killed run: atomic_write's temporary files, never a finished one."""
-    for path in out.rglob(".*.tmp"):
-        path.unlink(missing_ok=True)
+    for entry, is_file in _contents(out, classes):
+        if is_file and _TEMPORARY.fullmatch(entry):
+            (out / entry).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- running
 
 
-def _written_where_this_machine_sees_it(out: Path, shard: Shard) -> dict[str, Any]:
+def _written_where_this_machine_sees_it(out: Path, shard: Shard, config: PreprocessConfig, classes: int) -> dict[str, Any]:
     """The record of a shard that a cluster's worker did, checked here exactly as a resume would."""
-    record = verify_shard(out, shard)
+    record = verify_shard(out, shard, config, classes)
     if record is None:
         raise AugkitError(
             f"a worker reported shard {shard.id} done, but its files are missing or differ in OUT ({out}) as this "
@@ -309,7 +435,9 @@ def _combined(files: list[dict[str, str]]) -> str:
     """One checksum for a shard: of its files' names and checksums, in order."""
     digest = hashlib.sha256()
     for entry in files:
-        digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
+        # surrogatepass: a name that is not valid UTF-8 has lone surrogates (os.fsdecode), and a
+        # checksum needs bytes of every name.
+        digest.update(f"{entry['path']}\0{entry['sha256']}\n".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -371,4 +499,15 @@ def _report(out: Path, manifest: dict[str, Any], resumed: int, already_complete:
 
 
 def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    """``data`` as JSON text that is valid UTF-8 whatever names it holds.
+
+    A file name that is not valid UTF-8 reaches Python as lone surrogates (os.fsdecode), which
+    UTF-8 cannot encode: they are written as JSON's ``\\udcXX`` escapes, which ``json.loads``
+    reads back to the same string, and so ``os.fsencode`` to the same bytes. (Lone surrogates
+    can only be inside JSON strings, where an escape stands for the same character.)
+    """
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

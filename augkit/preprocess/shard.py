@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from augkit.datasets import Dataset
+from augkit.documents import MAX_MANIFEST_BYTES, open_regular, read_document
 from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write
 from augkit.images import encode_image
+from augkit.packed import check_structure, is_relative_path, npy_header
 from augkit.preprocess.plan import PreprocessConfig, Shard
 from augkit.resize import draft_size, resize_to
 from augkit.stats import ChannelStats
@@ -97,12 +100,18 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     draft = draft_size(config.size, config.resize_mode) if config.size is not None and config.jpeg_draft else None
     for j in range(len(dataset)):
         try:
-            image = dataset.read(j, gray=config.gray, draft=draft)
+            image = dataset.read(
+                j, gray=config.gray, draft=draft, exif_orientation=config.exif_orientation, background=config.background
+            )
         except ImageReadError as error:
             skipped.append({"path": error.path, "reason": error.reason})
             continue
         if config.size is not None:
-            image = resize_to(image, config.size, config.resize_mode)
+            try:
+                image = resize_to(image, config.size, config.resize_mode)
+            except AugkitError as error:  # this image's output would pass the pixel limit
+                skipped.append({"path": dataset.sources[j], "reason": str(error)})
+                continue
         label = int(dataset.labels[j])
         variants = [image]
         if shard.split == "train":
@@ -178,24 +187,94 @@ def _write_files(task: ShardTask, j: int, label: int, variants: list[np.ndarray]
     return written
 
 
-def verify_shard(out: str | Path, shard: Shard) -> dict[str, Any] | None:
-    """The shard's record if the shard is complete and its files match their checksums, else None."""
+# What ``run_shard`` records; a record read back must have this structure (augkit.packed.check_structure).
+RECORD = {
+    "id": str, "split": str, "start": int, "stop": int, "inputs": str, "count": int,
+    "labels": {str: int},  # label ("-1" unlabelled, "0", "1", ...) -> images written with it
+    "skipped": [{"path": str, "reason": str}],
+    "stats": (dict, None),  # ChannelStats.to_dict
+    "shape": ([int], None),  # H, W, C of the packed images; None for the folder format or no image
+    "files": [{"path": str, "sha256": str}],
+}  # fmt: skip
+
+
+def verify_shard(out: str | Path, shard: Shard, config: PreprocessConfig, classes: int) -> dict[str, Any] | None:
+    """The shard's record if the shard is complete, else None (it is done again).
+
+    Complete: its record is one that ``run_shard`` writes for this shard with ``config`` and
+    ``classes`` class names, its files match their checksums, and its packed arrays' headers
+    match the record. A record that is not (damaged, forged, of another version) costs a redo
+    of its shard, as a missing one does, never a traceback later.
+    """
     path = record_path(out, shard.id)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_document(path, what="shard record", format="json", max_bytes=MAX_MANIFEST_BYTES)
+        check_structure(record, RECORD, source=path, where="record")
+        _check_record(record, shard, config, classes)
+        if first_changed_file(out, record["files"]) is not None:
+            return None
+        if config.format == "packed" and record["count"]:
+            shape = (record["count"], *record["shape"])
+            if npy_header(packed_path(out, shard.id, "images")) != (shape, np.dtype(np.uint8)):
+                return None
+            if npy_header(packed_path(out, shard.id, "labels")) != (shape[:1], np.dtype(np.int64)):
+                return None
+    except (FileNotFoundError, AugkitError):
         return None
-    if record.get("inputs") != shard.inputs or (record.get("start"), record.get("stop")) != (shard.start, shard.stop):
-        return None
-    return record if first_changed_file(out, record.get("files", [])) is None else None
+    return record
+
+
+def _check_record(record: dict[str, Any], shard: Shard, config: PreprocessConfig, classes: int) -> None:
+    """Raise AugkitError unless ``record`` (of the structure RECORD) is what ``run_shard`` writes
+    for ``shard`` with ``config``, its labels among ``classes`` class indices."""
+    files, shape, count = [entry["path"] for entry in record["files"]], record["shape"], record["count"]
+    if config.format == "packed":
+        channels = 1 if config.gray else 3
+        shape_ok = shape is None if count == 0 else (
+            len(shape) == 3 and min(shape) >= 1 and shape[2] == channels
+            and (config.size is None or tuple(shape[:2]) == config.size)
+        )  # fmt: skip
+        files_ok = files == [packed_path("", shard.id, what).as_posix() for what in ("images", "labels")]
+    else:
+        shape_ok = shape is None
+        files_ok = len(files) == count and all(is_relative_path(f) and f.startswith(f"{shard.split}/") for f in files)
+    mine = {"id": shard.id, "split": shard.split, "start": shard.start, "stop": shard.stop, "inputs": shard.inputs}
+    labels = record["labels"]
+    problems = {
+        "another shard's record": any(record[key] != value for key, value in mine.items()),
+        "labels outside the classes": not all(
+            _LABEL.fullmatch(key) and int(key) < classes and n >= 0 for key, n in labels.items()
+        ),
+        "labels of another count of images": sum(labels.values()) != count,
+        "images of another shape": not shape_ok,
+        "other files": not files_ok,
+    }
+    wrong = [problem for problem, found in problems.items() if found]
+    if wrong:
+        raise AugkitError(", ".join(wrong))
+    if record["stats"] is not None:
+        ChannelStats.from_dict(record["stats"])  # AugkitError unless statistics
+
+
+_LABEL = re.compile(r"-1|0|[1-9][0-9]{0,18}")  # how _label_counts writes a label: -1 (unlabelled) or an index
 
 
 def first_changed_file(out: str | Path, entries: list[dict[str, str]]) -> str | None:
-    """The first of ``entries`` ({"path", "sha256"}) missing or changed under ``out``, or None."""
+    """The first of ``entries`` ({"path", "sha256"}) missing, changed, or not a regular file under ``out``, or None."""
     for entry in entries:
-        try:
-            if _sha256((Path(out) / entry["path"]).read_bytes()) != entry["sha256"]:
-                return entry["path"]
-        except OSError:
+        if _file_sha256(Path(out) / entry["path"]) != entry["sha256"]:
             return entry["path"]
     return None
+
+
+def _file_sha256(path: Path) -> str | None:
+    """sha256 of the regular file at ``path``, read in chunks; None if it cannot be read as one
+    (a FIFO would block, a device never end)."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(path, "file") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except (OSError, AugkitError):
+        return None
+    return digest.hexdigest()
