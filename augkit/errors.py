@@ -7,7 +7,20 @@ else escaping the library is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+# errno -> what it means, for a write that failed because the disk (or quota) is full: the run
+# failed, not its input, and the same command continues once there is room.
+DISK_FULL = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for its filesystem",
+}
+# Errors that say something about this process, not about the file it was reading (out of file
+# descriptors or memory, a descriptor closed under it while a worker is torn down): never a
+# reason to record a file as unreadable, which a resumed run would then skip for good.
+PROCESS_ERRORS = frozenset({errno.EBADF, errno.EINTR, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
 
 class AugkitError(Exception):

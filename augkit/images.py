@@ -59,7 +59,7 @@ from PIL import ExifTags, Image
 from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, PpmImagePlugin  # noqa: F401
 from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
-from augkit.errors import AugkitError, ImageReadError
+from augkit.errors import PROCESS_ERRORS, AugkitError, ImageReadError
 from augkit.files import NotRegularFileError, atomic_write, open_regular
 from augkit.pixels import PixelError, check_image, full_scale
 
@@ -83,8 +83,9 @@ IMAGE_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 # Pillow's names of the formats read, in the order their signatures are tried (PPM covers PBM,
-# PGM, PNM and PFM).
+# PGM, PNM and PFM), and how many first bytes its ``accept`` tests look at (as Image.open).
 _FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
+_PREFIX_BYTES = 16
 
 WHITE = (255, 255, 255)
 _NAMED_COLORS = {"white": WHITE, "black": (0, 0, 0)}
@@ -200,6 +201,8 @@ def read_image(
             image, truncated, corrupt, of too many pixels, or holds pixels outside the contract
             (its reason says which).
         AugkitError: ``background`` is not a colour.
+        OSError: a failure of this process rather than of the file (``augkit.errors.PROCESS_ERRORS``:
+            out of file descriptors or memory), which must not mark the file as unreadable.
     """
     if type(background) is not tuple or background != WHITE:  # the default needs no check: microseconds a read
         background = background_color(background)
@@ -308,11 +311,21 @@ def _read_file(path: str | Path, max_bytes: int | None) -> bytes:
                     f"file too large: {size:,} bytes > limit {max_bytes:,} "
                     f"(raise max_bytes, or max_pixels which it follows, if you trust this file)",
                 )
+            # Its signature first: a file that no reader accepts is refused before the rest of it
+            # is read (a 1 GB file named .jpg is not read to find out it is no image).
+            prefix = file.read(_PREFIX_BYTES)
+            if not any(accept(prefix) for _, accept in (Image.OPEN[kind] for kind in _FORMATS)):
+                raise ImageReadError(path, "not an image (unrecognised format)")
             # The size just checked, not to the end: a file that grows is never read past the cap.
-            return file.read(size)
+            return prefix + file.read(size - len(prefix))
     except NotRegularFileError as error:
         raise ImageReadError(path, f"not a regular file ({error.kind})") from None
     except OSError as error:
+        if error.errno in PROCESS_ERRORS:
+            # About this process, not the file (no descriptors left, one closed under a worker
+            # being torn down): raised as it is, so the file is not recorded as unreadable.
+            error.filename = str(path)
+            raise
         raise ImageReadError(path, _os_reason(path, error)) from None
 
 
@@ -333,7 +346,7 @@ def _open_header(path: str | Path, data: bytes, max_pixels: int | None) -> tuple
     its ``accept`` test on the first bytes), without the check of ``PIL.Image.MAX_IMAGE_PIXELS``
     that ``Image.open`` adds after it: ``read_image`` checks ``max_pixels`` instead.
     """
-    prefix = data[:16]
+    prefix = data[:_PREFIX_BYTES]
     for kind in _FORMATS:
         factory, accept = Image.OPEN[kind]
         verdict = accept(prefix)

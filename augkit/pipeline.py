@@ -131,7 +131,7 @@ class Pipeline:
             for step, transform in enumerate(self._top_level):
                 before = data["image"]
                 data = transform(**data)
-                _check_output(data["image"], before)
+                _check_output(data["image"])
         except AugkitError:
             raise
         except Exception as error:  # noqa: BLE001 (any step's failure becomes one line)
@@ -279,7 +279,7 @@ class _NotAnImage(Exception):
     """A step returned something that is not an image (reported by ``_step_failed``)."""
 
 
-def _check_output(out: Any, before: np.ndarray) -> None:
+def _check_output(out: Any) -> None:
     """What a step returned is an image: H x W or H x W x C, not empty (no pass over pixels)."""
     if not isinstance(out, np.ndarray) or out.ndim not in (2, 3) or 0 in out.shape:
         what = f"an array of shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__

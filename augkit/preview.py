@@ -13,6 +13,8 @@ matplotlib is imported inside ``render`` only: the core stays light for everyone
 from __future__ import annotations
 
 import io
+import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from augkit import functional as F
 from augkit._albumentations import A
 from augkit.datasets import Dataset, open_dataset
+from augkit.errors import AugkitError, AugkitWarning, ImageReadError
 from augkit.images import is_image_file, read_image
 from augkit.pipeline import Pipeline
 from augkit.transforms import Scale, Standardize, SubtractMean
@@ -34,6 +37,8 @@ CAPTION_LINES = 3
 GAP = 8
 MARGIN = 12
 HEADER_PX = 26
+TITLE_LINE_PX = 15  # each further line of a wrapped title
+TITLE_CHAR_EM = 0.66  # the bold title font's mean character width, in font sizes (DejaVu Sans Bold)
 DPI = 100
 
 # Steps whose float output to_viewable knows how to map back to pixels.
@@ -67,11 +72,15 @@ class Tile:
 
 
 def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[Source]:
-    """Images named directly, plus ``rows`` images sampled (seeded) from each dataset named."""
+    """Images named directly, plus ``rows`` images sampled (seeded) from each dataset named.
+
+    An image named directly must be readable (ImageReadError says why not); files of a dataset
+    that cannot be read are passed over, as every command passes them over, with a warning.
+    """
     sources: list[Source] = []
     for item in inputs:
         path = Path(item)
-        if path.is_file() and is_image_file(path):
+        if is_image_file(path) and not path.is_dir():  # a FIFO or a broken link too: the reader says what it is
             sources.append(Source(read_image(path), path.name, len(sources)))
             continue
         dataset = open_dataset(path)
@@ -80,14 +89,28 @@ def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[
 
 
 def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
-    rng = np.random.default_rng(seed)
-    picks = sorted(rng.choice(len(dataset), size=min(rows, len(dataset)), replace=False).tolist())
+    """``rows`` readable images of ``dataset``, in a seeded random order, shown by index."""
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    picked: list[tuple[int, np.ndarray]] = []
+    skipped: list[ImageReadError] = []
+    for i in order:
+        try:
+            picked.append((i, dataset.read(i)))
+        except ImageReadError as error:
+            skipped.append(error)
+        if len(picked) == rows:
+            break
+    if skipped:
+        first = skipped[0]
+        if not picked:
+            raise AugkitError(f"no readable image in {dataset.root}: all {len(skipped)} failed (the first, {first})")
+        warnings.warn(f"passed over {len(skipped)} unreadable file(s) in {dataset.root}, e.g. {first}", AugkitWarning, stacklevel=2)
     sources = []
-    for i in picks:
+    for i, image in sorted(picked, key=lambda pick: pick[0]):
         label = Path(dataset.sources[i]).name
         if dataset.classes and dataset.labels[i] >= 0:
             label = f"{dataset.classes[dataset.labels[i]]}/{label}"
-        sources.append(Source(dataset.read(i), label, i))  # an unreadable pick is the user's to fix
+        sources.append(Source(image, label, i))
     return sources
 
 
@@ -177,6 +200,20 @@ def _caption_lines(caption: str, chars_per_line: int) -> list[str]:
     return lines[:CAPTION_LINES]
 
 
+def _title_lines(title: str, chars_per_line: int) -> list[str]:
+    """The title in lines of at most ``chars_per_line``, broken after a step's ";" where it can."""
+    steps = title.split("; ")
+    words = [f"{step};" for step in steps[:-1]] + steps[-1:]
+    lines: list[str] = []
+    for word in words:
+        for part in textwrap.wrap(word, chars_per_line, break_on_hyphens=False) or [word]:
+            if lines and len(lines[-1]) + 1 + len(part) <= chars_per_line:
+                lines[-1] += " " + part
+            else:
+                lines.append(part)
+    return lines
+
+
 def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
     """The contact sheet as PNG bytes; the same rows give the same bytes."""
     from matplotlib.figure import Figure  # deferred: see the module docstring
@@ -187,12 +224,15 @@ def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
     columns = max(len(row) for row in scaled)
     caption_h = CAPTION_LINES * LINE_PX + GAP
     width = 2 * MARGIN + columns * cell_w + (columns - 1) * GAP
-    height = 2 * MARGIN + HEADER_PX + sum(row_heights) + len(scaled) * caption_h
+    # The title (the pipeline, which can be long) wraps at its steps to the sheet's width.
+    title_lines = _title_lines(title, max(20, int((width - 2 * MARGIN) / ((FONT_PX + 1) * TITLE_CHAR_EM))))
+    header = HEADER_PX + (len(title_lines) - 1) * TITLE_LINE_PX
+    height = 2 * MARGIN + header + sum(row_heights) + len(scaled) * caption_h
 
     canvas = np.full((height, width, 3), 255, np.uint8)
     texts = []
     chars_per_line = max(8, int(cell_w / (FONT_PX * 0.58)))
-    top = MARGIN + HEADER_PX
+    top = MARGIN + header
     for row, row_h in zip(scaled, row_heights):
         for c, tile in enumerate(row):
             left = MARGIN + c * (cell_w + GAP)
@@ -205,7 +245,8 @@ def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     figure.figimage(canvas, 0, 0, origin="upper")
     title_pt = (FONT_PX + 1) * 72 / DPI
-    figure.text(MARGIN / width, 1 - MARGIN / height, title, fontsize=title_pt, va="top", ha="left", weight="bold")
+    figure.text(MARGIN / width, 1 - MARGIN / height, "\n".join(title_lines), fontsize=title_pt, va="top",
+                ha="left", weight="bold", linespacing=1.15)  # fmt: skip
     for x, y, text in texts:
         figure.text(x / width, 1 - y / height, text, fontsize=FONT_PX * 72 / DPI, va="top", ha="center", linespacing=1.15)
     buffer = io.BytesIO()

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from augkit.errors import AugkitError, SpecError
+from augkit.images import DEFAULT_MAX_PIXELS
 
 T = TypeVar("T", bound=type)
 
@@ -170,8 +171,7 @@ def _numbers_in_bounds(value: Any) -> bool:
 
 def _check_sizes(name: str, params: Mapping[str, Any]) -> None:
     """Output sizes (albumentations' height/width/size...) within MAX_SIDE and the pixel limit."""
-    from augkit.images import DEFAULT_MAX_PIXELS
-    from augkit.transforms import MAX_SIDE
+    from augkit.transforms import MAX_SIDE  # deferred: augkit.transforms imports this module
 
     sides = {}
     for key in _SIZE_KEYS:

@@ -31,8 +31,9 @@ The preprocess modes (``resize_to``):
 ``draft_size`` lets ``read_image`` decode a JPEG that is much larger than the target at reduced
 scale first, as Pillow's ``Image.thumbnail`` does: the image is decoded at no less than twice
 the size it is resized to, so the area filter still has at least 2 x 2 decoded pixels for each
-output pixel (the result differs from a full decode by about half a gray level on average), and
-decoding takes about 60% (1/2 scale) down to 25% of the time.
+output pixel (on the sample photos the result differs from a full decode by 0.3 gray levels on
+average at 128 px, 1.2 at 64, 2.2 at 32), and decoding takes about 60% (1/2 scale) down to 25%
+of the time.
 """
 
 from __future__ import annotations

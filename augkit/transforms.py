@@ -56,6 +56,14 @@ def _check_fill(fill: float) -> None:
     _check_number("fill", fill, 0.0, MAX_FILL)
 
 
+def _on_labels(mask: np.ndarray, move: Any) -> np.ndarray:
+    """``move(mask)``, for a bool mask too: OpenCV moves no bool array, so it moves the same
+    bytes as uint8 (True is 1), and the result is read back as bool."""
+    if mask.dtype == np.bool_:
+        return move(mask.view(np.uint8)).astype(bool)
+    return move(mask)
+
+
 def _symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
     """``15`` means the range (-15, 15); a pair is taken as it is."""
     if isinstance(limit, (int, float)):
@@ -210,7 +218,7 @@ class Crop(AugkitTransform, A.DualTransform):
         return F.resize(self._window(img, pad, window, self.fill), *out)
 
     def apply_to_mask(self, mask: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
-        return F.resize_mask(self._window(mask, pad, window, self.fill_mask), *out)
+        return _on_labels(mask, lambda m: F.resize_mask(self._window(m, pad, window, self.fill_mask), *out))
 
     def _window(self, img: np.ndarray, pad: tuple, window: tuple, fill: float) -> np.ndarray:
         """The window, given in the padded image's coordinates, cut from the unpadded image."""
@@ -276,7 +284,7 @@ class Rotate(AugkitTransform, A.DualTransform):
         return F.rotate(img, angle, border=self.border, fill=self.fill)
 
     def apply_to_mask(self, mask: np.ndarray, angle: float, **params: Any) -> np.ndarray:
-        return F.rotate(mask, angle, border=self.border, fill=self.fill_mask, nearest=True)
+        return _on_labels(mask, lambda m: F.rotate(m, angle, border=self.border, fill=self.fill_mask, nearest=True))
 
     def describe(self, params: dict[str, Any]) -> str:
         return f"rot {_signed(params['angle'], 1)}°"

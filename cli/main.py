@@ -10,7 +10,6 @@ Exit codes: 0 ok, 1 the run failed (a full disk, whatever was writing), 2 bad us
 
 from __future__ import annotations
 
-import errno
 import importlib
 import warnings
 from typing import Any
@@ -18,14 +17,7 @@ from typing import Any
 import click
 
 from augkit import __version__
-from augkit.errors import AugkitError, AugkitWarning, RunError
-
-# errno of a write that failed for want of space -> what the one line says.
-DISK_FULL = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for its filesystem",
-}
+from augkit.errors import DISK_FULL, PROCESS_ERRORS, AugkitError, AugkitWarning, RunError
 
 # name -> "module:attribute"; the order here is the order in --help.
 COMMANDS = {
@@ -73,12 +65,13 @@ class LazyGroup(click.Group):
         except RunError as error:
             raise RunFailed(str(error)) from None
         except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
             if error.errno in DISK_FULL:
                 # The run failed, not the input: whichever command was writing (atomic writes
                 # leave the old file as it was and no temporary file behind).
-                where = f"{error.filename}: " if error.filename else ""
-                reason = DISK_FULL[error.errno]
-                raise RunFailed(f"{where}{reason}; free some space and run the command again") from None
+                raise RunFailed(f"{where}{DISK_FULL[error.errno]}; free some space and run the command again") from None
+            if error.errno in PROCESS_ERRORS:  # this process's trouble (no file descriptors left, ...)
+                raise RunFailed(f"{where}{error.strerror or error}; the run failed, run the command again") from None
             # Output paths are user input too: a missing folder, no permission.
             if error.filename is None:
                 raise
@@ -99,19 +92,25 @@ def cli() -> None:
       augkit preview -p "crop(size=0.8); rotate(limit=20); hflip" photos/
       augkit train                         # a small CNN on the sample digits, ~98-99% in seconds
     """
+    _show_augkit_warnings_as_one_line()
 
 
-def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """augkit's own warnings as one line on stderr; everything else as Python prints it."""
-    if issubclass(category, AugkitWarning):
-        click.echo(f"warning: {message}", err=True)
-    else:
-        _python_show_warning(message, category, *args, **kwargs)
+def _show_augkit_warnings_as_one_line() -> None:
+    """augkit's own warnings (a file passed over, a spec without a seed) as ``warning: ...`` on
+    stderr; every other warning as the hook in place before shows it. Installed once."""
+    python = warnings.showwarning
+    if getattr(python, "augkit", False):
+        return
 
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, AugkitWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            python(message, category, *args, **kwargs)
 
-_python_show_warning = warnings.showwarning
+    show.augkit = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def main() -> None:
-    warnings.showwarning = _show_warning
     cli(prog_name="augkit")

@@ -162,6 +162,10 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
         run_dir = out if out is not None else _default_run_dir(config)
 
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
+    if config.stats is not None:  # a broken stats file is one line, before the config is printed
+        from augkit.stats import ChannelStats
+
+        ChannelStats.load(config.stats)
     if main and not as_json and not quiet:
         click.echo(f"config ({run_dir / 'config.yaml'}):\n" + _indent(config.to_yaml()), err=True)
     summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log, distributed=distributed)

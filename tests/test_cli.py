@@ -220,6 +220,32 @@ def test_preview_of_a_broken_image_names_it(tmp_path):
     assert_user_error(invoke("preview", str(bad), "-o", str(tmp_path / "x.png")), "bad.jpg")
 
 
+def test_preview_passes_over_unreadable_files_of_a_dataset_as_every_command_does(tmp_path, write_png):
+    folder = tmp_path / "flat"
+    for i in range(3):
+        write_png(folder / f"ok{i}.png", np.full((8, 8, 3), 40 * i, np.uint8))
+    (folder / "loop1.png").symlink_to("loop2.png")
+    (folder / "loop2.png").symlink_to("loop1.png")
+    os.mkfifo(folder / "fifo.png")
+    result = CliRunner().invoke(cli, ["preview", str(folder), "--rows", "6", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.stdout and "(3 images" in result.stdout
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: passed over 3 unreadable file(s)")
+    # Named directly, a FIFO is refused for what it is (it was "a single image; pass its folder").
+    assert_user_error(invoke("preview", str(folder / "fifo.png"), "-o", str(tmp_path / "y.png")), "not a regular file (FIFO)")
+
+
+def test_a_long_pipeline_title_wraps_at_its_steps_within_the_sheet():
+    from augkit.preview import _title_lines
+
+    title = "seed 0: " + "; ".join(f"rotate(limit={i}, p=0.5)" for i in range(12)) + "; " + "x" * 90
+    lines = _title_lines(title, 60)
+    assert all(len(line) <= 60 for line in lines)
+    assert " ".join(lines).replace("; ", ";").replace(" ", "") == title.replace("; ", ";").replace(" ", "")
+    assert lines[0].endswith(";")  # broken after a step, not inside one
+
+
 # ----------------------------------------------------------------------------- steps
 
 

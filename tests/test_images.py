@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+import augkit.files
+import augkit.images
 from augkit.errors import AugkitError, ImageReadError
 from augkit.images import (
     DEFAULT_MAX_PIXELS,
@@ -769,3 +772,59 @@ def test_write_refuses_what_is_not_uint8_rgb_or_gray(tmp_path, pixels):
 def test_write_refuses_quality_outside_1_to_100(tmp_path, quality):
     with pytest.raises(AugkitError, match="quality must be an integer from 1 to 100"):
         write_image(tmp_path / "out.jpg", RGB, quality=quality)
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.EBADF, errno.ENOMEM])
+def test_a_failure_of_the_process_is_raised_not_recorded_as_an_unreadable_file(tmp_path, write_png, monkeypatch, code):
+    # A Ray worker torn down by a Ctrl-C met EBADF mid-read: recorded as "bad file descriptor",
+    # the image was skipped for good by the resumed run. Out of descriptors (EMFILE) is the same kind.
+    path = write_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+
+    def failing_open(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(augkit.files.os, "open", failing_open)
+    with pytest.raises(OSError) as caught:
+        read_image(path)
+    assert not isinstance(caught.value, ImageReadError) and caught.value.errno == code
+    assert caught.value.filename == str(path)
+
+
+def test_a_failure_of_the_process_while_reading_is_one_line_and_exit_1_from_the_cli(tmp_path, write_png, monkeypatch):
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / "flat" / name, np.zeros((4, 4, 3), np.uint8))
+    real_open = augkit.files.os.open
+
+    def out_of_descriptors(path, *args, **kwargs):
+        if str(path).endswith("b.png"):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(augkit.files.os, "open", out_of_descriptors)
+    result = CliRunner().invoke(cli, ["stats", str(tmp_path / "flat"), "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'flat' / 'b.png'}: Too many open files; the run failed, run the command again"
+
+
+def test_a_file_that_no_reader_accepts_is_refused_before_the_rest_of_it_is_read(tmp_path, monkeypatch):
+    # A sparse 1 GB file of zeros named .jpg was read whole (7 s, 1.1 GB) to find it is no image.
+    path = tmp_path / "zeros.jpg"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)
+    asked: list[int] = []
+    real_open = augkit.images.open_regular
+
+    def recording_open(p):
+        file = real_open(p)
+        read = file.read
+        file.read = lambda n=-1: (asked.append(n), read(n))[1]  # type: ignore[method-assign]
+        return file
+
+    monkeypatch.setattr(augkit.images, "open_regular", recording_open)
+    with pytest.raises(ImageReadError, match="not an image"):
+        read_image(path)
+    assert sum(asked) <= 16

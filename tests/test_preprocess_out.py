@@ -292,6 +292,29 @@ def test_a_full_disk_at_the_first_manifest_is_one_line_and_a_rerun_completes(
         assert tree_digest(out) == tree_digest(clean)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="mounts a tmpfs")
+def test_a_full_disk_while_assembling_leaves_no_temporary_array_and_a_rerun_completes(
+    make_image_folder, preprocess_cli, assert_fails, tree_digest, tmp_path
+):
+    src = make_image_folder({"cat": 40, "dog": 40})
+    flags = ["--size", "32", "--shard-size", "20"]
+    clean = tmp_path / "clean"
+    assert preprocess_cli(src, clean, *flags).exit_code == 0
+    # Room for the shards (the same bytes as the final arrays, in 4 shards of 3 files each),
+    # the small files, and half of the assembled images: the disk fills while the final
+    # array is being written.
+    pages = sum(-(-p.stat().st_size // 4096) for p in clean.iterdir() if p.is_file())
+    final = (clean / "train_images.npy").stat().st_size
+    size = (pages + 4 * 3 + 8) * 4096 + final // 2
+    with tmpfs(tmp_path / "disk", str(size)) as disk:
+        out = disk / "out"
+        assert_fails(preprocess_cli(src, out, *flags), 1, "no space left writing", "(4 of 4 shards done)")
+        assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # was .train_images.npy.assemble.tmp
+        subprocess.run(["mount", "-o", f"remount,size={4 * size}", str(disk)], check=True)
+        assert preprocess_cli(src, out, *flags).exit_code == 0
+        assert tree_digest(out) == tree_digest(clean)
+
+
 # ----------------------------------------------------------------------------- names that are not UTF-8
 
 

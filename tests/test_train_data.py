@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -139,6 +141,17 @@ def test_packed_preprocess_output_is_used_memory_mapped(make_image_folder, prepr
         np.testing.assert_array_equal(labels, np.load(out / f"{split}_labels.npy"))
     assert splits.classes == manifest["classes"] == ["cat", "dog"]
     assert splits.shape == (16, 16, 3) and splits.val_split is None
+
+
+def test_training_on_a_read_only_packed_output_prints_no_warning(make_image_folder, preprocess_cli, tmp_path):
+    # The README's main workflow: torch warned on every run that the memory-mapped array is
+    # not writable (the normaliser only reads it).
+    src, out = make_image_folder({"cat": 6, "dog": 6}), tmp_path / "out"
+    assert preprocess_cli(src, out, "--size", "16", "--split-val", "0.25").exit_code == 0
+    done = subprocess.run([sys.executable, "-m", "augkit", "train", str(out), "--epochs", "1", "-q", "-o", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
 
 
 def test_packed_output_without_val_is_carved_from_its_rows(make_packed):

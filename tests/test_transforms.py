@@ -328,6 +328,16 @@ def test_geometric_steps_move_masks_as_labels_never_blending_them(spec, labels, 
     assert out["mask"].shape == out["image"].shape[:2]
 
 
+@pytest.mark.parametrize("spec", ["rotate(limit=180, p=1)", "crop(size=20, mode=random_resized)", "crop(size=48, padding=6)"])
+def test_bool_masks_come_back_as_bool_masks(spec):
+    from augkit import load_pipeline
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((33, 41)) > 0.5
+    out = load_pipeline(spec).compose(image=rng.integers(0, 256, (33, 41, 3), dtype=np.uint8), mask=mask)["mask"]
+    assert out.dtype == np.bool_ and out.any() and not out.all()
+
+
 def test_the_issues_mask_example_keeps_exactly_its_labels():
     from augkit import load_pipeline
 

@@ -16,6 +16,7 @@ Three steps, in the order a run takes them:
 from __future__ import annotations
 
 import mmap
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,7 +569,10 @@ class DeviceBatches:
         self._cache: torch.Tensor | None = None
         if device.type == "cpu" and loader.augment is None and loader.images.nbytes * 4 <= CPU_CACHE_BYTES:
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # A packed dataset is memory-mapped read-only; the normaliser only reads it
+                # (and returns a new tensor), so torch's warning about writing does not apply.
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
                 whole = normalizer(torch.from_numpy(np.asarray(loader.images)))
             self._cache = whole.contiguous(memory_format=memory_format)
             self._labels = torch.from_numpy(loader.labels)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import importlib
 import io
 import json
@@ -45,7 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 import augkit
-from augkit.errors import AugkitError, RunError
+from augkit.errors import DISK_FULL, AugkitError, RunError
 from augkit.files import atomic_write
 from augkit.train import data as datalib
 from augkit.train.checkpoint import (
@@ -561,7 +560,7 @@ def _save_epoch(parts: Parts, run_dir: Path, history: list[dict[str, float]], be
 
 def _write_failed(error: OSError, doing: str, holds: str, run_dir: Path) -> RunError:
     """A write into RUN_DIR that failed mid-run (a full disk): what failed, what is kept, the way on."""
-    fix = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix that"
+    fix = "free some space" if error.errno in DISK_FULL else "fix that"
     return RunError(f"could not {doing} in {run_dir} ({error.strerror or error}); {holds}; "
                     f"{fix}, then continue with: augkit train --resume {run_dir}")
 

@@ -296,7 +296,10 @@ def _run_ray(
     function: Run, tasks: list[ShardTask], workers: int, address: str | None, connect_timeout: float
 ) -> Iterator[dict[str, Any]]:
     if address is None:
-        with _loopback():
+        # As for Dask: the cluster's processes ignore SIGINT from birth, so a Ctrl-C reaches the
+        # driver alone, which cancels the tasks and stops the cluster (Ray's own processes,
+        # interrupted together with it, could abort in its C++ core with a stack trace).
+        with _loopback(), sigint_ignored():
             import ray
 
             ray.init(address="local", num_cpus=min(workers, len(tasks)), **_RAY_OPTIONS)
@@ -304,7 +307,7 @@ def _run_ray(
         import ray
 
         _connect("ray", address, connect_timeout)
-    pending: list[Any] = []
+    pending: list[Any]
     try:
         shard = ray.remote(num_cpus=1)(_on_worker)
         pending = [shard.remote(function, task) for task in tasks]
@@ -318,10 +321,15 @@ def _run_ray(
                 first_line = str(error).strip().splitlines()[0]
                 raise RunError(f"the Ray cluster lost a shard ({first_line}); run the same command again to resume") from None
             yield record
-    finally:
-        for ref in pending:  # after Ctrl-C or a failure: stop the rest; what is done stays done
-            ray.cancel(ref)
-        ray.shutdown()  # disconnects from a cluster at an address; stops one started here
+    except BaseException:
+        # After Ctrl-C or a failure, the rest stops with the job: shutting the driver down ends
+        # the tasks it owns (and stops a cluster started here). No ray.cancel first: cancelling
+        # a task while its reply is on the way aborts the driver in Ray's core ("Tried to
+        # complete task that was not pending", seen with Ray 2.60 here), a stack trace on stderr.
+        with _stderr_silenced():
+            ray.shutdown()
+        raise
+    ray.shutdown()
 
 
 @contextmanager
@@ -342,6 +350,26 @@ def _loopback() -> Iterator[None]:
         yield
     finally:
         del os.environ[name]
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send what this process writes to its stderr file descriptor nowhere while inside.
+
+    For Ray's C++ core, which logs straight to descriptor 2 (not through Python) the errors of
+    tasks that a stopping run abandons ("Failed to push error to driver"): the run's own one
+    line says what happened. Setting RAY_BACKEND_LOG_LEVEL instead makes Ray print a line
+    saying so.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 _DISTRIBUTORS: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {

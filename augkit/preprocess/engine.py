@@ -33,7 +33,6 @@ OUT is the user's folder, and what it holds is read back, never trusted:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -49,7 +48,7 @@ import numpy as np
 
 from augkit import __version__
 from augkit.documents import MAX_MANIFEST_BYTES, read_document
-from augkit.errors import AugkitError, DatasetError, RunError
+from augkit.errors import DISK_FULL, AugkitError, DatasetError, RunError
 from augkit.files import atomic_write
 from augkit.packed import DAMAGED, FORMAT, MANIFEST, SPLITS, check_structure, is_relative_path, read_manifest
 from augkit.preprocess.distributors import check_distributor, run_tasks
@@ -66,8 +65,6 @@ from augkit.preprocess.shard import (
 from augkit.stats import ChannelStats
 
 STATS = "stats.json"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
 # The manifest, as the engine writes it and checks it when it reads it back
 # (augkit.packed.check_structure): the header says which run OUT holds; a complete one adds
 # what the run wrote.
@@ -461,18 +458,22 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str,
         # pages count in the process's memory until it is closed, so peak memory would grow
         # with the dataset.
         digest = hashlib.sha256()  # of the bytes as written: no second read of a large file
-        with open(temporary, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            f.flush()
-            digest.update(temporary.read_bytes())  # the header, as numpy wrote it
-            for record in records:
-                if record["count"]:
-                    chunk = np.ascontiguousarray(np.load(packed_path(out, record["id"], what)), dtype=dtype)
-                    f.write(chunk.data)
-                    digest.update(chunk.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, final)
+        try:
+            with open(temporary, "wb") as f:
+                np.lib.format.write_array_header_1_0(f, header)
+                f.flush()
+                digest.update(temporary.read_bytes())  # the header, as numpy wrote it
+                for record in records:
+                    if record["count"]:
+                        chunk = np.ascontiguousarray(np.load(packed_path(out, record["id"], what)), dtype=dtype)
+                        f.write(chunk.data)
+                        digest.update(chunk.data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, final)
+        except BaseException:  # a full disk, a Ctrl-C: no half-written array is left behind
+            temporary.unlink(missing_ok=True)
+            raise
         entries[what] = {"path": final.name, "sha256": digest.hexdigest()}
     return {
         "images": entries["images"]["path"],
