@@ -194,11 +194,21 @@ def _load_json(text: str, source: str) -> Any:
     if steps.size and int(np.cumsum(steps).max()) > MAX_DEPTH:
         raise DocumentError(f"{source}: nested more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, source))
     except json.JSONDecodeError as e:
         raise DocumentSyntaxError(source, "JSON", f"line {e.lineno}, column {e.colno}: {e.msg}") from None
     except (ValueError, RecursionError) as e:  # out of the checks' reach; kept as one line anyway
         raise DocumentError(f"{source}: cannot read it as JSON ({e})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], source: str) -> dict[str, Any]:
+    """A JSON object, refused when a key appears twice (json keeps the last without a word)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DocumentError(f"{source}: the key {short_repr(twice)} appears twice in one object")
+    return data
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -226,7 +236,9 @@ def _check_yaml_events(text: str, source: str, max_bytes: int) -> None:
     """
     resolver = yaml.resolver.Resolver()
     anchors: dict[str, tuple[int, int]] = {}
-    open_nodes: list[list[Any]] = []  # per open collection: [anchor, size, height]
+    # Per open collection: [anchor, size, height, a mapping's keys so far (None for a sequence),
+    # children so far (a mapping's even ones are keys)].
+    open_nodes: list[list[Any]] = []
     expansion = 0  # characters that aliases add to the document
     for event in yaml.parse(text, Loader=_Loader):
         line = event.start_mark.line + 1 if event.start_mark is not None else 0
@@ -235,10 +247,10 @@ def _check_yaml_events(text: str, source: str, max_bytes: int) -> None:
                 raise DocumentError(
                     f"{source}: nested more than {MAX_DEPTH} levels deep (line {line}); the limit is {MAX_DEPTH}"
                 )
-            open_nodes.append([event.anchor, 1, 1])
+            open_nodes.append([event.anchor, 1, 1, set() if isinstance(event, yaml.MappingStartEvent) else None, 0])
             continue
         if isinstance(event, yaml.CollectionEndEvent):
-            anchor, size, height = open_nodes.pop()
+            anchor, size, height, _, _ = open_nodes.pop()
         elif isinstance(event, yaml.ScalarEvent):
             _check_number(event, resolver, source, line)
             anchor, size, height = event.anchor, 1 + len(event.value), 0
@@ -267,6 +279,13 @@ def _check_yaml_events(text: str, source: str, max_bytes: int) -> None:
             parent = open_nodes[-1]
             parent[1] += size
             parent[2] = max(parent[2], height + 1)
+            keys = parent[3]
+            if keys is not None and parent[4] % 2 == 0 and isinstance(event, yaml.ScalarEvent) and event.value != "<<":
+                # PyYAML keeps the last of two equal keys without a word: a typo silently wins.
+                if event.value in keys:
+                    raise DocumentError(f"{source}: the key {short_repr(event.value)} appears twice in one mapping (line {line})")
+                keys.add(event.value)
+            parent[4] += 1
 
 
 def _check_number(event: yaml.ScalarEvent, resolver: yaml.resolver.Resolver, source: str, line: int) -> None:

@@ -85,11 +85,13 @@ def crop(
 
 
 def _saturate(value: float, dtype: np.dtype) -> float | int:
-    """``value`` clipped to what ``dtype`` holds, as OpenCV saturates its border values."""
+    """``value`` clipped to what an image of ``dtype`` holds: 0..255 for uint8 (as OpenCV
+    saturates), the integer range for other integers, [0, 1] for float32 (the pixel contract:
+    ``fill=255`` on a float image is its white, 1.0, not 255.0)."""
     if np.dtype(dtype).kind in "iu":
         info = np.iinfo(dtype)
         return int(min(max(round(value), info.min), info.max))
-    return value
+    return min(max(float(value), 0.0), 1.0)
 
 
 def _border_index(index: np.ndarray, size: int, border: str) -> np.ndarray:
@@ -136,7 +138,7 @@ def rotate(
         (width, height),
         flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
         borderMode=BORDERS[border],
-        borderValue=(fill,) * 4,
+        borderValue=(_saturate(fill, img.dtype),) * 4,
     )
     return _keep_channels(out, img)
 

@@ -230,6 +230,8 @@ def read_image(
         raise ImageReadError(path, _truncated(kind, data) or f"corrupt {kind} (the decoder failed)")
     _check_pixels(path, image.shape[1], image.shape[0], max_pixels)
 
+    if kind == "PPM":
+        image = _full_range(image, header)
     image = _under_contract(path, image)
     if image.ndim == 3 and image.shape[2] in (2, 4):
         image = _composite(image, background, premultiplied=_premultiplied(kind, header, image.dtype))
@@ -427,6 +429,25 @@ def _truncated(kind: str, data: bytes) -> str | None:
     elif kind == "BMP" and len(data) < int.from_bytes(data[2:6], "little"):
         end = "the size its header gives"
     return f"truncated ({kind} ends before {end})" if end else None
+
+
+def _full_range(image: np.ndarray, header: Image.Image) -> np.ndarray:
+    """A PGM/PPM of another maxval than 255 or 65535 scaled to its container's full range.
+
+    OpenCV hands back the stored values (0..15 for maxval 15, 0..1000 in uint16 for 1000), where
+    the format means maxval as full intensity (as Pillow reads it). Pillow's header names the
+    maxval in its decoder's arguments when it is not a plain 8- or 16-bit one.
+    """
+    tile = header.tile[0] if header.tile else None
+    args = tile.args if tile is not None and tile.codec_name in ("ppm", "ppm_plain") else None
+    maxval = args[-1] if isinstance(args, tuple) and args and isinstance(args[-1], int) else None
+    if maxval is None or image.dtype.kind != "u":
+        return image
+    full = 255 if image.dtype == np.uint8 else 65535
+    if maxval in (0, full):
+        return image
+    scaled = (np.minimum(image.astype(np.uint32), maxval) * full + maxval // 2) // maxval  # round(x * full / maxval)
+    return scaled.astype(image.dtype)
 
 
 def _under_contract(path: str | Path, image: np.ndarray) -> np.ndarray:

@@ -22,10 +22,11 @@ import yaml
 from augkit._albumentations import A
 from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
-from augkit.pixels import check_image
+from augkit.pixels import PixelError, check_image
 from augkit.registry import COMPOSITIONS, create_step
 from augkit.seeding import SampleRandom, process_salt, sample_key
 from augkit.spec import SPEC_SUFFIXES, parse_spec
+from augkit.transforms import AugkitTransform
 
 # Parameters that name files, resolved against the spec file's folder.
 _PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
@@ -67,6 +68,7 @@ class Pipeline:
         transforms = [self._build(step, f"steps[{i}]") for i, step in enumerate(spec["steps"])]
         self.compose = _SeededCompose(transforms, p=1.0, seed=self.seed)
         self._top_level = tuple(transforms)
+        self.compose.uint16_blocker = next((leaf.name for leaf in self._leaves if not _takes_uint16(leaf.transform)), None)
         self._random = SampleRandom(numpy=any(_draws_from_numpy(t) for t in _walk(transforms)))
         # Every transform draws from these two objects; reseeding them per sample is the whole
         # seeding scheme (albumentations would otherwise share one stream across all samples).
@@ -114,13 +116,16 @@ class Pipeline:
             PixelError: the image is outside the pixel contract (dtype or value range).
             AugkitError: a step failed on this image (the message names the step and the shape).
         """
+        _check_image_input(image, self.compose.uint16_blocker)
+        epoch = _counter("epoch", epoch)
         if index is None:
             index = self._calls
             self._calls += 1
             salt = process_salt()
             if salt:
                 index ^= salt  # a stream of this worker's own (the key scatters every bit)
-        _check_input(image, index, epoch)
+        else:
+            index = _counter("index", index)
         self._random.reseed(sample_key(self.seed, epoch, index))
         # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
         # and shape checks across targets (an image pipeline has none of those): about 5% of a
@@ -238,11 +243,86 @@ class _SeededCompose(A.Compose):
     albumentations, and as the pipeline's seed with ``augkit.load_pipeline``.
     """
 
+    uint16_blocker: str | None = None  # the first step that cannot take uint16 images (set by Pipeline)
+
+    def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+        """albumentations' call, with the image under the pixel contract and masks that survive it.
+
+        Raises:
+            PixelError: the image is outside ``augkit.pixels``' contract.
+            AugkitError: a mask whose labels albumentations would change (it holds masks of 32
+                and 64 bits as int32).
+        """
+        if isinstance(data.get("image"), np.ndarray):
+            check_image(data["image"])
+            _check_uint16(data["image"], self.uint16_blocker)
+        for key in ("mask", "masks"):
+            if key in data:
+                data[key] = _label_map(data[key], key)
+        return super().__call__(*args, force_apply=force_apply, **data)
+
     def to_dict_private(self) -> dict[str, Any]:
         data = super().to_dict_private()
         data["__class_fullname__"] = "Compose"  # loads without augkit, as a plain Compose
         data["seed"] = self.seed
         return data
+
+
+# albumentations steps measured to treat a uint16 image as they treat the same image in 8 bits
+# (output / 257 within 0.3 of a gray level of the uint8 output, tests/test_pipeline.py): geometry,
+# crops and resizes, flips, linear filters, dropouts, and intensity steps that scale by the
+# dtype's maximum. The others (Normalize, RandomGamma, Solarize, ... assume 0..255 or [0, 1] and
+# return wrong values for uint16 without an error) are refused uint16 images.
+UINT16_ALBUMENTATIONS = frozenset({
+    "AdvancedBlur", "Affine", "Blur", "CenterCrop", "ChannelDropout", "ChannelShuffle", "CoarseDropout",
+    "ConstrainedCoarseDropout", "Crop", "CropAndPad", "D4", "Defocus", "ElasticTransform", "Emboss", "Erasing",
+    "FancyPCA", "FrequencyMasking", "GaussianBlur", "GlassBlur", "GridDistortion", "GridDropout",
+    "GridElasticDeform", "HEStain", "HorizontalFlip", "ISONoise", "Illumination", "InvertImg", "LongestMaxSize",
+    "Morphological", "MotionBlur", "NoOp", "OpticalDistortion", "Pad", "PadIfNeeded", "Perspective",
+    "PiecewiseAffine", "PixelDropout", "PlanckianJitter", "PlasmaBrightnessContrast", "PlasmaShadow",
+    "RandomBrightnessContrast", "RandomCrop", "RandomCropFromBorders", "RandomGridShuffle", "RandomResizedCrop",
+    "RandomRotate90", "RandomScale", "RandomSizedCrop", "Resize", "RingingOvershoot", "Rotate", "SafeRotate",
+    "SaltAndPepper", "Sharpen", "ShiftScaleRotate", "ShotNoise", "SmallestMaxSize", "Spatter", "SquareSymmetry",
+    "ThinPlateSpline", "TimeMasking", "TimeReverse", "ToFloat", "ToGray", "ToRGB", "ToSepia", "Transpose",
+    "UnsharpMask", "VerticalFlip", "XYMasking", "ZoomBlur",
+})  # fmt: skip
+
+
+def _takes_uint16(transform: Any) -> bool:
+    return isinstance(transform, AugkitTransform) or type(transform).__name__ in UINT16_ALBUMENTATIONS
+
+
+def _check_uint16(image: np.ndarray, blocker: str | None) -> None:
+    if blocker is not None and image.dtype == np.uint16:
+        raise PixelError(
+            f"image: uint16, but step {blocker!r} (albumentations') reads images as uint8 or float32 and would "
+            f"return wrong values; pass image.astype(np.float32) / 65535 (float32 on [0, 1]), or use augkit's "
+            f"own steps, which take uint16"
+        )
+
+
+# Mask dtypes albumentations passes through as they are; it casts 64-bit ones to int32, and
+# OpenCV moves no uint32 array.
+_MASK_DTYPES = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32)}
+_INT32 = np.iinfo(np.int32)
+
+
+def _label_map(mask: Any, key: str) -> Any:
+    """``mask`` as albumentations keeps it: 32- and 64-bit integer labels as int32, if they fit."""
+    if not isinstance(mask, np.ndarray) or mask.dtype in _MASK_DTYPES or mask.size == 0:
+        return mask
+    if mask.dtype.kind in "iu" and mask.dtype.itemsize >= 4:
+        low, high = int(mask.min()), int(mask.max())
+        if _INT32.min <= low and high <= _INT32.max:
+            return mask.astype(np.int32)
+        raise AugkitError(
+            f"{key}: {mask.dtype} labels from {low} to {high} do not fit int32, which albumentations holds "
+            f"masks as; renumber the labels (np.unique(mask, return_inverse=True)) to fit"
+        )
+    raise AugkitError(
+        f"{key}: {mask.dtype} masks are not label maps; pass bool, uint8, uint16 or int32 labels "
+        f"(float32 for soft masks)"
+    )
 
 
 def _rebase_paths(steps: list[dict[str, Any]], old_base: Path, new_base: Path) -> None:
@@ -261,8 +341,8 @@ def _rebase_paths(steps: list[dict[str, Any]], old_base: Path, new_base: Path) -
             _rebase_paths(params["transforms"], old_base, new_base)
 
 
-def _check_input(image: Any, index: Any, epoch: Any) -> None:
-    """One image under the pixel contract, and integer ``index`` and ``epoch``; else one line."""
+def _check_image_input(image: Any, blocker: str | None) -> None:
+    """One image (H x W or H x W x C) under the pixel contract, that every step takes; else one line."""
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or 0 in image.shape:
         shape = getattr(image, "shape", None)
         raise AugkitError(
@@ -270,9 +350,17 @@ def _check_input(image: Any, index: Any, epoch: Any) -> None:
             f"{type(image).__name__}{f' of shape {shape}' if shape is not None else ''}"
         )
     check_image(image)
-    for name, value in (("index", index), ("epoch", epoch)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-            raise AugkitError(f"{name} must be an integer (the sample's {name}), got {value!r}")
+    _check_uint16(image, blocker)
+
+
+def _counter(name: str, value: Any) -> int:
+    """``value`` (a sample index or an epoch) as a Python int in [0, 2**64); else one line.
+
+    Keys are 64-bit: a larger or negative value would share its draws with another one.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        raise AugkitError(f"{name} must be an integer in [0, 2**64) (the sample's {name}), got {value!r}")
+    return int(value)
 
 
 class _NotAnImage(Exception):

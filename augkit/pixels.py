@@ -92,7 +92,7 @@ def to_unit_scale(image: np.ndarray) -> np.ndarray:
 def _range_text(image: np.ndarray, low: float, high: float) -> str:
     if np.isnan(low) or np.isnan(high):
         return f"NaN in {int(np.isnan(image).sum()):,} value(s)"
-    return f"values from {low:g} to {high:g}"
+    return f"values from {low:.9g} to {high:.9g}"  # 9 digits: float32's 1.0000001 is not "1"
 
 
 def _float_fix(low: float, high: float) -> str:

@@ -162,9 +162,11 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
     return rows
 
 
-def _scale_for(image: np.ndarray) -> float:
-    """One scale per row: integer enlargement for small images (crisp pixels), area shrink for big."""
-    side = max(image.shape[:2])
+def _scale_for(row: Sequence[Tile]) -> float:
+    """One scale per row, set by its largest tile (a variant may be larger than its source):
+    integer enlargement for small images (crisp pixels), area shrink for big ones; no tile
+    comes out larger than ``TILE`` a side, so the sheet's size never depends on a step's output."""
+    side = max(max(tile.image.shape[:2]) for tile in row)
     if side * 2 <= TILE:
         return float(TILE // side)
     return min(1.0, TILE / side)
@@ -218,7 +220,7 @@ def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
     """The contact sheet as PNG bytes; the same rows give the same bytes."""
     from matplotlib.figure import Figure  # deferred: see the module docstring
 
-    scaled = [[Tile(_fit(t.image, _scale_for(row[0].image)), t.caption) for t in row] for row in rows]
+    scaled = [[Tile(_fit(t.image, _scale_for(row)), t.caption) for t in row] for row in rows]
     cell_w = max(TILE, max(t.image.shape[1] for row in scaled for t in row))
     row_heights = [max(t.image.shape[0] for t in row) for row in scaled]
     columns = max(len(row) for row in scaled)

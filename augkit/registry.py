@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import numbers
+import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
+from augkit.documents import short_repr
 from augkit.errors import AugkitError, SpecError
 from augkit.images import DEFAULT_MAX_PIXELS
 
@@ -137,57 +140,77 @@ def _describe_type(parameter: inspect.Parameter) -> str:
     return text.replace("cv2.", "")
 
 
-# Every number anywhere in a step's parameters (augkit's steps bound theirs more tightly, in
-# their schemas). albumentations' own parameters are not augkit's to know one by one, but none
-# means anything near 1e6 (the largest are pixel sizes, at most MAX_SIDE), while 1e308 or NaN
-# send some of OpenCV's loops spinning forever.
-MAX_PARAMETER = 1e6
+# Every number anywhere in a step's parameters, also when written as a string that reads as
+# one (YAML 1.1 reads a bare 1e308 as a string, and pydantic turns "1e308", "inf" and "nan"
+# into floats): finite and at most the largest pixel value. augkit's own steps bound theirs
+# more tightly in their schemas; albumentations' parameters are not augkit's to know one by
+# one, but 1e308 or NaN send some of OpenCV's loops spinning forever.
+MAX_PARAMETER = 65535.0
 # albumentations parameters that are output sizes in pixels, bounded like augkit's crop size.
 _SIZE_KEYS = ("height", "width", "size", "min_height", "min_width", "max_size", "max_size_hw")
+# albumentations parameters (by name) whose cost grows without bound with their value, and the
+# largest value each may take: kernel sizes (OpenCV's median filter stops at 255), counts, zoom
+# factors. At these bounds a 512 x 512 image takes at most about 2 s (RandomShadow's 1024
+# shadows); MedianBlur's blur_limit 65535 took 15 s, ZoomBlur's max_factor 65535 over 2 min.
+_COSTLY = (
+    (re.compile(r"blur_limit|kernel_size|sigma_limit|max_delta"), 255),
+    (re.compile(r"^num_|^number_of|n_segments|iterations"), 1024),
+    (re.compile(r"max_factor"), 16),
+)
 
 
-def _check_numbers(name: str, key: str, value: Any) -> None:
-    """Every number in ``value`` (nested lists and mappings too) finite and within MAX_PARAMETER."""
-    if not _numbers_in_bounds(value):
-        raise SpecError(
-            f"step {name!r}: parameter {key!r} got {value!r}; every number in a step must be finite "
-            f"and within +-{MAX_PARAMETER:g}"
-        )
+def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a number or a string that reads as one; else None."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:  # a word ("constant")
+        return None
+    except OverflowError:  # an int beyond float's range
+        return math.inf
 
 
-def _numbers_in_bounds(value: Any) -> bool:
+def _numbers(value: Any) -> Iterator[float]:
+    """Every number in ``value``, nested lists and mappings included."""
     pending = [value]  # a stack, not recursion: a spec built in Python may nest without limit
     while pending:
         item = pending.pop()
-        if isinstance(item, numbers.Real) and not isinstance(item, bool):
-            if not -MAX_PARAMETER <= item <= MAX_PARAMETER:  # False for NaN too
-                return False
-        elif isinstance(item, Mapping):
+        if isinstance(item, Mapping):
             pending.extend(item.values())
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
-    return True
+        elif (number := _number(item)) is not None:
+            yield number
+
+
+def _check_numbers(name: str, key: str, value: Any) -> None:
+    """Every number in ``value`` finite and within MAX_PARAMETER (tighter for ``_COSTLY`` keys)."""
+    bound = next((limit for pattern, limit in _COSTLY if pattern.search(key)), MAX_PARAMETER)
+    if not all(-bound <= number <= bound for number in _numbers(value)):  # False for NaN too
+        raise SpecError(
+            f"step {name!r}: parameter {key!r} got {short_repr(value)}; its numbers must be finite and within "
+            f"+-{bound:g}"
+        )
 
 
 def _check_sizes(name: str, params: Mapping[str, Any]) -> None:
     """Output sizes (albumentations' height/width/size...) within MAX_SIDE and the pixel limit."""
     from augkit.transforms import MAX_SIDE  # deferred: augkit.transforms imports this module
 
-    sides = {}
-    for key in _SIZE_KEYS:
+    def sides(key: str) -> list[float]:
         value = params.get(key)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for side in values:
-            if isinstance(side, numbers.Real) and not isinstance(side, bool) and side > MAX_SIDE:
-                raise SpecError(f"step {name!r}: parameter {key!r} got {value!r}; sizes are at most {MAX_SIDE} pixels")
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value):
-            sides[key] = value
-    pairs = [("height", params.get("height"), params.get("width")), ("min_height", params.get("min_height"), params.get("min_width"))]
-    pairs += [(key, *pair) for key, pair in sides.items()]
-    for key, height, width in pairs:
-        if isinstance(height, numbers.Real) and isinstance(width, numbers.Real) and height * width > DEFAULT_MAX_PIXELS:
+        return [n for n in (_number(v) for v in (value if isinstance(value, (list, tuple)) else [value])) if n is not None]
+
+    for key in _SIZE_KEYS:
+        if any(side > MAX_SIDE for side in sides(key)):
+            raise SpecError(f"step {name!r}: parameter {key!r} got {short_repr(params[key])}; sizes are at most {MAX_SIDE} pixels")
+    areas = [("height", sides("height") + sides("width")), ("min_height", sides("min_height") + sides("min_width"))]
+    areas += [(key, sides(key)) for key in _SIZE_KEYS if isinstance(params.get(key), (list, tuple))]
+    for key, pair in areas:
+        if len(pair) == 2 and pair[0] * pair[1] > DEFAULT_MAX_PIXELS:
             raise SpecError(
-                f"step {name!r}: {key} {height} x {width} = {height * width:,.0f} pixels is more than the "
+                f"step {name!r}: {key} {pair[0]:g} x {pair[1]:g} = {pair[0] * pair[1]:,.0f} pixels is more than the "
                 f"pixel limit ({DEFAULT_MAX_PIXELS:,})"
             )
 
@@ -203,6 +226,10 @@ def validate_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
             )
         if key != "transforms":
             _check_numbers(name, key, value)
+        expected = _describe_type(accepted[key])
+        if isinstance(value, bool) and expected != "a value" and "bool" not in expected:
+            # pydantic would read True as 1: a flag typed where a number or a word goes is a slip.
+            raise SpecError(f"step {name!r}: parameter {key!r} got {value!r}, expected {expected}")
     _check_sizes(name, params)
     if "p" in params:
         p = params["p"]
@@ -231,6 +258,8 @@ def _schema_message(name: str, accepted: dict, params: Mapping[str, Any], error:
                 f"step {name!r}: parameter {key!r} got {params[key]!r}, expected {expected} "
                 f"({problem['msg'].rstrip('.')})"
             )
+        if problem["type"] == "missing" and key in accepted:
+            return f"step {name!r}: parameter {key!r} is required ({_describe_type(accepted[key])})"
     # A check across several fields (e.g. "give either stats or mean and std").
     message = problems[0]["msg"].removeprefix("Value error, ")
     return f"step {name!r}: {message}"

@@ -29,9 +29,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from augkit.documents import DocumentError, parse_document, read_document
+from augkit.documents import DocumentError, parse_document, read_document, short_repr
 from augkit.errors import AugkitWarning, SpecError
 from augkit.registry import COMPOSITIONS
 
@@ -122,6 +123,8 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
             key, equals, value = pair.partition("=")
             if not equals or not key.strip().isidentifier():
                 raise SpecError(f"inline pipeline: in {name}(...), {pair.strip()!r} is not key=value")
+            if key.strip() in params:
+                raise SpecError(f"inline pipeline: in {name}(...), {key.strip()} is given twice")
             source = f"inline pipeline: {name}({key.strip()}=...)"
             try:
                 params[key.strip()] = parse_document(value.strip(), source=source, what="value")
@@ -143,8 +146,10 @@ def canonical_spec(data: Any) -> dict[str, Any]:
     if unknown:
         raise SpecError(f"pipeline spec: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected 'seed' and 'steps'")
     seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError(f"pipeline spec: 'seed' must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        # 64-bit: seeds 5 and 5 + 2**64 would draw the same numbers.
+        raise SpecError(f"pipeline spec: 'seed' must be an integer in [0, 2**64), got {short_repr(seed)}")
+    seed = int(seed)
     if "steps" not in data or not isinstance(data["steps"], list):
         raise SpecError("pipeline spec: 'steps' must be a list of steps, e.g. [{hflip: {p: 0.5}}]")
     return {"seed": seed, "steps": [_canonical_step(step, f"steps[{i}]") for i, step in enumerate(data["steps"])]}
@@ -159,7 +164,10 @@ def _canonical_step(step: Any, where: str) -> dict[str, dict[str, Any]]:
     if params is None:
         params = {}
     if not isinstance(name, str) or not isinstance(params, Mapping):
-        raise SpecError(f"pipeline spec {where} ({name!r}): parameters must be a mapping, got {params!r}")
+        raise SpecError(f"pipeline spec {where} ({short_repr(name)}): parameters must be a mapping, got {short_repr(params)}")
+    odd = next((key for key in params if not isinstance(key, str)), None)
+    if odd is not None or None in params:
+        raise SpecError(f"pipeline spec {where} ({name}): parameter names are words, got {short_repr(odd)}")
     params = dict(params)
     if name in COMPOSITIONS:
         children = params.get("transforms")
@@ -190,15 +198,21 @@ def from_albumentations(data: Mapping[str, Any], path: Path | str = "<dict>") ->
             stacklevel=2,
         )
         seed = 0
-    return {"seed": seed, "steps": [_from_albumentations_step(t, path) for t in root.get("transforms", [])]}
+    return {"seed": seed, "steps": _from_albumentations_steps(root.get("transforms", []), path)}
 
 
-def _from_albumentations_step(item: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
+def _from_albumentations_steps(items: Any, path: Path | str) -> list[dict[str, Any]]:
+    if not isinstance(items, list):
+        raise SpecError(f"{path}: 'transforms' must be a list of transforms, got {short_repr(items)}")
+    return [_from_albumentations_step(item, path) for item in items]
+
+
+def _from_albumentations_step(item: Any, path: Path | str) -> dict[str, Any]:
     from augkit.registry import get_step, list_steps
 
-    class_name = item.get("__class_fullname__")
+    class_name = item.get("__class_fullname__") if isinstance(item, Mapping) else None
     if not isinstance(class_name, str):
-        raise SpecError(f"{path}: a transform without __class_fullname__: {item!r}")
+        raise SpecError(f"{path}: a transform must be a mapping with '__class_fullname__', got {short_repr(item)}")
     params = {k: v for k, v in item.items() if k not in _ALBUMENTATIONS_KEYS and k != "strict"}
     # augkit's own steps are saved under their module path (augkit.transforms.Crop).
     name = class_name
@@ -206,7 +220,7 @@ def _from_albumentations_step(item: Mapping[str, Any], path: Path | str) -> dict
         by_class = {get_step(n).__name__: n for n in list_steps("augkit")}
         name = by_class.get(class_name.rsplit(".", 1)[-1], class_name)
     if name in COMPOSITIONS:
-        params["transforms"] = [_from_albumentations_step(t, path) for t in params.get("transforms", [])]
+        params["transforms"] = _from_albumentations_steps(params.get("transforms", []), path)
     return {name: params}
 
 

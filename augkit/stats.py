@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from augkit.datasets import Dataset
 
 FORMAT = "augkit.stats/1"
+MAX_CHANNELS = 65535  # far past hyperspectral cubes (hundreds of bands); bounds what a stats file may claim
 
 # Integer pixel types and the value that maps to 1.0.
 _SCALES = {dtype: int(scale) for dtype, scale in FULL_SCALE.items() if dtype.kind == "u"}
@@ -91,9 +92,9 @@ class ChannelStats:
 
     def __init__(self, channels: int | None = None, *, mean_image: bool = False) -> None:
         if channels is not None and (
-            isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
+            isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS
         ):
-            raise AugkitError(f"channels must be a positive integer or None, got {channels!r}")
+            raise AugkitError(f"channels must be an integer in [1, {MAX_CHANNELS}] or None, got {short_repr(channels)}")
         self.count = 0  # pixels seen per channel
         self.images = 0
         self.channels = channels

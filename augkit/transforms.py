@@ -372,6 +372,15 @@ def _load_stats(path: str | Path) -> Any:
     return ChannelStats.load(path)
 
 
+class _NormalizationSchema(BaseInitSchema):
+    @model_validator(mode="after")
+    def _always(self) -> _NormalizationSchema:
+        if self.p != 1:
+            # Applied to some samples only, the output's dtype and scale would depend on the draw.
+            raise ValueError(f"a normalisation step always applies: p must be 1, got {self.p!r}")
+        return self
+
+
 class _Normalization(AugkitTransform, A.ImageOnlyTransform):
     """Shared by the deterministic preprocessing steps: applied always, nothing to caption."""
 
@@ -388,7 +397,7 @@ class Standardize(_Normalization):
         mean, std: per-channel values on the [0, 1] scale, used when ``stats`` is not given.
     """
 
-    class InitSchema(BaseInitSchema):
+    class InitSchema(_NormalizationSchema):
         stats: str | None
         mean: float | list[float] | None
         std: float | list[float] | None
@@ -438,7 +447,7 @@ class SubtractMean(_Normalization):
         mode: "channel" or "image".
     """
 
-    class InitSchema(BaseInitSchema):
+    class InitSchema(_NormalizationSchema):
         stats: str | None
         mean: float | list[float] | None
         mode: Literal["channel", "image"]
@@ -484,7 +493,7 @@ class SubtractMean(_Normalization):
 class Scale(_Normalization):
     """Map pixels to float32 on [0, 1]."""
 
-    class InitSchema(BaseInitSchema):
+    class InitSchema(_NormalizationSchema):
         pass
 
     def __init__(self, p: float = 1.0) -> None:

@@ -47,6 +47,10 @@ def preview(
     from augkit.preview import DEFAULT_PIPELINE, build_rows, collect_sources, render
     from augkit.spec import format_inline
 
+    if out.suffix.lower() != ".png":
+        from augkit.errors import AugkitError
+
+        raise AugkitError(f"-o {out}: the contact sheet is a PNG; name it .png")
     pipeline = load_pipeline(pipeline_spec if pipeline_spec is not None else DEFAULT_PIPELINE, seed=seed)
     sources = collect_sources(inputs or [sample_data_dir() / "photos"], rows=rows, seed=pipeline.seed)
     tiles = build_rows(pipeline, sources, n=n, stages=stages)

@@ -98,11 +98,35 @@ def test_augmented_dataset_matches_the_pipeline_called_with_index_and_epoch():
     np.testing.assert_array_equal(image, pipeline(_image(6), index=6, epoch=5))
 
 
-@pytest.mark.parametrize("epoch", [-1, 1.5, True, "2"])
+@pytest.mark.parametrize("epoch", [-1, 1.5, True, "2", 2**63])
 def test_set_epoch_refuses_what_is_not_an_epoch(epoch):
     dataset = AugmentedDataset(Images(), SPEC)
-    with pytest.raises(augkit.AugkitError, match="non-negative integer epoch"):
+    with pytest.raises(augkit.AugkitError, match=r"an integer epoch in \[0, 2\*\*63\)"):
         dataset.set_epoch(epoch)
+
+
+def test_negative_indices_are_the_samples_they_name():
+    dataset = AugmentedDataset(Images(), SPEC)
+    np.testing.assert_array_equal(dataset[-1][0], dataset[7][0])
+
+
+@pytest.mark.parametrize("mode", ["P", "CMYK", "RGBA", "YCbCr"])
+def test_pil_images_are_taken_as_their_colours(mode):
+    from PIL import Image
+
+    rgb = Image.fromarray(_image(2))
+    image = rgb.quantize(16) if mode == "P" else rgb.convert(mode)
+
+    class Pil(Dataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int) -> tuple[object, int]:
+            return image, 0
+
+    pipeline = augkit.load_pipeline("hflip(p=1)")
+    out, _ = AugmentedDataset(Pil(), pipeline)[0]
+    np.testing.assert_array_equal(out, np.asarray(image.convert("RGB"))[:, ::-1])  # colours, not palette indices
 
 
 def test_tensor_items_are_refused_with_the_fix():

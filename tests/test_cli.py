@@ -236,6 +236,23 @@ def test_preview_passes_over_unreadable_files_of_a_dataset_as_every_command_does
     assert_user_error(invoke("preview", str(folder / "fifo.png"), "-o", str(tmp_path / "y.png")), "not a regular file (FIFO)")
 
 
+def test_a_variant_much_larger_than_its_source_does_not_blow_up_the_sheet(tmp_path, write_png):
+    # The row's zoom came from its source alone: a 32 x 32 source (zoom x5) with a 4000 x 300
+    # variant made a 20000 x 1500 tile (Resize(32767, 2730) took 23.7 GB).
+    import cv2
+
+    source = write_png(tmp_path / "small.png", np.full((32, 32, 3), 90, np.uint8))
+    out = tmp_path / "sheet.png"
+    result = invoke("preview", str(source), "-p", "Resize(height=4000, width=300, p=1)", "-n", "1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    height, width = cv2.imread(str(out)).shape[:2]
+    assert height < 600 and width < 600
+
+
+def test_preview_writes_png_only(tmp_path):
+    assert_user_error(invoke("preview", "-o", str(tmp_path / "sheet.jpg")), "the contact sheet is a PNG; name it .png")
+
+
 def test_a_long_pipeline_title_wraps_at_its_steps_within_the_sheet():
     from augkit.preview import _title_lines
 

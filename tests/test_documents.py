@@ -201,11 +201,32 @@ def test_json_brackets_and_quotes_inside_strings_are_not_nesting():
 
 def test_documents_over_the_size_limit_are_refused_before_they_are_parsed(tmp_path, monkeypatch):
     path = tmp_path / "big.yaml"
-    path.write_text("a: 1\n" * 300_000)  # 1.5 MB
+    path.write_text("a: [" + "1, " * 500_000 + "1]\n")  # 1.5 MB
     with pytest.raises(DocumentError, match=re.escape(f"{path}: the training config is larger than the limit of 1 MiB")):
         read_document(path, what="training config")
     monkeypatch.setattr(documents, "MAX_BYTES", 2 << 20)  # a program that needs more raises it
-    assert read_document(path) == {"a": 1}
+    assert read_document(path) == {"a": [1] * 500_001}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("dup.yaml", "steps:\n  - crop: {size: 24, size: 25}\n", "the key 'size' appears twice in one mapping (line 2)"),
+        ("dup.yaml", "seed: 1\nsteps: [hflip]\nseed: 2\n", "the key 'seed' appears twice in one mapping (line 3)"),
+        ("dup.json", '{"steps": [{"crop": {"size": 24, "size": 25}}]}', "the key 'size' appears twice in one object"),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DocumentError, match=re.escape(f"{path}: {message}")):
+        read_document(path)
+
+
+def test_yaml_merge_keys_are_not_taken_for_keys_given_twice(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {size: 8, p: 1}\nsteps:\n  - crop: {<<: *b, size: 3}\n  - rotate: {<<: *b}\n")
+    assert read_document(path)["steps"] == [{"crop": {"size": 3, "p": 1}}, {"rotate": {"size": 8, "p": 1}}]
 
 
 def test_a_byte_order_mark_is_allowed_and_other_bytes_must_be_utf8(tmp_path):

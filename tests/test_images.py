@@ -828,3 +828,17 @@ def test_a_file_that_no_reader_accepts_is_refused_before_the_rest_of_it_is_read(
     with pytest.raises(ImageReadError, match="not an image"):
         read_image(path)
     assert sum(asked) <= 16
+
+
+@pytest.mark.parametrize(("maxval", "stored", "expected"), [(15, [0, 5, 10, 15], [0, 85, 170, 255]), (1, [0, 1, 1, 0], [0, 255, 255, 0]),
+                                                            (1000, [0, 1, 500, 1000], [0, 0, 128, 255])])
+def test_pgm_files_of_another_maxval_read_at_full_range(tmp_path, maxval, stored, expected):
+    # OpenCV hands back the stored values: a maxval-15 gradient read with a maximum of 15 of 255.
+    path = tmp_path / "g.pgm"
+    if maxval < 256:
+        path.write_bytes(b"P5 4 1 %d\n" % maxval + bytes(stored))
+    else:
+        path.write_bytes(b"P5 4 1 %d\n" % maxval + np.array(stored, ">u2").tobytes())
+    assert read_image(path, gray=True)[0, :, 0].tolist() == expected
+    pillow = np.asarray(Image.open(path)).astype(np.int64)  # Pillow scales by maxval too: to 8 bits, or to 16 ("I")
+    assert read_image(path, gray=True)[0, :, 0].tolist() == (pillow if maxval < 256 else (pillow + 128) // 257)[0].tolist()

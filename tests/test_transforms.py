@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from augkit import functional as F
 from augkit._albumentations import A
+from augkit.pipeline import UINT16_ALBUMENTATIONS
 from augkit.registry import COMPOSITIONS, create_step, get_step, list_steps, step_parameters
 
 RNG = np.random.default_rng(1234)
@@ -376,8 +377,9 @@ def test_huge_padding_costs_the_window_not_the_padded_image():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("rotate(limit=1e308)", r"'rotate': limit must be degrees within \[-360, 360\]"),
-        ("rotate(limit=.inf)", r"'rotate': parameter 'limit' got inf; every number in a step must be finite"),
+        ("rotate(limit=1e308)", r"'rotate': parameter 'limit' got '1e308'; its numbers must be finite and within \+-65535"),
+        ("rotate(limit=400)", r"'rotate': limit must be degrees within \[-360, 360\]"),
+        ("rotate(limit=.inf)", r"'rotate': parameter 'limit' got inf; its numbers must be finite"),
         ("rotate(limit=.nan)", r"'rotate': parameter 'limit' got nan"),
         ("rotate(limit=[20, 10])", r"low <= high"),
         ("crop(size=.nan)", r"'crop': parameter 'size' got nan"),
@@ -388,11 +390,12 @@ def test_huge_padding_costs_the_window_not_the_padded_image():
         ("crop(size=1.5)", r"or a fraction of the input's sides in \(0, 1\]"),
         ("crop(size=8, padding=40000)", r"padding must be a finite number in \[0, 32767\]"),
         ("crop(size=8, mode=random_resized, ratio=[0.001, 1])", r"ratio must be a finite number in \[0.01, 100\]"),
-        ("crop(size=8, fill=70000)", r"fill must be a finite number in \[0, 65535\]"),
+        ("crop(size=8, fill=70000)", r"parameter 'fill' got 70000; its numbers must be finite and within \+-65535"),
+        ("crop(size=8, fill=-1)", r"fill must be a finite number in \[0, 65535\]"),
         ("brightness(limit=[-2, 0.5])", r"limit must lie within \[-1, 1\]"),
         ("standardize(mean=[123.7, 116.3, 103.5], std=[58.4, 57.1, 57.4])", r"mean values must lie in \[0, 1\].*divide 0..255 values by 255"),
         ("standardize(mean=0.5, std=0)", r"std values must lie in \[1e-06, 1\]"),
-        ("subtract_mean(mean=[.nan])", r"parameter 'mean' got \[nan\]; every number in a step must be finite"),
+        ("subtract_mean(mean=[.nan])", r"parameter 'mean' got \[nan\]; its numbers must be finite"),
         ("Resize(height=30000, width=30000)", r"'Resize': height 30000 x 30000 = 900,000,000 pixels"),
         ("GaussianBlur(blur_limit=[3, 1.0e+300])", r"'GaussianBlur': parameter 'blur_limit' got"),
     ],
@@ -411,3 +414,116 @@ def test_an_albumentations_step_failing_on_an_image_is_one_line_naming_step_and_
 
     with pytest.raises(AugkitError, match=r"step 'GridDistortion' \(steps\[0\]\) failed on a 1 x 1 x 3 uint8 image: ZeroDivisionError"):
         load_pipeline("GridDistortion(p=1)")(np.zeros((1, 1, 3), np.uint8), index=0)
+
+
+# ----------------------------------------------------------------------------- more of each kind (a QA round)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        # YAML 1.1 reads a bare 1e308 as a string, which pydantic turns into a float.
+        ("Rotate(limit=1e308, p=1)", r"'Rotate': parameter 'limit' got '1e308'; its numbers must be finite"),
+        ("Affine(rotate=nan)", r"'Affine': parameter 'rotate' got 'nan'"),
+        ("ElasticTransform(alpha='1e308')", r"'ElasticTransform': parameter 'alpha' got '1e308'"),
+        ("Resize(height='32767', width='32767')", r"'Resize': height 32767 x 32767 = 1,073,676,289 pixels"),
+        ("PadIfNeeded(min_height='40000')", r"'PadIfNeeded': parameter 'min_height' got '40000'; sizes are at most 32767"),
+        # Parameters whose cost grows without bound: kernels, counts, zoom factors.
+        ("MedianBlur(blur_limit=999999)", r"'MedianBlur': parameter 'blur_limit' got 999999; .*within \+-255"),
+        ("RandomShadow(num_shadows_limit=[999999, 999999])", r"within \+-1024"),
+        ("ZoomBlur(max_factor=99999.0)", r"'ZoomBlur': parameter 'max_factor' got 99999.0; .*within \+-16"),
+        # Booleans where numbers go (pydantic would read True as 1).
+        ("crop(size=true)", r"'crop': parameter 'size' got True, expected int \| tuple\[int, int\] \| float"),
+        ("brightness(limit=true)", r"'brightness': parameter 'limit' got True"),
+        ("Resize(height=true, width=true)", r"'Resize': parameter 'height' got True, expected int"),
+        # A required parameter is named.
+        ("CenterCrop(p=1)", r"'CenterCrop': parameter 'height' is required \(int\)"),
+        # Normalisation always applies: with p < 1 the output's dtype would depend on the draw.
+        ("standardize(mean=0.5, std=0.2, p=0.5)", r"a normalisation step always applies: p must be 1, got 0.5"),
+        ("scale(p=0.5)", r"p must be 1"),
+        ("crop(size=24, size=25)", r"size is given twice"),
+    ],
+)
+def test_more_numbers_that_are_not_sane_are_refused_when_the_spec_is_read(spec, message):
+    from augkit import SpecError, load_pipeline
+
+    with pytest.raises(SpecError, match=message):
+        load_pipeline(spec)
+
+
+UINT16_CASES = {  # albumentations steps that need parameters to be built
+    "CenterCrop": {"height": 20, "width": 30}, "Crop": {"x_max": 30, "y_max": 20}, "CropAndPad": {"px": 4},
+    "GridElasticDeform": {"num_grid_xy": [4, 4], "magnitude": 5}, "LongestMaxSize": {"max_size": 30},
+    "RandomCrop": {"height": 20, "width": 30}, "RandomResizedCrop": {"size": [20, 30]},
+    "RandomSizedCrop": {"min_max_height": [10, 30], "size": [20, 30]}, "Resize": {"height": 20, "width": 30},
+    "SmallestMaxSize": {"max_size": 30},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(UINT16_ALBUMENTATIONS))
+def test_albumentations_steps_let_through_with_uint16_treat_it_as_the_8_bit_image(name):
+    from augkit import load_pipeline
+
+    pipeline = load_pipeline({"steps": [{name: {"p": 1, **UINT16_CASES.get(name, {})}}]})
+    image = np.tile(U8, (2, 2, 1))  # 48 x 64: larger than every crop above
+    eight = pipeline(image, index=3)
+    sixteen = pipeline(image.astype(np.uint16) * 257, index=3)
+    if eight.dtype == np.uint8:
+        assert sixteen.dtype == np.uint16 and sixteen.shape == eight.shape
+        assert np.abs(sixteen / 257 - eight).mean() < 1.0
+    else:  # ToFloat: both on [0, 1]
+        np.testing.assert_allclose(sixteen, eight, atol=1e-2)
+
+
+@pytest.mark.parametrize("spec", ["Normalize", "RandomGamma(p=1)", "Solarize(p=1)", "rotate; OneOf(transforms=[Solarize, Blur])"])
+def test_albumentations_steps_that_read_uint16_wrongly_refuse_it_with_the_fix(spec):
+    # Normalize on u8 * 257 reached 1145 where the 8-bit image gives 2.64, without an error.
+    from augkit import load_pipeline
+    from augkit.pixels import PixelError
+
+    pipeline = load_pipeline(spec)
+    with pytest.raises(PixelError, match=r"image: uint16, but step '\w+' \(albumentations'\).*image.astype\(np.float32\) / 65535"):
+        pipeline(U8.astype(np.uint16) * 257, index=0)
+    with pytest.raises(PixelError, match="uint16"):
+        pipeline.compose(image=U8.astype(np.uint16) * 257)
+    assert pipeline(U8, index=0).shape[:2] == U8.shape[:2]  # 8 bits are fine
+
+
+def test_compose_checks_the_image_and_masks_as_the_pipeline_does():
+    # pipeline.compose, the way in for masks, let a float image of 0..255 through brightness
+    # (every pixel came out 1.0) and turned int64 label 5e9 into 705032704.
+    from augkit import AugkitError, load_pipeline
+
+    with pytest.raises(AugkitError, match=r"float32 values must lie in \[0, 1\], got values from 0 to 255"):
+        load_pipeline("brightness(limit=[0.1, 0.1], p=1)").compose(image=U8.astype(np.float32))
+    rotate = load_pipeline("rotate(limit=30, p=1)")
+    with pytest.raises(AugkitError, match=r"mask: int64 labels from 0 to 5000000000 do not fit int32"):
+        rotate.compose(image=U8, mask=np.where(U8[..., 0] > 128, 5_000_000_000, 0))
+    out = rotate.compose(image=U8, mask=np.where(U8[..., 0] > 128, 70_000, 3).astype(np.uint32))["mask"]
+    assert out.dtype == np.int32 and set(np.unique(out).tolist()) <= {3, 70_000}
+
+
+def test_fill_is_saturated_to_the_images_range():
+    # fill=255 on a float image gave 255.0 pixels: on [0, 1] its white is 1.0.
+    from augkit import load_pipeline
+
+    image = np.full((16, 16, 3), 0.5, np.float32)
+    assert load_pipeline("crop(size=24, fill=255)")(image, index=0).max() == 1.0
+    assert load_pipeline("rotate(limit=[40, 40], border=constant, fill=255, p=1)")(image, index=0).max() == 1.0
+
+
+@pytest.mark.parametrize(("index", "epoch"), [(np.int64(5), 1), (5, np.int64(1)), (np.uint64(5), np.int32(1))])
+def test_numpy_integers_are_indices_and_epochs_like_python_ones(index, epoch):
+    from augkit import load_pipeline
+
+    pipeline = load_pipeline("rotate(limit=180, p=1)")
+    np.testing.assert_array_equal(pipeline(U8, index=index, epoch=epoch), pipeline(U8, index=5, epoch=1))
+
+
+@pytest.mark.parametrize(("index", "epoch"), [(-1, 0), (2**64, 0), (0, 2**64), (0, -3), (1.0, 0)])
+def test_indices_and_epochs_outside_64_bits_are_refused_not_wrapped(index, epoch):
+    # index -1 drew what 2**64 - 1 draws, and epoch 2**64 what epoch 0 draws.
+    from augkit import AugkitError, load_pipeline
+
+    with pytest.raises(AugkitError, match=r"must be an integer in \[0, 2\*\*64\)"):
+        load_pipeline("hflip")(U8, index=index, epoch=epoch)

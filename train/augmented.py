@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from augkit.errors import AugkitError
 from augkit.pipeline import Pipeline, load_pipeline
@@ -43,7 +44,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         dataset: any map-style dataset (``len`` and ``[i]``) whose items are an image, or a
             tuple/list whose first element is the image (``(image, label)``, as torchvision's).
             Images are numpy arrays H x W x C (or H x W) under augkit's pixel contract: uint8,
-            uint16, or float32 on [0, 1] (a PIL image is converted with ``np.asarray``).
+            uint16, or float32 on [0, 1]; a PIL image is taken as gray or RGB pixels.
         pipeline: a ``Pipeline``, or anything ``augkit.load_pipeline`` takes (a spec file, an
             inline spec, a mapping).
         epoch: the epoch to start at (``set_epoch`` changes it).
@@ -64,8 +65,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the draws of ``epoch`` from now on, in this process and in the DataLoader's workers."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise AugkitError(f"set_epoch takes a non-negative integer epoch, got {epoch!r}")
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < 2**63:
+            raise AugkitError(f"set_epoch takes an integer epoch in [0, 2**63), got {epoch!r}")
         self._epoch[0] = int(epoch)
 
     def __len__(self) -> int:
@@ -73,6 +74,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         index = operator.index(index)
+        if -len(self) <= index < 0:
+            index += len(self)  # dataset[-1] is dataset[n - 1], and augmented alike
         item = self.dataset[index]
         if isinstance(item, (tuple, list)):
             if not item:
@@ -87,8 +90,14 @@ class AugmentedDataset(torch.utils.data.Dataset):
                     f"dataset item {index} holds a torch tensor; augkit pipelines take numpy images "
                     f"H x W x C (drop ToTensor from the dataset, or pass image.permute(1, 2, 0).numpy())"
                 )
-            image = np.asarray(image)  # a PIL image
+            image = _pil_pixels(image) if isinstance(image, Image.Image) else np.asarray(image)
         return self.pipeline(image, index=index, epoch=self.epoch)
 
     def __repr__(self) -> str:
         return f"AugmentedDataset({len(self)} items, {self.pipeline!r}, epoch={self.epoch})"
+
+
+def _pil_pixels(image: Image.Image) -> np.ndarray:
+    """A PIL image's pixels as augkit reads a file's: gray stays gray, everything else is RGB
+    (palette images are their colours, not their indices; CMYK, YCbCr and alpha are converted)."""
+    return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
