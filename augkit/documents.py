@@ -38,6 +38,7 @@ as its command does.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -99,7 +100,10 @@ def read_document(
     limit = MAX_BYTES if max_bytes is None else max_bytes
     with open_regular(path, what) as f:
         try:
-            data = f.read(limit + 1)
+            # Python allocates what read() is asked for: ask for the file's size, not the limit
+            # (1 GiB for manifests), plus one byte to see a file that grew past it.
+            size = os.fstat(f.fileno()).st_size
+            data = f.read((min(size, limit) if size else limit) + 1)
         except OSError as e:
             raise DocumentError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if len(data) > limit:

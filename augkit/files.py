@@ -4,6 +4,7 @@ and opening for reading only what is a regular file (never a FIFO, a device or a
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -98,12 +99,22 @@ def read_npy_header(file: BinaryIO) -> tuple[tuple[int, ...], np.dtype, bool, in
     return shape, dtype, fortran_order, os.fstat(file.fileno()).st_size - file.tell()
 
 
+# atomic_write's temporary files: ".<the first 40 characters of the name>.<8 random>.tmp" in the
+# folder of the file written. Cut short, so that a name as long as the filesystem allows (255
+# bytes) still has a temporary name (40 characters are at most 160 bytes in UTF-8); the random
+# part is tempfile's (8 of a-z, 0-9 and _). ``TEMPORARY_NAME`` matches these names and no
+# longer ones: it is how callers recognise a killed write's leftovers as augkit's own.
+_TEMPORARY_NAME_CHARS = 40
+TEMPORARY_NAME = re.compile(rf"\.[^/]{{1,{_TEMPORARY_NAME_CHARS}}}\.[a-z0-9_]{{8}}\.tmp")
+
+
 def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
 
     The rename is atomic on POSIX and Windows, so a crash leaves either the old file or the
     new one, never a mix; if anything fails the temporary file is removed and the old file,
-    if any, is left as it was.
+    if any, is left as it was. The temporary file's name (``TEMPORARY_NAME``) has at most 54
+    characters, whatever the length of ``path``'s name.
 
     A symbolic link is written through: what it points at is replaced (the temporary file is
     made in the target's folder, so the rename stays on one filesystem), and the link stays a
@@ -136,7 +147,8 @@ def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -
     payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        prefix = f".{target.name[:_TEMPORARY_NAME_CHARS]}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()

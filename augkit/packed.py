@@ -240,12 +240,14 @@ def _split_files(root: Path, output: dict[str, Any], path: Path) -> dict[str, _S
                 raise DatasetError(f"{path}: {key!r} names {short_repr(name)}, which is not a file in {root}")
         count = _field(entry, "count", int, path, f"{key}.count")
         if count < 0:
-            raise DatasetError(f"{path}: '{key}.count' is {count!r}, expected a row count")
+            raise DatasetError(f"{path}: '{key}.count' is {count!r}, expected a row count; {DAMAGED}")
         shape = entry.get("shape")  # written by augkit preprocess; optional for this reader
         if shape is not None:
             check_structure(shape, [int], source=path, where=f"{key}.shape")
             if len(shape) != 3 or min(shape) < 1 or shape[2] not in (1, 3):
-                raise DatasetError(f"{path}: '{key}.shape' is {short_repr(shape)}, expected [H, W, C] with C = 1 or 3")
+                raise DatasetError(
+                    f"{path}: '{key}.shape' is {short_repr(shape)}, expected [H, W, C] with C = 1 or 3; {DAMAGED}"
+                )
         found[split] = _SplitFiles(root / names[0], root / names[1], count, tuple(shape) if shape else None)
     return found
 
@@ -376,10 +378,10 @@ def _map_images(path: Path, count: int, shape: tuple[int, ...] | None) -> np.nda
     if dtype != np.uint8 or len(found) != 4 or found[3] not in (1, 3):
         raise DatasetError(
             f"{path}: expected uint8 images of shape N x H x W x C with C = 1 or 3, "
-            f"found {dtype} of shape {found}"
+            f"found {dtype} of shape {found}; {DAMAGED}"
         )
     if found[0] != count:
-        raise DatasetError(f"{path}: {found[0]} images, but the manifest says {count}")
+        raise DatasetError(f"{path}: {found[0]} images, but the manifest says {count}; {DAMAGED}")
     if shape is not None and found[1:] != shape:
         raise DatasetError(f"{path}: images of shape {found[1:]}, but the manifest says {shape}; {DAMAGED}")
     return _load_npy(path, mmap_mode="r")
@@ -390,17 +392,17 @@ def _load_labels(entry: _SplitFiles, n_classes: int) -> np.ndarray:
     if len(shape) != 1 or dtype.kind not in "iu":
         raise DatasetError(
             f"{entry.labels}: expected a 1-D integer array of labels, found {dtype} "
-            f"of shape {shape}"
+            f"of shape {shape}; {DAMAGED}"
         )
     if shape[0] != entry.count:
         raise DatasetError(
-            f"{entry.labels}: {shape[0]} labels for {entry.count} images in {entry.images.name}"
+            f"{entry.labels}: {shape[0]} labels for {entry.count} images in {entry.images.name}; {DAMAGED}"
         )
     labels = _load_npy(entry.labels)
     if labels.size and (labels.min() < -1 or labels.max() >= n_classes):
         raise DatasetError(
             f"{entry.labels}: labels from {labels.min()} to {labels.max()}, expected -1 "
-            f"(unlabelled) or a class index below {n_classes}"
+            f"(unlabelled) or a class index below {n_classes}; {DAMAGED}"
         )
     return labels.astype(np.int64)
 

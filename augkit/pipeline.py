@@ -126,22 +126,40 @@ class Pipeline:
                 index ^= salt  # a stream of this worker's own (the key scatters every bit)
         else:
             index = _counter("index", index)
-        self._random.reseed(sample_key(self.seed, epoch, index))
+        key = sample_key(self.seed, epoch, index)
+        self._random.reseed(key)
         # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
         # and shape checks across targets (an image pipeline has none of those): about 5% of a
         # 32x32 pipeline's time (bench/pipeline_overhead.py).
         data = {"image": image}
-        step = 0
         try:
-            for step, transform in enumerate(self._top_level):
-                before = data["image"]
+            for transform in self._top_level:
                 data = transform(**data)
-                _check_output(data["image"])
         except AugkitError:
             raise
-        except Exception as error:  # noqa: BLE001 (any step's failure becomes one line)
-            raise _step_failed(self.steps[step], step, before, error) from None
-        return data["image"]
+        except Exception:  # noqa: BLE001 (any step's failure becomes one line, below)
+            pass
+        else:
+            out = data["image"]
+            if type(out) is np.ndarray and 1 < out.ndim < 4 and out.size:
+                return out
+        raise self._failure(image, key)
+
+    def _failure(self, image: np.ndarray, key: int) -> AugkitError:
+        """The one line for a call that raised or returned no image: the same draws again, step by
+        step, to name the step and its reason (only failures pay for checking every step)."""
+        self._random.reseed(key)
+        data = {"image": image}
+        for position, transform in enumerate(self._top_level):
+            before = data["image"]
+            try:
+                data = transform(**data)
+                _check_output(data["image"])
+            except AugkitError as error:
+                return error
+            except Exception as error:  # noqa: BLE001
+                return _step_failed(self.steps[position], position, before, error)
+        return AugkitError("the pipeline failed on this image, and did not when it ran again step by step")
 
     def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
         """Like calling the pipeline, and also return what each applied step drew."""
@@ -353,12 +371,17 @@ def _check_image_input(image: Any, blocker: str | None) -> None:
     _check_uint16(image, blocker)
 
 
+_KEYS = 2**64
+
+
 def _counter(name: str, value: Any) -> int:
     """``value`` (a sample index or an epoch) as a Python int in [0, 2**64); else one line.
 
     Keys are 64-bit: a larger or negative value would share its draws with another one.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+    if type(value) is int and 0 <= value < _KEYS:  # the common case, first: once per image
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < _KEYS:
         raise AugkitError(f"{name} must be an integer in [0, 2**64) (the sample's {name}), got {value!r}")
     return int(value)
 

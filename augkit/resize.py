@@ -45,6 +45,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from augkit.documents import short_repr
 from augkit.errors import AugkitError
 from augkit.images import DEFAULT_MAX_PIXELS
 
@@ -143,10 +144,21 @@ def _linear_taps(size: int, resized: int, start: int, count: int) -> tuple[np.nd
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"32"`` -> (32, 32); ``"32x24"`` -> (32, 24), as height x width."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", text)
+    """``"32"`` -> (32, 32); ``"32x24"`` -> (32, 24), as height x width.
+
+    Only the form is checked here (positive integers of at most 9 digits, so that no text is
+    too long to convert); which sizes are possible, the settings that take one check
+    (``augkit.preprocess.PreprocessConfig``: sides and the pixel limit).
+
+    Raises:
+        AugkitError: ``text`` is not of that form.
+    """
+    match = re.fullmatch(r"\s*0*(\d{1,9})\s*(?:[xX]\s*0*(\d{1,9}))?\s*", text)
     if not match or int(match.group(1)) == 0 or (match.group(2) is not None and int(match.group(2)) == 0):
-        raise AugkitError(f"size {text!r} is not HxW or N with positive integers (for example 32 or 224x160)")
+        raise AugkitError(
+            f"size {short_repr(text)} is not HxW or N with positive integers of at most 9 digits "
+            "(for example 32 or 224x160)"
+        )
     height = int(match.group(1))
     return height, int(match.group(2)) if match.group(2) else height
 

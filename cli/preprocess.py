@@ -33,7 +33,8 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
               help="packed: one uint8 N x H x W x C .npy per split; folder: the class tree as image files.")
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="Folder format: PNG (lossless) or JPEG.")
-@click.option("--copies", type=click.IntRange(min=0), default=0, help="Augmented copies per training image (needs -p).")
+@click.option("--copies", type=click.IntRange(min=0), default=0,
+              help="Augmented copies per training image (needs -p), at most 1000.")
 @options.pipeline
 @click.option("--split-val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Carve this fraction of train into val (stratified, seeded) when the source has no val split.")
@@ -48,7 +49,8 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
 @click.option("--connect-timeout", type=float, metavar="SECONDS",
               help="How long to wait for the cluster at --address to accept a connection and answer its "
                    "client's first message, before giving up with an error (default: 30).")
-@click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per shard (unit of work and of resume).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, help="Images per shard (unit of work and of resume), at most: fewer where --size makes a shard's "
+                   "images (copies included) larger than 64 MiB.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any file was skipped (after writing everything else).")
 @click.option("--overwrite", is_flag=True,
               help="Replace an OUT written by a run with other settings: deletes only the files augkit wrote there, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from augkit.errors import AugkitError
-from augkit.files import atomic_write
+from augkit.files import TEMPORARY_NAME, atomic_write
 
 POSIX = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="symbolic links, FIFOs and devices as POSIX has them")
 
@@ -92,6 +92,52 @@ def test_failed_write_names_the_file_asked_for_not_the_temporary_one(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         atomic_write(tmp_path / "missing" / "stats.json", "x")
     assert info.value.filename == str(tmp_path / "missing" / "stats.json")
+
+
+# ----------------------------------------------------------------------------- long names
+
+# name -> a file name of up to the 255 bytes that Linux and macOS allow
+LONG_NAMES = {
+    "241 bytes": "a" * 236 + ".json",
+    "244 bytes": "a" * 240 + ".png",
+    "250 bytes": "a" * 245 + ".json",
+    "255 bytes": "a" * 251 + ".png",
+    "254 bytes of 2-byte characters": "\u00e9" * 125 + ".png",
+}
+
+
+@pytest.mark.parametrize("name", LONG_NAMES.values(), ids=LONG_NAMES)
+def test_a_name_as_long_as_the_filesystem_allows_is_written_through_a_short_temporary_name(
+    tmp_path, monkeypatch, name
+):
+    temporary = []
+    real_chmod = os.chmod
+
+    def chmod(path, mode, **options):  # atomic_write sets its temporary file's mode before the rename
+        temporary.append(Path(path).name)
+        return real_chmod(path, mode, **options)
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    path = tmp_path / name
+    atomic_write(path, "data")
+    assert path.read_text() == "data" and _leftovers(tmp_path) == []
+    [used] = temporary
+    assert TEMPORARY_NAME.fullmatch(used) and used.startswith(f".{name[:40]}.") and len(used) <= 54
+
+
+def test_the_temporary_name_pattern_is_atomic_writes_and_no_longer():
+    assert TEMPORARY_NAME.fullmatch(".stats.json.k2_x9a0q.tmp")
+    assert TEMPORARY_NAME.fullmatch("." + "a" * 40 + ".k2_x9a0q.tmp")
+    assert not TEMPORARY_NAME.fullmatch("." + "a" * 41 + ".k2_x9a0q.tmp")  # a name atomic_write never makes
+    assert not TEMPORARY_NAME.fullmatch(".notes.k2x9a0q.tmp")  # 7 random characters, not 8
+
+
+def test_stats_o_writes_a_file_whose_name_is_250_bytes(tmp_path):
+    out = tmp_path / ("s" * 245 + ".json")
+    run = subprocess.run([sys.executable, "-m", "augkit", "stats", "-o", str(out)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert '"mean"' in out.read_text() and _leftovers(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- a full disk, for real

@@ -435,9 +435,10 @@ def test_a_worker_that_cannot_see_out_says_so(src, tmp_path):
     from augkit.preprocess.plan import PreprocessConfig, make_shards, open_splits
     from augkit.preprocess.shard import ShardTask, run_shard
 
-    splits = open_splits(src, PreprocessConfig())
-    [shard, *_] = make_shards(splits, 4)
-    task = ShardTask(shard, splits["train"].subset(range(4)), None, PreprocessConfig(), str(tmp_path / "not-here"))
+    config = PreprocessConfig(shard_size=4)
+    splits = open_splits(src, config)
+    [shard, *_] = make_shards(splits, config)
+    task = ShardTask(shard, splits["train"].subset(range(4)), None, config, str(tmp_path / "not-here"))
     with pytest.raises(AugkitError, match=r"OUT \(.*not-here/.shards\) is not visible on worker .*shared filesystem"):
         _on_worker(run_shard, task)
 

@@ -1,8 +1,9 @@
 """What `augkit preprocess` reads back from OUT and what it may delete there: a damaged manifest is
-one line and OUT is kept; a damaged shard record is done again; a damaged packed array is one
-line from `open_dataset`; `--overwrite` deletes only what augkit wrote; a full disk at the first
-manifest (a real tmpfs) is one line; names that are not UTF-8 are processed or skipped, and the
-manifest keeps them exactly.
+one line and OUT is kept; a complete manifest untrue to its files is never "already complete"
+and `--overwrite` rebuilds it; a damaged shard record is done again; a damaged packed array is
+one line from `open_dataset`; `--overwrite` deletes only what augkit wrote; a full disk at the
+first manifest (a real tmpfs) is one line; names that are not UTF-8 are processed or skipped,
+and the manifest keeps them exactly.
 """
 
 from __future__ import annotations
@@ -103,6 +104,83 @@ def test_a_manifest_that_is_not_readable_json_is_one_line_and_out_is_kept(
     before = tree_digest(clean)
     assert_fails(preprocess_cli(src, clean, *FLAGS, "--overwrite"), 2, "manifest.json", message)
     assert tree_digest(clean) == before
+
+
+# ----------------------------------------------------------------------------- a manifest untrue to its files
+
+
+def as_an_earlier_version_wrote_an_empty_split(out: Path, data: dict) -> None:
+    """Make OUT what augkit wrote, before it refused them, for a split whose every image was
+    skipped: arrays of no image, listed with their checksums, and shape [0, 0, 3]."""
+    for what, array in (("images", np.zeros((0, 0, 0, 3), np.uint8)), ("labels", np.zeros(0, np.int64))):
+        np.save(out / f"train_{what}.npy", array)
+        [entry] = [f for f in data["files"] if f["path"] == f"train_{what}.npy"]
+        entry["sha256"] = hashlib.sha256((out / f"train_{what}.npy").read_bytes()).hexdigest()
+    data["output"]["splits"]["train"].update(count=0, shape=[0, 0, 3])
+    data["counts"]["train"]["images"] = 0
+
+
+def splits(data: dict) -> dict:
+    return data["output"]["splits"]
+
+
+# damage -> (what it does to a clean complete OUT and its manifest, what the one line says,
+#            whether open_dataset refuses the result too)
+UNTRUE_MANIFESTS = {
+    "train count": (lambda out, m: splits(m)["train"].update(count=5),
+                    "its manifest's 'output.splits.train.count' is 5 where its files say 7", True),
+    "train shape": (lambda out, m: splits(m)["train"].update(shape=[8, 8, 3]),
+                    "its manifest's 'output.splits.train.shape' is [8, 8, 3] where its files say [16, 16, 3]", True),
+    "train images": (lambda out, m: splits(m)["train"].update(images="x.npy"),
+                     "its manifest's 'output.splits.train.images' is 'x.npy' where its files say 'train_images.npy'",
+                     True),
+    "a split that is not there": (lambda out, m: splits(m).update(val=dict(splits(m)["train"])),
+                                  "its manifest's 'output.splits.val' is {", False),
+    "a count that is a float": (lambda out, m: splits(m)["train"].update(count=7.0),
+                                "'output.splits.train.count' is 7.0 where its files say 7", False),
+    "counts of another number of images": (lambda out, m: m["counts"]["train"].update(images=9),
+                                           "its manifest's 'counts.train.images' is 9 where its files say 7", False),
+    "an empty split, as an earlier version wrote it": (as_an_earlier_version_wrote_an_empty_split,
+                                                       "its train split holds no image", True),
+    "statistics that do not load": (lambda out, m: (out / "stats.json").write_text("{"), "its statistics do not load",
+                                    False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", UNTRUE_MANIFESTS)
+def test_a_complete_out_whose_manifest_is_untrue_to_its_files_is_one_line_and_overwrite_rebuilds_it(
+    src, clean, preprocess_cli, assert_fails, tree_digest, damage
+):
+    change, message, unreadable = UNTRUE_MANIFESTS[damage]
+    expected = tree_digest(clean)
+    data = manifest(clean)
+    change(clean, data)
+    write_json(clean / "manifest.json", data)
+    before = tree_digest(clean)
+    line = assert_fails(preprocess_cli(src, clean, *FLAGS), 2, message)  # not "already complete"
+    assert line.startswith(f"Error: OUT ({clean}) is complete but ")
+    assert line.endswith("; rerun with --overwrite to rebuild it")
+    assert tree_digest(clean) == before
+    if unreadable:  # what open_dataset and `augkit train` say of it: the two agree
+        with pytest.raises(DatasetError, match="the output is damaged: write it again with `augkit preprocess`"):
+            open_dataset(clean)
+    assert preprocess_cli(src, clean, *FLAGS, "--overwrite").exit_code == 0
+    assert tree_digest(clean) == expected
+    assert len(open_dataset(clean)) == 7
+
+
+def test_a_complete_folder_out_whose_manifest_miscounts_its_files_is_rebuilt_with_overwrite(
+    src, preprocess_cli, assert_fails, tree_digest, tmp_path
+):
+    out, flags = tmp_path / "out", [*FLAGS, "--format", "folder"]
+    assert preprocess_cli(src, out, *flags).exit_code == 0
+    expected = tree_digest(out)
+    data = manifest(out)
+    splits(data)["train"]["count"] = 6
+    write_json(out / "manifest.json", data)
+    assert_fails(preprocess_cli(src, out, *flags), 2, "'output.splits.train.count' is 6 where its files say 7")
+    assert preprocess_cli(src, out, *flags, "--overwrite").exit_code == 0
+    assert tree_digest(out) == expected
 
 
 # ----------------------------------------------------------------------------- a damaged shard record

@@ -11,7 +11,8 @@ The order of events is what makes a run safe to kill at any moment:
 3. For the packed format, the shard arrays are copied into one array per split (written under a
    temporary name, renamed when complete), ``stats.json`` is written from the shards'
    statistics merged in plan order, and the manifest is rewritten with ``"complete": true``.
-   Only then are the shard files removed.
+   Only then are the shard files removed. A split whose every image was skipped is never
+   marked complete: the run stops there, one line, exit code 2.
 
 Nothing in OUT depends on timing or on the number of workers, so an interrupted and resumed
 run ends with the same bytes as an uninterrupted one.
@@ -20,7 +21,10 @@ OUT is the user's folder, and what it holds is read back, never trusted:
 
 - Its manifest is checked entry by entry (``HEADER``, ``COMPLETE``) before anything uses it,
   and each shard's record likewise (``augkit.preprocess.shard.verify_shard``): damage is one
-  line (a damaged manifest), or a shard done again (a damaged record).
+  line (a damaged manifest), or a shard done again (a damaged record). A complete OUT of the
+  same settings is "already complete" only if its files match their checksums and its
+  manifest says of them what this run would (``_damage``); else it is one line, and
+  ``--overwrite`` rebuilds it.
 - ``--overwrite`` deletes only what augkit wrote: the files its manifest and its shards'
   records list, and its own shard and temporary files by their exact names. Anything else in
   OUT (a user's notes, or files beside a stray manifest that claims to be augkit's) and nothing
@@ -47,10 +51,20 @@ from typing import Any
 import numpy as np
 
 from augkit import __version__
-from augkit.documents import MAX_MANIFEST_BYTES, read_document
+from augkit.documents import MAX_MANIFEST_BYTES, read_document, short_repr
 from augkit.errors import DISK_FULL, AugkitError, DatasetError, RunError
-from augkit.files import atomic_write
-from augkit.packed import DAMAGED, FORMAT, MANIFEST, SPLITS, check_structure, is_relative_path, read_manifest
+from augkit.files import TEMPORARY_NAME, atomic_write
+from augkit.packed import (
+    DAMAGED,
+    FORMAT,
+    MANIFEST,
+    MISSING,
+    SPLITS,
+    check_structure,
+    is_relative_path,
+    npy_header,
+    read_manifest,
+)
 from augkit.preprocess.distributors import check_distributor, run_tasks
 from augkit.preprocess.plan import PreprocessConfig, Shard, make_shards, open_splits, output_names
 from augkit.preprocess.shard import (
@@ -59,6 +73,7 @@ from augkit.preprocess.shard import (
     ShardTask,
     first_changed_file,
     packed_path,
+    record_path,
     run_shard,
     verify_shard,
 )
@@ -84,13 +99,13 @@ COMPLETE = {
 
 # Files augkit writes in OUT by name, whatever its manifest says: its shards' files, the final
 # arrays and statistics (there before the manifest that lists them), and atomic_write's and
-# _assemble's temporary files (tempfile's 8 random characters).
+# _assemble's temporary files (augkit.files.TEMPORARY_NAME, in any of OUT's folders).
 _SPLIT = "|".join(SPLITS)
 _OURS_BY_NAME = re.compile(
     rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|images\.npy|labels\.npy)"
     rf"|({_SPLIT})_(images|labels)\.npy|{re.escape(STATS)}"
 )
-_TEMPORARY = re.compile(r"(.+/)?\.[^/]+\.[a-z0-9_]{8}\.tmp|\.(" + _SPLIT + r")_(images|labels)\.npy\.assemble\.tmp")
+_TEMPORARY = re.compile(rf"(.+/)?{TEMPORARY_NAME.pattern}|\.({_SPLIT})_(images|labels)\.npy\.assemble\.tmp")
 
 
 @dataclass
@@ -139,7 +154,8 @@ def preprocess(
 
     Raises:
         AugkitError: bad input (a missing source, OUT in use by another run or holding files
-            augkit did not write, a damaged manifest in OUT, a cluster that does not answer, ...).
+            augkit did not write, a damaged manifest in OUT, a cluster that does not answer,
+            every image of a split skipped, ...).
         RunError: the run could not finish (disk full, interrupted); rerunning resumes.
     """
     progress = progress or Progress()
@@ -161,14 +177,14 @@ def preprocess(
         "config": config.to_dict(),
         "classes": list(any_split.classes),
     }
-    shards = make_shards(splits, config.shard_size)
+    shards = make_shards(splits, config)
     copies = {split: config.copies if split == "train" else 0 for split in splits}  # copies of training images only
     names = {split: output_names(ds, copies[split]) for split, ds in splits.items()} if config.format == "folder" else {}
     classes = len(header["classes"])
     done = 0
     try:  # from the first write to the last: a full disk or a Ctrl-C anywhere is one line
-        previous = _prepare_out(out, header, overwrite)
-        if previous is not None:  # already complete with these settings, and its files check out
+        previous = _prepare_out(out, header, config, overwrite)
+        if previous is not None:  # already complete with these settings, and it checks out
             return _report(out, previous, resumed=len(previous["shards"]), already_complete=True)
         atomic_write(out / MANIFEST, _json({**header, "complete": False}))
         (out / SHARDS_DIR).mkdir(exist_ok=True)
@@ -229,7 +245,9 @@ def _check_paths(root: Path | None, out: Path) -> None:
         raise AugkitError(f"the source ({root}) is inside OUT ({out}); choose an OUT outside the source")
 
 
-def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+def _prepare_out(
+    out: Path, header: dict[str, Any], config: PreprocessConfig, overwrite: bool
+) -> dict[str, Any] | None:
     """Make OUT ready; return its manifest if it already holds this exact run, complete and intact."""
     if out.exists() and not out.is_dir():
         raise AugkitError(f"OUT ({out}) is a file; give a folder")
@@ -244,11 +262,11 @@ def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str
         )
     same = {k: manifest[k] for k in header} == header
     if same and manifest["complete"]:
-        broken = first_changed_file(out, manifest["files"])
-        if broken is None:
+        damage = _damage(out, manifest, config)
+        if damage is None:
             return manifest
         if not overwrite:
-            raise AugkitError(f"OUT ({out}) is complete but {broken} changed since; rerun with --overwrite to rebuild it")
+            raise AugkitError(f"OUT ({out}) is complete but {damage}; rerun with --overwrite to rebuild it")
     elif same:
         return None  # an unfinished run of the same command: resume it
     elif not overwrite:
@@ -262,6 +280,57 @@ def _prepare_out(out: Path, header: dict[str, Any], overwrite: bool) -> dict[str
         )
     _clear(out, manifest)
     return None
+
+
+def _damage(out: Path, manifest: dict[str, Any], config: PreprocessConfig) -> str | None:
+    """What does not hold in OUT, complete with this run's settings (``manifest``), or None.
+
+    Its files must match their checksums; what its manifest says of them (``output``, and the
+    image count of each split in ``counts``) must be what ``_finish`` writes for them, which is
+    what ``open_dataset`` reads; every split must hold images, and its statistics must load. A
+    rerun that said "already complete" of anything less would leave an OUT that ``open_dataset``
+    and ``augkit train`` call damaged, with no command to repair it.
+    """
+    broken = first_changed_file(out, manifest["files"])
+    if broken is not None:
+        return f"{broken} changed since"
+    splits = list(manifest["counts"])
+    try:
+        output = _output_section(out, config, splits, manifest["files"])
+    except DatasetError as error:  # an array whose header is not one _assemble writes
+        return f"its files do not read back ({error})"
+    counts = manifest["counts"]
+    says = {"output": manifest["output"], "counts": {s: {"images": counts[s]["images"]} for s in splits}}
+    found = {"output": output, "counts": {s: {"images": output["splits"][s]["count"]} for s in splits}}
+    difference = _first_difference(says, found)
+    if difference is not None:
+        where, value, files_say = difference
+        return f"its manifest's {where!r} is {short_repr(value)} where its files say {short_repr(files_say)}"
+    empty = [split for split in splits if not output["splits"][split]["count"]]
+    if empty:
+        return f"its {empty[0]} split holds no image"
+    if manifest["stats"] is not None:
+        try:
+            ChannelStats.load(out / STATS)
+        except AugkitError as error:
+            return f"its statistics do not load ({error})"
+    return None
+
+
+def _first_difference(found: Any, expected: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """(entry, as "output.splits.train.count", found value, expected value) of the first entry of
+    ``found`` (as JSON gives it) that is not ``expected``'s; None if none is."""
+    if isinstance(found, dict) and isinstance(expected, dict):
+        for key in sorted(found.keys() | expected.keys()):
+            name = f"{where}.{key}".lstrip(".")
+            difference = _first_difference(found.get(key, MISSING), expected.get(key, MISSING), name)
+            if difference is not None:
+                return difference
+        return None
+    if MISSING in (found, expected):
+        return None if found is expected else (where, found, expected)
+    same = json.dumps(found, sort_keys=True) == json.dumps(expected, sort_keys=True)  # 7.0 is not 7, nor true 1
+    return None if same else (where, found, expected)
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
@@ -371,19 +440,16 @@ def _finish(
     out: Path, header: dict[str, Any], config: PreprocessConfig, splits: dict, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Merge the shards' records (in plan order) into stats.json, the final arrays and the manifest."""
+    _refuse_empty_splits(out, splits, records)
     stats = ChannelStats(mean_image=False)
     for record in records:
         if record["split"] == "train" and record["stats"] is not None:
             stats.merge(ChannelStats.from_dict(record["stats"]))
     files = []
-    outputs: dict[str, Any] = {}
     if config.format == "packed":
         for split in splits:
-            outputs[split] = _assemble(out, split, [r for r in records if r["split"] == split])
-            files += [outputs[split].pop("images_file"), outputs[split].pop("labels_file")]
+            files += _assemble(out, split, [r for r in records if r["split"] == split])
     else:
-        for split in splits:
-            outputs[split] = {"folder": split, "count": sum(r["count"] for r in records if r["split"] == split)}
         files = [f for r in records for f in r["files"]]
     if stats.count:
         stats.save(out / STATS)
@@ -404,7 +470,7 @@ def _finish(
     manifest = {
         **header,
         "complete": True,
-        "output": {"format": config.format, "splits": outputs, "layout": _layout_note(config)},
+        "output": _output_section(out, config, list(splits), files),
         "counts": counts,
         "stats": STATS if stats.count else None,
         "skipped": [{**s, "split": r["split"]} for r in records for s in r["skipped"]],
@@ -418,6 +484,48 @@ def _finish(
     atomic_write(out / MANIFEST, _json(manifest))
     shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)  # the manifest now holds every checksum
     return manifest
+
+
+def _refuse_empty_splits(out: Path, splits: dict, records: list[dict[str, Any]]) -> None:
+    """Stop, OUT left unfinished, if every image of a split was skipped: a complete OUT without
+    them would be one that nothing can train on or read back.
+
+    The records of that split's shards are removed, so that the next run reads those files
+    again (they may have been fixed by then) rather than report the same reasons.
+    """
+    for split, dataset in splits.items():
+        mine = [r for r in records if r["split"] == split]
+        if any(r["count"] for r in mine):
+            continue
+        for record in mine:
+            record_path(out, record["id"]).unlink(missing_ok=True)
+        # A split has sources (open_splits refuses one without), and each was skipped.
+        first = next(s for r in mine for s in r["skipped"])
+        raise AugkitError(
+            f"every one of the {len(dataset)} images of the {split} split was skipped (the first: "
+            f"{first['path']}: {first['reason']}); OUT ({out}) is left unfinished: fix the files, or the "
+            "settings, that the reason names, and run again"
+        )
+
+
+def _output_section(
+    out: Path, config: PreprocessConfig, splits: list[str], files: list[dict[str, str]]
+) -> dict[str, Any]:
+    """The manifest's ``output`` for what OUT holds: per split, its arrays' names, row count and
+    image shape (read from the images array's header), or its folder and number of files.
+
+    Raises:
+        DatasetError: a packed array that is missing or whose header does not fit the file.
+    """
+    entries: dict[str, Any] = {}
+    for split in splits:
+        if config.format == "packed":
+            shape, _ = npy_header(out / f"{split}_images.npy")
+            entries[split] = {"images": f"{split}_images.npy", "labels": f"{split}_labels.npy",
+                              "count": shape[0], "shape": list(shape[1:])}  # fmt: skip
+        else:
+            entries[split] = {"folder": split, "count": sum(f["path"].startswith(f"{split}/") for f in files)}
+    return {"format": config.format, "splits": entries, "layout": _layout_note(config)}
 
 
 def _layout_note(config: PreprocessConfig) -> str:
@@ -438,17 +546,18 @@ def _combined(files: list[dict[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One images and one labels array for the split, copied shard by shard (memory stays flat)."""
+def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One images and one labels array for the split, copied shard by shard (memory stays flat);
+    returns their entries for the manifest's ``files`` ({"path", "sha256"})."""
     shapes = {tuple(r["shape"]) for r in records if r["shape"] is not None}
     if len(shapes) > 1:
         raise AugkitError(
             f"{split}: shards hold images of different sizes ({' and '.join(map(str, sorted(shapes)))}); "
             "pass --size HxW so that every image has the same size"
         )
-    shape = shapes.pop() if shapes else (0, 0, 3)
+    shape = shapes.pop()  # _refuse_empty_splits: a shard of the split holds images
     total = sum(r["count"] for r in records)
-    entries = {}
+    entries = []
     for what, dtype, row_shape in (("images", np.uint8, shape), ("labels", np.int64, ())):
         final = out / f"{split}_{what}.npy"
         temporary = out / f".{final.name}.assemble.tmp"
@@ -474,15 +583,8 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> dict[str,
         except BaseException:  # a full disk, a Ctrl-C: no half-written array is left behind
             temporary.unlink(missing_ok=True)
             raise
-        entries[what] = {"path": final.name, "sha256": digest.hexdigest()}
-    return {
-        "images": entries["images"]["path"],
-        "labels": entries["labels"]["path"],
-        "count": total,
-        "shape": list(shape),
-        "images_file": entries["images"],
-        "labels_file": entries["labels"],
-    }
+        entries.append({"path": final.name, "sha256": digest.hexdigest()})
+    return entries
 
 
 def _report(out: Path, manifest: dict[str, Any], resumed: int, already_complete: bool = False) -> PreprocessReport:
@@ -494,7 +596,7 @@ def _report(out: Path, manifest: dict[str, Any], resumed: int, already_complete:
         skipped=manifest.get("skipped", []),
         shards=len(manifest.get("shards", [])),
         shards_resumed=resumed,
-        stats=ChannelStats.load(stats_path) if stats_path.exists() else None,
+        stats=ChannelStats.load(stats_path) if manifest.get("stats") else None,
         already_complete=already_complete,
     )
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +58,25 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+def _npy_bytes(rows: Sequence[Any], dtype: type, row_shape: tuple[int, ...]) -> bytearray:
+    """The bytes of a .npy file (format 1.0, as ``np.save`` writes it) of ``rows`` stacked: an
+    N x ``row_shape`` array of ``dtype``.
+
+    Each row is copied once, straight into the file's bytes: ``np.stack`` and then ``np.save``
+    into a ``BytesIO`` would hold a shard's images three times over (four while the buffer grows).
+    """
+    header = io.BytesIO()
+    shape = (len(rows), *row_shape)
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
+    start = len(header.getvalue())
+    payload = bytearray(start + math.prod(shape) * np.dtype(dtype).itemsize)
+    payload[:start] = header.getvalue()
+    array = np.frombuffer(payload, dtype, offset=start).reshape(shape)
+    for i, row in enumerate(rows):
+        array[i] = row
+    return payload
 
 
 _pipelines: dict[str, Any] = {}  # per process: built once, used for every shard
@@ -161,11 +178,11 @@ def _write_packed(task: ShardTask, images: list[np.ndarray], labels: list[int]) 
             "into one array; pass --size HxW (or use --format folder)"
         )
     shape = list(images[0].shape) if images else None
-    array = np.stack(images) if images else np.zeros((0,), np.uint8)
     files = []
-    for what, data in (("images", array), ("labels", np.asarray(labels, dtype=np.int64))):
+    parts = (("images", images, np.uint8, tuple(shape or ())), ("labels", labels, np.int64, ()))
+    for what, rows, dtype, row_shape in parts:
         path = packed_path(task.out, task.shard.id, what)
-        payload = _npy_bytes(data)
+        payload = _npy_bytes(rows, dtype, row_shape)
         atomic_write(path, payload, durable=False)
         files.append({"path": path.relative_to(task.out).as_posix(), "sha256": _sha256(payload)})
     return shape, files
