@@ -105,7 +105,7 @@ def read_npy_header(file: BinaryIO) -> tuple[tuple[int, ...], np.dtype, bool, in
 # part is tempfile's (8 of a-z, 0-9 and _). ``TEMPORARY_NAME`` matches these names and no
 # longer ones: it is how callers recognise a killed write's leftovers as augkit's own.
 _TEMPORARY_NAME_CHARS = 40
-TEMPORARY_NAME = re.compile(rf"\.[^/]{{1,{_TEMPORARY_NAME_CHARS}}}\.[a-z0-9_]{{8}}\.tmp")
+TEMPORARY_NAME = re.compile(rf"\.(?P<name>[^/]{{1,{_TEMPORARY_NAME_CHARS}}})\.[a-z0-9_]{{8}}\.tmp")  # name: the target's, cut
 
 
 def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> Path:

@@ -42,11 +42,11 @@ def diagnose() -> None:
               help="Activation function.  [default: tanh]")
 @click.option("--init", type=RegistryChoice("augkit.train.inits:INITS"), default=None,
               help="Weight initialisation.  [default: normal]")
-@click.option("--init-std", type=float, default=None, help="std for --init normal (and uniform).  [default: 0.01]")
-@click.option("--depth", type=int, default=6, show_default=True, help="Layers.")
-@click.option("--width", type=int, default=4096, show_default=True, help="Units per layer.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Unit-Gaussian inputs in the batch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights and the inputs.")
+@click.option("--init-std", type=float, default=None, help="std for --init normal (and uniform), 0 to 10.  [default: 0.01]")
+@click.option("--depth", type=int, default=6, show_default=True, help="Layers, 1 to 1000.")
+@click.option("--width", type=int, default=4096, show_default=True, help="Units per layer, 1 to 65536.")
+@click.option("--batch", type=int, default=16, show_default=True, help="Unit-Gaussian inputs in the batch, 1 to 1048576.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights and the inputs, 0 to 2**32 - 1.")
 @click.option("--compare", is_flag=True, help="Run the lecture's five cases side by side (tanh with normal 0.01, "
               "normal 0.05 and Xavier; relu with Xavier and Kaiming).")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N | mps.")
@@ -61,7 +61,7 @@ def probe(activation: str | None, init: str | None, init_std: float | None, dept
     tanh; x < 0.01 or x > 0.99 for sigmoid), the fraction of dead units (ReLU family: never
     positive on the batch), and the norm of the gradient at that layer's output from one
     backward pass of a random unit-norm gradient at the top. Draws a histogram per layer and
-    the std per layer.
+    the std per layer. The weights and activations may take 4 GiB at most.
 
     \b
     Examples:
@@ -69,7 +69,8 @@ def probe(activation: str | None, init: str | None, init_std: float | None, dept
       augkit diagnose probe --activation relu --init kaiming_normal
       augkit diagnose probe --compare -o probe.png --json
     """
-    from augkit.train.diagnostics import LECTURE_CASES, ProbeCase, run_probe
+    from augkit.train.diagnostics import LECTURE_CASES, ProbeCase, check_probe, run_probe
+    from augkit.train.evaluate import check_plot_name
     from augkit.train.plots import plot_probe
 
     if compare:
@@ -79,6 +80,9 @@ def probe(activation: str | None, init: str | None, init_std: float | None, dept
         cases = list(LECTURE_CASES)
     else:
         cases = [ProbeCase(activation or "tanh", init or "normal", 0.01 if init_std is None else init_std)]
+    for case in cases:  # every case checked before the first runs
+        check_probe(case, depth=depth, width=width, batch=batch, seed=seed)
+    check_plot_name(out)
     results = [run_probe(case, depth=depth, width=width, batch=batch, seed=seed, device=device) for case in cases]
     title = f"MLP without biases, depth {depth}, width {width}, batch {batch} of unit-Gaussian inputs, seed {seed}"
     plot_probe([(r.case.label, [s.to_dict(hist=True) for s in r.layers]) for r in results], out, title=title)
@@ -139,7 +143,16 @@ def _print_layers(report: dict[str, Any]) -> None:
     width = max(5, *(len(r["layer"]) for r in rows)) if rows else 5
     click.echo(f"  {'layer':<{width}} {'mean':>9} {'std':>9} {'saturated':>9} {'dead':>6} {'grad_norm':>10}")
     for r in rows:
-        grad = "-" if r["grad_norm"] is None else f"{r['grad_norm']:.3g}"
-        click.echo(f"  {r['layer']:<{width}} {r['mean']:>9.4f} {r['std']:>9.4f} {r['saturated']:>9.1%} {r['dead']:>6.1%} {grad:>10}")
+        cell = {key: _cell(r[key], spec) for key, spec in _FORMATS.items()}
+        click.echo(f"  {r['layer']:<{width}} {cell['mean']:>9} {cell['std']:>9} {cell['saturated']:>9} {cell['dead']:>6} "
+                   f"{cell['grad_norm']:>10}")  # fmt: skip
     for message in report["warnings"]:
         click.echo(f"warning: {message}")
+
+
+_FORMATS = {"mean": ".4f", "std": ".4f", "saturated": ".1%", "dead": ".1%", "grad_norm": ".3g"}
+
+
+def _cell(value: float | None, spec: str) -> str:
+    """A number of the table; None (not finite: the activations overflowed, or no backward pass) as "-"."""
+    return "-" if value is None else format(value, spec)

@@ -31,18 +31,20 @@ def evaluate(run_dir: Path, data: str | None, checkpoint: str, device: str, batc
       augkit evaluate runs/cnn-20261126-101500
       augkit evaluate runs/cnn-20261126-101500 ~/data/digits-test --checkpoint last --json
     """
+    from augkit.train.config import printable
     from augkit.train.evaluate import evaluate_run
 
     report = evaluate_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size, plot=out)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    classes, confusion = report["classes"], report["confusion"]
+    # Class names are folder names: their bytes that are not UTF-8 are shown escaped, as on the plot.
+    classes, confusion = [printable(c) for c in report["classes"]], report["confusion"]
     click.echo(f"{report['checkpoint']} on {report['data']}: {report['images']} images, "
                f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}")  # fmt: skip
     width = max(5, *(len(c) for c in classes))
     click.echo("\nper class:")
-    for name, accuracy in report["per_class"].items():
+    for name, accuracy in zip(classes, report["per_class"].values()):
         click.echo(f"  {name:<{width}}  {'-' if accuracy is None else f'{accuracy:.4f}'}")
     cell = max(4, len(str(max(max(row) for row in confusion))) + 1)
     click.echo(f"\nconfusion (rows: true, columns: predicted):\n  {'':<{width}} " + "".join(f"{c[:cell - 1]:>{cell}}" for c in classes))

@@ -76,22 +76,22 @@ CONFIG_OPTIONS = [
     option("--channels", key="channels", metavar="C,C,...", help="cnn/resnet: channels per stage."),
     option("--activation", key="activation", type=RegistryChoice("augkit.train.activations:ACTIVATIONS"), help="Activation function."),
     option("--init", key="init", type=RegistryChoice("augkit.train.inits:INITS"), help="Weight initialisation (biases start at 0)."),
-    option("--init-std", key="init_std", type=float, help="std for --init normal (the course's weight_scale) and uniform."),
+    option("--init-std", key="init_std", type=float, help="std for --init normal (the course's weight_scale) and uniform; value for constant. 0 to 10."),
     option("--dropout", key="dropout", type=float, help="Probability of DROPPING a unit, in [0, 1)."),
     flag("batchnorm", "batchnorm", "Batch normalisation after each linear/conv layer."),
-    option("--weight-decay", key="weight_decay", type=float, help="L2 on weights only (decoupled for adamw)."),
-    option("--l1", key="l1", type=float, help="L1 penalty strength on weights."),
+    option("--weight-decay", key="weight_decay", type=float, help="L2 on weights only (decoupled for adamw). 0 to 1."),
+    option("--l1", key="l1", type=float, help="L1 penalty strength on weights. 0 to 1."),
     option("--augment", key="augment", metavar="PIPELINE", help="augkit pipeline for training images (file or inline spec)."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
     option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),
-    option("--lr", key="lr", type=float, help="Peak learning rate."),
+    option("--lr", key="lr", type=float, help="Peak learning rate, above 0 (at most 3.4e38, float32's largest)."),
     option("--momentum", key="momentum", type=float, help="SGD momentum (Adam/AdamW: beta1)."),
     option("--schedule", key="schedule", type=RegistryChoice("augkit.train.optim:SCHEDULES"), help="Learning-rate schedule."),
     option("--warmup-epochs", key="warmup_epochs", type=float, help="Linear warm-up length in epochs."),
     option("--label-smoothing", key="label_smoothing", type=float, help="Label smoothing."),
-    option("--clip-grad", key="clip_grad", type=float, help="Clip the gradients' global norm to this."),
+    option("--clip-grad", key="clip_grad", type=float, help="Clip the gradients' global norm to this (above 0)."),
     option("--epochs", key="epochs", type=int, help="Epochs."),
     option("--batch-size", key="batch_size", type=int, help="Batch size."),
     option("--val-split", key="val_split", type=float, help="Fraction of train carved into val when DATA has no val split (default there: 0.2)."),
@@ -129,8 +129,10 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
 
     DATA is any dataset augkit opens: an ImageFolder (with train/ and val/, or carved with
     --val-split), a packed `augkit preprocess` output (memory-mapped), CIFAR python batches.
-    Every option is a config key; --set reaches the ones without a flag (leaky_slope,
-    maxout_pieces, prelu_per_channel, init_mode, zero_init_residual). RUN_DIR gets
+    Every option is a config key; --set reaches the ones without a flag (leaky_slope in
+    [-1, 1], maxout_pieces, prelu_per_channel, init_mode, zero_init_residual). Paths and
+    names must be valid UTF-8 (config.yaml holds them). Ctrl-C keeps the last good
+    checkpoint: --resume RUN_DIR continues. RUN_DIR gets
     config.yaml, last.pt/best.pt, metrics.csv, summary.json and curves.png.
 
     \b
@@ -144,8 +146,12 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
       torchrun --nproc_per_node=4 -m augkit train ~/data/flowers-64 --model resnet --batch-size 512 --amp
     """
     from augkit.train.distributed import Distributed
+    from augkit.train.loop import check_run_dir_name
     from augkit.train.loop import train as run
 
+    for folder in (out, resume):  # before the config is printed with the name (train checks it again)
+        if folder is not None:
+            check_run_dir_name(folder, resume=folder is resume)
     distributed = Distributed.from_env(os.environ)  # set by torchrun; None for one process
     main = distributed is None or distributed.main
     given = {key: value for key, value in flags.items() if value is not None}

@@ -285,7 +285,7 @@ def test_ctrl_c_while_the_workers_start_is_one_line_from_the_parent(tmp_path, mo
             "--workers", "2", "-q", "-o", tmp_path / "out"]  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "augkit", "ablate", *map(str, args)], start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert_one_line_from_the_parent(process, interrupt_at(process, moment), "Aborted!")
+    assert_one_line_from_the_parent(process, interrupt_at(process, moment), "Error: interrupted")
 
 
 # ----------------------------------------------------------------------------- the lecture's comparison

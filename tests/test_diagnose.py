@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,14 @@ def test_warnings_name_the_layer_the_problem_and_what_to_try():
     assert saturated.condition == "saturated" and "45% of sigmoid outputs" in saturated.message
     (collapsed,) = find_warnings([stats(activation="tanh", std=0.001)])
     assert collapsed.condition == "collapsed" and "std 0.001" in collapsed.message
+    # Activations that overflowed float32: Inf, and NaN once Inf - Inf is taken.
+    for values in ({"mean": math.inf, "std": math.nan}, {"mean": 5.0, "std": math.inf}):
+        (overflowed,) = find_warnings([stats(layer="act7", dead=0.9, **values)], seen="on the batch")
+        assert overflowed.condition == "overflowed" and overflowed.message.startswith(
+            "layer act7: activations are not finite on the batch (they overflowed float32)")
+    # A layer no forward pass reached has no statistics at all: nothing to warn about.
+    nan = math.nan
+    assert find_warnings([stats(mean=nan, std=nan, saturated=nan, dead=nan)]) == []
 
 
 # ----------------------------------------------------------------------------- the lecture's probe
@@ -354,17 +363,63 @@ def test_probe_help_lists_the_registries_choices():
     [
         (["--activation", "relux"], "did you mean relu"),
         (["--init", "kaiming"], "kaiming_normal"),
-        (["--depth", "0"], "--depth must be at least 1, got 0"),
-        (["--width", "0"], "--width must be at least 1, got 0"),
-        (["--batch", "-1"], "--batch must be at least 1, got -1"),
-        (["--init-std", "-1"], "--init-std must be at least 0"),
-        (["--width", "100000"], "use a smaller --width"),
+        (["--depth", "0"], "--depth must be in [1, 1000], got 0"),
+        (["--width", "0"], "--width must be in [1, 65536], got 0"),
+        (["--batch", "-1"], "--batch must be in [1, 1048576], got -1"),
+        (["--init-std", "-1"], "--init-std must be in [0, 10], got -1"),
+        (["--width", "100000"], "--width must be in [1, 65536], got 100000"),
+        (["--width", "32768"], "use a smaller --width, --depth or --batch"),
+        # The QA's: a TypeError drawing the figure, an overflow seeding, -1 taken, a segfault after 39 s.
+        (["--init-std", "1e308"], "--init-std must be in [0, 10], got 1e+308"),
+        (["--init-std", "nan"], "--init-std must be in [0, 10], got nan"),
+        (["--seed", "99999999999999999999"], "--seed must be in [0, 4294967296), got 99999999999999999999"),
+        (["--seed", "-1"], "--seed must be in [0, 4294967296), got -1"),
+        (["--depth", "100000", "--width", "4"], "--depth must be in [1, 1000], got 100000"),
+        (["--batch", "100000000"], "--batch must be in [1, 1048576], got 100000000"),
+        (["--width", "4", "--depth", "1000", "--batch", "1048576"], "needs 62.5 GiB for its weights and activations"),
+        (["--compare", "--depth", "1001"], "--depth must be in [1, 1000], got 1001"),
         (["--compare", "--activation", "relu"], "drop --activation"),
     ],
 )
 def test_probe_user_mistakes_are_one_line_exit_2(args, expected, assert_fails, tmp_path):
     assert_fails(invoke("diagnose", "probe", "-o", tmp_path / "p.png", *args), 2, expected)
     assert not (tmp_path / "p.png").exists()
+
+
+# Extreme values the bounds allow: the figure, the table and --json cope with activations that
+# overflow float32 (relu after constant 10 grows x40 a layer: Inf by layer 25) and with 1000 layers.
+AT_THE_BOUNDS = {
+    "overflowing": ["--init", "constant", "--init-std", "10", "--activation", "relu", "--depth", "50", "--width", "64"],
+    "deepest, saturated": ["--init", "uniform", "--init-std", "10", "--activation", "tanh", "--depth", "1000", "--width", "4"],
+    "deepest, compared": ["--compare", "--depth", "1000", "--width", "4"],
+    "smallest": ["--init", "normal", "--init-std", "0", "--activation", "sigmoid", "--depth", "1", "--width", "1",
+                 "--batch", "1", "--seed", "4294967295"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", AT_THE_BOUNDS)
+def test_probe_at_its_bounds_prints_the_table_and_draws_the_figure(case, tmp_path):
+    plot = tmp_path / "p.png"
+    text = succeeded(invoke("diagnose", "probe", *AT_THE_BOUNDS[case], "-o", plot))
+    assert plot.read_bytes()[:4] == b"\x89PNG" and text.endswith(f"-> {plot}\n")
+    report = json.loads(succeeded(invoke("diagnose", "probe", *AT_THE_BOUNDS[case], "--json", "-o", plot)))
+    layers = [row for case_report in report.get("cases", [report]) for row in case_report["layers"]]
+    assert all(row["std"] is None or math.isfinite(row["std"]) for row in layers)  # JSON has no NaN
+    if case == "overflowing":
+        assert layers[0]["std"] == pytest.approx(60.54, rel=1e-3) and layers[-1]["std"] is None
+        assert "warning: layer act50: activations are not finite on the batch (they overflowed float32)" in text
+        assert re.search(r"^  act50 +- +- ", text, re.MULTILINE), text  # no number where there is none
+
+
+def test_figures_draw_statistics_that_are_not_finite(tmp_path):
+    from augkit.train.plots import plot_diagnosis, plot_probe
+
+    row = {"layer": "act1", "mean": None, "std": None, "saturated": 0.0, "dead": 1.0, "grad_norm": None,
+           "hist": [3] + [0] * 39, "range": [0.0, 4.0]}  # fmt: skip
+    finite = {**row, "layer": "act2", "mean": 0.5, "std": 0.7, "dead": 0.0}
+    plot_probe([("relu, constant 10", [finite, row]), ("tanh", [row, row])], tmp_path / "p.png", title="t")
+    plot_diagnosis([row, finite], tmp_path / "d.png", history={"act1": {"steps": [0], "hist": [[1] * 40], "range": [0, 4]}})
+    assert (tmp_path / "p.png").read_bytes()[:4] == (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # ----------------------------------------------------------------------------- augkit diagnose RUN_DIR

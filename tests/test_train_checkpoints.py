@@ -134,6 +134,11 @@ BROKEN: dict[str, tuple[bytes | Callable[[dict[str, Any]], Any], str]] = {
     "history row without losses": (_changed(history=_history_row(val_loss=None)), "history row 1 that is not"),
     "diverged epoch": (_changed(history=_history_row(val_loss=float("nan"))), "epoch 1's val_loss was nan"),
     "best not a record": (_changed(best=lambda v: 0.9), "'best' 0.9, expected"),
+    # Tensors that pass a shape check and hold no usable values (a RuntimeError; a message that
+    # read "head.weight is float32 [10, 64], expected float32 [10, 64]").
+    "weights on the meta device": (_changed(model=lambda v: {k: t.to("meta") for k, t in v.items()}),
+                                   "holds model['fc1.weight'] on the meta device, which keeps shapes but no values"),
+    "a sparse weight": (_model(**{"head.weight": lambda t: t.to_sparse()}), "holds model['head.weight'] as a sparse_coo tensor"),
 }
 
 
@@ -197,6 +202,25 @@ BROKEN_FOR_RESUME: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "scheduler at another step": (_changed(scheduler=lambda sd: {**sd, "last_epoch": 5}), "schedule at step 5, but epoch 1 ends at step 22"),
     "rng of the wrong size": (_changed(rng=lambda v: {"torch": v["torch"][:100]}), "random state of 100 bytes"),
     "rng not bytes": (_changed(rng=lambda v: {"torch": v["torch"].float()}), "random state torch that is float32 [5056]"),
+    # Hyper-parameters and state that are not finite: a NaN learning rate resumed, diverged, and
+    # the message blamed --lr 0.05.
+    "nan learning rate": (
+        _optimizer_state(lambda sd: [group.update(lr=float("nan")) for group in sd["param_groups"]]),
+        "is not a good checkpoint: its optimizer['param_groups'][0]['lr'] is nan, where a finite number belongs",
+    ),
+    "infinite momentum": (
+        _optimizer_state(lambda sd: _set(sd["param_groups"][1], "momentum", float("inf"))),
+        "its optimizer['param_groups'][1]['momentum'] is inf",
+    ),
+    "nan base learning rate of the schedule": (
+        _changed(scheduler=lambda sd: {**sd, "base_lrs": [0.05, float("nan")]}),
+        "its scheduler['base_lrs'][1] is nan",
+    ),
+    "momentum on the meta device": (
+        _optimizer_state(lambda sd: _set(sd["state"][0], "momentum_buffer", sd["state"][0]["momentum_buffer"].to("meta"))),
+        "holds optimizer['state'][0]['momentum_buffer'] on the meta device",
+    ),
+    "random state on the meta device": (_changed(rng=lambda v: {"torch": v["torch"].to("meta")}), "holds rng['torch'] on the meta device"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,19 +148,27 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
         (["--hidden", "64,x"], "hidden must be a list of integers"),
         (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "cuda"),
         (["--model", "cnn", "--channels", "8,8,8,8,8"], "8x8"),
-        (["--lr", "0"], "lr must be above 0"),
-        (["--lr", "nan"], "lr must be above 0 and finite, got nan"),
-        (["--lr", "inf"], "lr must be above 0 and finite, got inf"),
-        (["--init-std", "nan"], "init_std must be at least 0 and finite, got nan"),
+        (["--lr", "0"], "lr must be in (0, 3.40282e+38], got 0"),
+        (["--lr", "nan"], "lr must be in (0, 3.40282e+38], got nan"),
+        (["--lr", "inf"], "lr must be in (0, 3.40282e+38], got inf"),
+        (["--init-std", "nan"], "init_std must be in [0, 10], got nan"),
         (["--momentum", "nan"], "momentum must be in [0, 1), got nan"),
-        (["--clip-grad", "inf"], "clip_grad must be above 0 and finite, got inf"),
-        (["--set", "weight_decay=.nan"], "weight_decay must be at least 0 and finite, got nan"),
+        (["--clip-grad", "inf"], "clip_grad must be in (0, 3.40282e+38], got inf"),
+        (["--set", "weight_decay=.nan"], "weight_decay must be in [0, 1], got nan"),
         (["--seed", "4294967296"], "seed must be in [0, 4294967296), got 4294967296"),
-        (["--model", "mlp", "--hidden", "1000000000"], "hidden must be one or more widths in [1, 65536]"),
+        (["--model", "mlp", "--hidden", "1000000000"], "hidden must be 1 to 1000 widths, each in [1, 65536]"),
         (["--channels", "1000000"], "channels (1000000,) gives the cnn at least 9e+12 parameters"),
         (["--set", "hidden=" + "[" * 1000], "--set hidden: nested more than 64 levels deep"),
         (["--augment", "rotat(limit=10)"], "rotate"),
         (["--stats", "missing-stats.json"], "missing-stats.json"),
+        # Finite numbers that used to overflow later (an OverflowError in the leaky gain, a
+        # RuntimeError drawing the init), or to blame the learning rate for a penalty.
+        (["--set", "leaky_slope=-1e308", "--activation", "leaky_relu"], "leaky_slope must be in [-1, 1], got -1e+308"),
+        (["--init", "uniform", "--init-std", "3e38"], "init_std must be in [0, 10], got 3e+38"),
+        (["--init", "constant", "--init-std", "1e308"], "init_std must be in [0, 10], got 1e+308"),
+        (["--weight-decay", "1e308"], "weight_decay must be in [0, 1], got 1e+308"),
+        (["--l1", "3e38"], "l1 must be in [0, 1], got 3e+38"),
+        (["--lr", "1e308"], "lr must be in (0, 3.40282e+38], got 1e+308"),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expected):
@@ -169,6 +178,30 @@ def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expec
     assert expected in result.output, result.output
     assert "Traceback" not in result.output
     assert not run_dir.exists()  # nothing left behind: the same -o works once the mistake is fixed
+
+
+# Every bounded float field at its bound: the run trains, or stops as a diverged run (exit 1,
+# one line), never with a traceback (CliRunner re-raises anything that is not a click exit).
+AT_THE_BOUNDS = [
+    ["--activation", "leaky_relu", "--set", "leaky_slope=-1"],
+    ["--activation", "leaky_relu", "--set", "leaky_slope=1"],
+    ["--init", "normal", "--init-std", "10"],
+    ["--init", "uniform", "--init-std", "10"],
+    ["--init", "constant", "--init-std", "10"],
+    ["--weight-decay", "1", "--l1", "1"],
+    ["--lr", "3.4028234663852886e38", "--optimizer", "adamw"],
+    ["--clip-grad", "3.4028234663852886e38"],
+]
+
+
+@pytest.mark.parametrize("args", AT_THE_BOUNDS, ids=[" ".join(a) for a in AT_THE_BOUNDS])
+def test_every_float_at_its_bound_trains_or_stops_as_a_diverged_run(tmp_path, args):
+    result = CliRunner().invoke(cli, ["train", *QUICK, "--epochs", "1", *args, "-o", str(tmp_path / "run")],
+                                catch_exceptions=False)  # fmt: skip
+    assert result.exit_code in (0, 1), result.output
+    if result.exit_code == 1:
+        [line] = [line for line in result.stderr.splitlines() if line.strip()]
+        assert line.startswith("Error: ") and ("became" in line or "overflowed" in line), line
 
 
 def _stats_file(tmp_path: Path, **changes: object) -> Path:
@@ -337,3 +370,112 @@ def test_watch_activations_writes_a_line_every_n_steps_and_diagnose_draws_them(t
     assert all(row["grad_norm"] > 0 and len(row["hist"]) == 40 for r in records for row in r["layers"])
     report = json.loads(succeeded(invoke("diagnose", run_dir, "--json")))
     assert report["history_steps"] == 9 and Path(report["plot"]).is_file()
+
+
+# ----------------------------------------------------------------------------- names that are not UTF-8
+
+ODD = os.fsdecode(b"\xff")  # a byte that is not UTF-8, as Python holds it in a file name
+STRICT = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # stdout refuses what UTF-8 cannot encode, as in most locales
+
+
+def augkit(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``augkit ARGS`` in a real process: its argv carries the undecodable bytes as typed."""
+    return subprocess.run([sys.executable, "-m", "augkit", *map(str, args)], capture_output=True, timeout=300,
+                          env=STRICT, cwd=cwd)  # fmt: skip
+
+
+def one_error_line(result: subprocess.CompletedProcess, code: int) -> str:
+    stderr = result.stderr.decode("utf-8", "backslashreplace")
+    assert result.returncode == code, stderr
+    [line] = [line for line in stderr.splitlines() if line.strip()]
+    assert line.startswith("Error: ") and "Traceback" not in stderr, stderr
+    return line
+
+
+@pytest.fixture(scope="module")
+def odd(quick_run, tmp_path_factory) -> Path:
+    """Real files whose names hold the byte 0xff: a run, a dataset, a stats file, a pipeline file."""
+    import augkit
+
+    root = tmp_path_factory.mktemp("odd")
+    shutil.copytree(quick_run, root / f"r{ODD}un")
+    shutil.copytree(augkit.sample_data_dir() / "digits", root / f"p{ODD}p")
+    shutil.copy(quick_run / "stats.json", root / f"s{ODD}.json")
+    (root / f"a{ODD}.yaml").write_text("crop(size=8, padding=1)\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", f"p{ODD}p", "--epochs", "1", "-o", "new", "-q"], "data 'p\\xffp' is not valid UTF-8 (byte 0xff)"),
+        (["train", "--epochs", "1", "-o", f"o{ODD}ut"], "RUN_DIR 'o\\xffut' is not valid UTF-8 (byte 0xff)"),
+        (["train", "--stats", f"s{ODD}.json", "--epochs", "1", "-o", "new", "-q"], "stats 's\\xff.json' is not valid UTF-8"),
+        (["train", "--augment", f"a{ODD}.yaml", "--epochs", "1", "-o", "new", "-q"], "augment 'a\\xff.yaml' is not valid UTF-8"),
+        (["train", "--resume", f"r{ODD}un"], "RUN_DIR 'r\\xffun' is not valid UTF-8 (byte 0xff)"),
+        (["evaluate", f"r{ODD}un"], "rename the folder to a UTF-8 name"),
+        (["diagnose", f"r{ODD}un"], "rename the folder to a UTF-8 name"),
+        (["evaluate", "{quick_run}", f"p{ODD}p"], "data 'p\\xffp' is not valid UTF-8"),
+        (["evaluate", "{quick_run}", "-o", f"c{ODD}.png"], "-o 'c\\xff.png' is not valid UTF-8"),
+        (["diagnose", "{quick_run}", "-o", f"d{ODD}.png"], "-o 'd\\xff.png' is not valid UTF-8"),
+        (["diagnose", "probe", "--width", "8", "-o", f"p{ODD}.png"], "-o 'p\\xff.png' is not valid UTF-8"),
+        (["ablate", "--grid", "lr=0.01,0.1", "-o", f"a{ODD}b", "-q"], "OUT 'a\\xffb' is not valid UTF-8"),
+    ],
+)
+def test_a_name_that_is_not_utf8_is_one_line_naming_it_escaped_before_any_work(odd, quick_run, tmp_path, args, expected):
+    """Such a name used to train, then crash drawing curves.png, and leave a config.yaml that
+    augkit's own reader refuses. The files here are real; only their names are wrong."""
+    before = {p.name for p in odd.iterdir()}
+    line = one_error_line(augkit(*(a.format(quick_run=quick_run) for a in args), cwd=odd), 2)
+    assert expected in line and ("rename" in line or "choose a UTF-8 name" in line), line
+    assert {p.name for p in odd.iterdir()} == before  # nothing written, nothing removed
+    assert (odd / f"r{ODD}un" / "last.pt").read_bytes() == (quick_run / "last.pt").read_bytes()
+
+
+def test_class_folders_whose_names_are_not_utf8_train_evaluate_and_diagnose_with_the_bytes_escaped(
+    tmp_path, write_image_folder
+):
+    """Class names come from folder names: kept as they are in the checkpoint, drawn and printed
+    with the bytes escaped (the confusion matrix's ticks used to crash matplotlib)."""
+    data = write_image_folder(tmp_path / "data", {"cat": 10, f"d{ODD}g": 10}, sizes=((8, 8),))
+    assert augkit("train", data, "--model", "mlp", "--hidden", "16", "--epochs", "1", "-q", "-o", tmp_path / "run").returncode == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["classes"] == ["cat", f"d{ODD}g"]
+    evaluated = augkit("evaluate", tmp_path / "run")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert b"  d\\xffg  " in evaluated.stdout  # per class, as typed into a terminal: d\xffg
+    diagnosed = augkit("diagnose", tmp_path / "run")
+    assert diagnosed.returncode == 0, diagnosed.stderr
+    for name in ("curves.png", "confusion.png", "diagnose.png"):
+        assert (tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_every_figure_draws_text_that_is_not_utf8(tmp_path):
+    from augkit.train.plots import plot_ablation, plot_confusion, plot_curves
+
+    row = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "train_acc": 0.8, "val_acc": 0.7}
+    plot_curves([row], tmp_path / "curves.png", title=f"r{ODD}un: mlp, relu, kaiming_normal")
+    plot_confusion(np.eye(2, dtype=int), ["cat", f"d{ODD}g"], tmp_path / "confusion.png", title=f"r{ODD}un")
+    bar = {"label": f"data=p{ODD}p", "acc": 0.9, "acc_std": 0.0, "gap": 0.1, "gap_std": 0.0, "curve": [0.8, 0.9]}
+    plot_ablation([{"title": f"study {ODD}", "chance": 0.5, "bars": [bar]}], tmp_path / "report.png")
+    for name in ("curves.png", "confusion.png", "report.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+# ----------------------------------------------------------------------------- unlabelled images
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_packed_dataset_with_unlabelled_images_is_refused_before_any_training(quick_run, make_packed, tmp_path,
+                                                                               assert_fails, command, split):  # fmt: skip
+    """The packed reader accepts label -1 (unlabelled); training used to reach the loss and
+    raise "IndexError: Target -1 is out of bounds"."""
+    packed = make_packed({"train": 20, "val": 10}, shape=(8, 8, 1), classes=tuple("0123456789"))
+    labels = packed.labels[split].copy()
+    labels[3] = -1
+    np.save(packed.root / f"{split}_labels.npy", labels)
+    run_dir = tmp_path / "run"
+    args = ["train", packed.root, "-q", "-o", run_dir] if command == "train" else ["evaluate", quick_run, packed.root]
+    assert_fails(invoke(*args), 2, f"{packed.root}: its {split} split holds 1 unlabelled image(s) (label -1) among "
+                                   f"{len(labels)}; training and evaluation need a class for every image")  # fmt: skip
+    assert not run_dir.exists()

@@ -11,7 +11,7 @@ import typing
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import augkit.train.config as config_module
@@ -60,7 +60,34 @@ def test_every_float_field_refuses_yaml_nan_from_a_file_and_from_set(tmp_path, n
 )
 def test_no_range_check_lets_nan_or_an_infinity_through(low, high, low_open, high_open, value):
     with pytest.raises(AugkitError):
-        config_module._check("x", value, low, high, low_open=low_open, high_open=high_open)
+        config_module.check_range("x", value, low, high, low_open=low_open, high_open=high_open)
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [1e308, -1e308])
+def test_every_float_field_refuses_a_finite_value_that_could_only_overflow_later(name, value):
+    # leaky_slope=-1e308 used to pass, then overflow squaring itself for its init gain.
+    with pytest.raises(AugkitError, match=rf"^{name}\b.* must be"):
+        TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "highest", "past", "interval"),
+    [
+        ("leaky_slope", 1.0, 1.5, "[-1, 1]"),
+        ("leaky_slope", -1.0, -1.5, "[-1, 1]"),
+        ("init_std", 10.0, 10.5, "[0, 10]"),
+        ("weight_decay", 1.0, 2.0, "[0, 1]"),
+        ("l1", 1.0, 2.0, "[0, 1]"),
+        ("lr", config_module.FLOAT32_MAX, 3.5e38, "(0, 3.40282e+38]"),
+        ("clip_grad", config_module.FLOAT32_MAX, 3.5e38, "(0, 3.40282e+38]"),
+    ],
+)
+def test_float_bounds_take_the_bound_and_name_it_past_it(name, highest, past, interval):
+    assert getattr(TrainConfig(**{name: highest}), name) == highest
+    with pytest.raises(AugkitError, match=re.escape(f"{name} must be in {interval}, got {past:g} (")):
+        TrainConfig(**{name: past})
+    assert float(np.float32(config_module.FLOAT32_MAX)) == config_module.FLOAT32_MAX  # float32's largest, exactly
 
 
 def test_a_number_too_large_for_a_float_is_one_line_not_an_overflow():
@@ -113,7 +140,7 @@ def test_maxout_needs_two_pieces_when_it_is_the_activation():
 
 
 def test_a_width_past_the_bound_is_refused_with_the_bound():
-    with pytest.raises(AugkitError, match=re.escape("hidden must be one or more widths in [1, 65536]")):
+    with pytest.raises(AugkitError, match=re.escape("hidden must be 1 to 1000 widths, each in [1, 65536]")):
         TrainConfig(model="mlp", hidden=(10**9,))
 
 
@@ -153,3 +180,42 @@ def test_the_memory_estimate_is_a_lower_bound_of_the_real_models_size(changes):
     config = TrainConfig(**changes)
     model = create_model(config, (1, 16, 16), classes=2)
     assert 0 < config.fixed_parameters() <= count_parameters(model)
+
+
+def test_too_many_layers_or_too_long_a_text_is_refused_so_that_config_yaml_reads_back():
+    with pytest.raises(AugkitError, match=re.escape("hidden must be 1 to 1000 widths, each in [1, 65536]")):
+        TrainConfig(model="mlp", hidden=(4,) * 1001)
+    with pytest.raises(AugkitError, match=r"^augment is 4,097 characters long, more than 4,096"):
+        TrainConfig(augment="x" * 4097)
+
+
+# ----------------------------------------------------------------------------- texts and config.yaml
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("data", "odd/p\udcffp", "data 'odd/p\\xffp' is not valid UTF-8 (byte 0xff)"),  # os.fsdecode(b"odd/p\xffp")
+        ("stats", "s\udce9.json", "stats 's\\xe9.json' is not valid UTF-8 (byte 0xe9)"),
+        ("augment", "crop(size=8)\ud800", "augment 'crop(size=8)\\ud800' is not valid UTF-8 (a lone surrogate U+D800)"),
+        ("device", "cpu\udc80", "device 'cpu\\x80' is not valid UTF-8 (byte 0x80)"),
+    ],
+)
+def test_a_text_that_is_not_utf8_is_refused_with_its_bytes_escaped(field, value, shown):
+    with pytest.raises(AugkitError) as caught:
+        TrainConfig(**{field: value})
+    assert str(caught.value).startswith(shown) and "rename it" in str(caught.value), caught.value
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["data", "augment", "stats", "device"]), text=st.text(min_size=1, max_size=300))
+def test_every_config_that_can_be_made_saves_a_config_yaml_that_loads_back_equal(tmp_path, field, text):
+    """Any text at all (control characters, quotes, YAML syntax, lone surrogates): refused when
+    the config is made, or written so that augkit's own reader gives the same config back."""
+    try:
+        config = TrainConfig(**{field: text})
+    except AugkitError as error:
+        assert "is not valid UTF-8" in str(error)
+        return
+    path = config.save(tmp_path / "config.yaml")
+    assert TrainConfig.load(path) == config

@@ -13,6 +13,8 @@ one whose ``summary.json`` covers every epoch only gets its ``ablation.json``; o
 ``last.pt`` resumes from it (exactly, as ``augkit train --resume``); any other is started again.
 A run whose loss turns NaN is an outcome, recorded as failed (and not retried), not the end of
 the ablation; any other error is reported once every run has ended, and retried by a rerun.
+Ctrl-C stops the workers and ends in one line (``RunError``): what is kept, and that the same
+command continues.
 Every config is built (data, model, pipeline, device) before the first run starts, so a
 mistake in the grid is one error, with nothing trained.
 """
@@ -35,7 +37,7 @@ from augkit.documents import DocumentError, read_document
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
 from augkit.processes import sigint_deferred, worker_context
-from augkit.train.config import TrainConfig
+from augkit.train.config import TrainConfig, check_utf8
 from augkit.train.grid import Run, Study, plan_runs
 
 PLAN, OUTCOME, LOCK = "plan.json", "ablation.json", ".ablate.lock"
@@ -51,13 +53,14 @@ def run_ablation(
 
     Returns the report's summary (see ``augkit.train.report.write_report``) with ``ran``, the
     runs trained now, and ``errors``; raises ``RunError`` after the report when some run stopped
-    with an error other than a failed run (a rerun retries those). The runs go to ``workers``
-    processes started by forkserver or spawn: a script that calls this must do so under
-    ``if __name__ == "__main__":``.
+    with an error other than a failed run (a rerun retries those), and at once on Ctrl-C. The
+    runs go to ``workers`` processes started by forkserver or spawn: a script that calls this
+    must do so under ``if __name__ == "__main__":``.
     """
     from augkit.train import report
 
     out = Path(out)
+    check_utf8(out, "OUT", fix="choose a UTF-8 name for -o")
     existed = out.exists()
     fresh = not existed or (out.is_dir() and not any(p.name != LOCK for p in out.iterdir()))
     if not fresh and not (out / PLAN).is_file():
@@ -73,15 +76,24 @@ def run_ablation(
             runs = plan_runs(studies, out)
             todo = [(run, state) for run in runs if (state := run_state(run)) != "done"]
             check_configs([run.config for run, _ in todo], log)
-        except AugkitError:
-            if fresh:  # a mistake in the input leaves nothing behind: the same -o works once fixed
+        except (AugkitError, KeyboardInterrupt) as error:
+            if fresh:  # a mistake in the input (or a Ctrl-C) leaves nothing behind: the same -o starts again
                 shutil.rmtree(out, ignore_errors=True)
                 if existed:
                     out.mkdir()
+            if isinstance(error, KeyboardInterrupt):
+                raise RunError("interrupted while checking the configurations, before any run of this command "
+                               "started; run the same command again to continue") from None  # fmt: skip
             raise
-        atomic_write(out / PLAN, json.dumps(plan, indent=2) + "\n")
-        errors = _execute(todo, len(runs), workers, log)
-        summary = report.write_report(studies, runs, out, errors={run.run_dir: reason for run, reason in errors})
+        try:
+            atomic_write(out / PLAN, json.dumps(plan, indent=2) + "\n")
+            errors = _execute(todo, len(runs), workers, log)
+            summary = report.write_report(studies, runs, out, errors={run.run_dir: reason for run, reason in errors})
+        except KeyboardInterrupt:
+            done = sum(run_state(run) == "done" for run in runs)
+            raise RunError(f"interrupted with {done} of {len(runs)} runs finished, kept in {out / 'runs'}; run the "
+                           f"same command again to continue (the other runs resume from their last.pt, or start "
+                           f"again)") from None  # fmt: skip
     summary.update(ran=len(todo), errors=len(errors))
     if errors:
         run, reason = errors[0]

@@ -9,16 +9,20 @@ values go in, so ``weights_only=True`` loads it: a checkpoint from elsewhere can
 A checkpoint is *good* when every floating value of its model and optimiser state is finite
 (``count_nonfinite``) and so are its epoch's losses: the training loop writes no other, and the
 readers refuse any other. Reading is checked in one place, here: ``load_checkpoint`` checks the
-structure and types of what the file holds, ``load_weights`` and ``restore_training`` check each
-tensor against the model and optimiser that take it (names, shapes, dtypes). Whatever is wrong
-is one line (``CheckpointError``, exit code 2) naming the file; never a traceback.
+structure and types of what the file holds, that every tensor a reader uses is dense and holds
+its values (not sparse, nested or on the ``meta`` device, which ``torch.save`` writes too and
+``map_location`` leaves where it is) and, for ``--resume``, that every number of the optimiser,
+scheduler and scaler state is finite (a NaN learning rate would diverge the resumed run);
+``load_weights`` and ``restore_training`` check each tensor against the model and optimiser that
+take it (names, shapes, dtypes, finite values). Whatever is wrong is one line
+(``CheckpointError``, exit code 2) naming the file; never a traceback.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +211,7 @@ def _check_structure(state: Any, path: Path, resume: bool) -> None:
         return _invalid(path, f"has {key!r} {shown}, expected {expected}")
 
     config = checkpoint_config(state, path)
+    _check_stored(state, _MODEL_KEYS + (_RESUME_KEYS if resume else ()), path)
     model = state["model"]
     if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
         raise wrong("model", "a mapping of parameter names to tensors")
@@ -239,6 +244,44 @@ def _check_structure(state: Any, path: Path, resume: bool) -> None:
         for key in ("optimizer", "scheduler", "scaler", "rng"):
             if not isinstance(state[key], dict):
                 raise wrong(key, "a dictionary (its state_dict)")
+        for key in ("optimizer", "scheduler", "scaler"):  # learning rates, momenta, betas, steps
+            for where, value in _leaves(state[key], key):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise _invalid(path, f"is not a good checkpoint: its {where} is {value}, where a finite number "
+                                         f"belongs (a learning rate, a momentum, a step); use another checkpoint "
+                                         f"or train again")  # fmt: skip
+
+
+def _check_stored(state: dict[str, Any], keys: tuple[str, ...], path: Path) -> None:
+    """Every tensor under ``keys`` is dense and holds its values: a sparse or nested tensor, or one
+    on the meta device (shapes only, no data), would pass the shape checks and fail when used."""
+    for key in keys:
+        for where, value in _leaves(state[key], key):
+            if not isinstance(value, torch.Tensor):
+                continue
+            if value.is_meta:
+                raise _invalid(path, f"holds {where} on the meta device, which keeps shapes but no values "
+                                     f"(saved from a model that was never materialised); use a checkpoint "
+                                     f"with its weights")  # fmt: skip
+            if value.is_nested or value.layout != torch.strided:
+                kind = "nested" if value.is_nested else str(value.layout).removeprefix("torch.")
+                raise _invalid(path, f"holds {where} as a {kind} tensor, where `augkit train` writes dense ones; "
+                                     f"use a checkpoint `augkit train` wrote, or train again")  # fmt: skip
+
+
+def _leaves(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """Every value inside ``value`` that is not a dict, list or tuple, with its place
+    (``optimizer['param_groups'][0]['lr']``). Walked without recursion: a loaded file may
+    nest as deep as pickle lets it."""
+    stack = [(where, value)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}[{key!r}]", item) for key, item in reversed(value.items()))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+        else:
+            yield where, value
 
 
 def _check_tensors(got: dict[str, Any], expected: dict[str, torch.Tensor], path: Path, what: str) -> None:
@@ -352,6 +395,10 @@ def _names(keys: list[Any]) -> str:
 def _describe(value: Any) -> str:
     """A short description of ``value`` for a message: a tensor's dtype and shape, a short literal."""
     if isinstance(value, torch.Tensor):
-        return f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
+        if value.is_nested:
+            return "a nested tensor"
+        kind = "" if value.layout == torch.strided else f" {str(value.layout).removeprefix('torch.')}"
+        where = " on the meta device" if value.is_meta else ""
+        return f"{str(value.dtype).removeprefix('torch.')} {list(value.shape)}{kind}{where}"
     literal = isinstance(value, (int, float, str, type(None))) and len(repr(value)) < 40
     return repr(value) if literal else f"a {type(value).__name__}"

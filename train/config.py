@@ -13,7 +13,13 @@ Names (activation, init, model, optimizer, schedule) are checked against their r
 the run is built (``augkit.train.build``), where torch is loaded; values are checked here, when a
 config is made, so a bad one stops before anything runs:
 
-- every float is finite (NaN and infinities pass no check) and in its range;
+- every float is finite (NaN and infinities pass no check) and in its range, bounded where a
+  larger value could only overflow later: ``init_std`` by ``MAX_INIT_STD``, ``leaky_slope`` to
+  [-1, 1], the penalties ``weight_decay`` and ``l1`` by ``MAX_PENALTY``, ``lr`` and ``clip_grad``
+  by float32's largest number (torch computes in float32: past it no step can be taken);
+- every text (DATA, ``stats``, ``augment``, the names) is valid UTF-8: config.yaml and the
+  checkpoints hold UTF-8 text only, so a path whose name is not (Python holds its bytes as
+  lone surrogates) could be written but never read back; it is refused with a hint to rename;
 - integers are bounded generously (the ``MAX_*`` constants): a bound refuses only what cannot be meant,
   such as a digit typed twice, before it costs a fork bomb of workers or hours of epochs;
 - ``seed`` is in [0, 2**32): numpy's ``np.random.seed`` and ``RandomState`` take that range,
@@ -32,6 +38,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -49,8 +56,16 @@ MAX_WORKERS = 256  # processes
 MAX_PIECES = 16  # maxout: every piece multiplies the layer before it (the maxout paper uses 2-5)
 MAX_COUNT = 2**31 - 1  # train_subset, watch_activations
 MAX_WIDTH = 1 << 16  # units of a hidden layer, channels of a stage: 16x the probe's 4096
+MAX_LAYERS = 1000  # hidden layers (mlp) or stages (cnn, resnet): 100x the lecture's deepest net
+MAX_TEXT = 4096  # characters of a text field: a path (Linux's PATH_MAX) or an inline pipeline spec
 SEED_LIMIT = 2**32  # seeds are in [0, SEED_LIMIT): numpy's legacy seeding range
 BYTES_PER_PARAMETER = 16  # float32: the weight, its gradient, Adam's two moments
+# A weight's std (or constant value). The course's scales are 0.01-0.1, and std 1 already
+# saturates a 256-wide tanh layer; far past 10 a draw only overflows (uniform's bound past 2e38).
+MAX_INIT_STD = 10.0
+MAX_PENALTY = 1.0  # weight_decay and l1; typical values are 1e-5 to 0.1
+MAX_LEAKY_SLOPE = 1.0  # |slope|: 1 is the identity, -1 the absolute value; beyond, the leak outgrows the unit
+FLOAT32_MAX = 3.4028234663852886e38  # lr, clip_grad: what multiplies float32 parameters and gradients
 
 
 @dataclass
@@ -67,19 +82,19 @@ class TrainConfig:
     hidden: tuple[int, ...] = (256, 256)  # mlp: width of each hidden layer
     channels: tuple[int, ...] = (32, 64)  # cnn / resnet: channels of each stage (each stage halves the size)
     activation: str = "relu"  # see `augkit train --help` for the choices
-    leaky_slope: float = 0.01  # leaky_relu: slope for x < 0
+    leaky_slope: float = 0.01  # leaky_relu: slope for x < 0, in [-1, 1]
     prelu_per_channel: bool = True  # prelu: one learnable slope per channel (False: one shared slope)
     maxout_pieces: int = 2  # maxout: linear pieces per unit
     init: str = "kaiming_normal"  # weight initialisation; biases always start at zero
-    init_std: float = 0.01  # normal: std (the course's weight_scale); uniform: std of U(-a, a); constant: value
+    init_std: float = 0.01  # normal: std (the course's weight_scale); uniform: std of U(-a, a); constant: value. <= 10
     init_mode: str = "fan_in"  # kaiming: fan_in (keeps forward activations) | fan_out (keeps gradients)
     zero_init_residual: bool = True  # resnet: last norm layer of each block starts at zero (block = identity)
     dropout: float = 0.0  # probability of DROPPING a unit (the CS231n notes use the keep probability)
     batchnorm: bool = True
 
     # --- regularisation and preprocessing -----------------------------------------------------
-    weight_decay: float = 5e-4  # L2 on weights only (not biases or norm parameters); decoupled for adamw
-    l1: float = 0.0  # L1 penalty l1 * sum(|w|) on weights, added to the loss
+    weight_decay: float = 5e-4  # L2 on weights only (not biases or norm parameters); decoupled for adamw. <= 1
+    l1: float = 0.0  # L1 penalty l1 * sum(|w|) on weights, added to the loss. <= 1
     augment: str | None = None  # augkit pipeline (file or inline spec) for training images; None: none
     standardize: bool = True  # divide by the training split's per-channel std (after subtracting a mean)
     mean_image: bool = False  # subtract the training split's mean image (AlexNet) instead of per-channel means
@@ -106,22 +121,31 @@ class TrainConfig:
     watch_activations: int = 0  # every N steps, per-layer statistics to RUN_DIR/activations.jsonl (0: off)
 
     def __post_init__(self) -> None:
-        _check("dropout", self.dropout, 0, 1, high_open=True, hint="p is the probability of dropping")
-        _check("val_split", self.val_split, 0, 1, low_open=True, high_open=True)
-        _check("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        _check("momentum", self.momentum, 0, 1, high_open=True)
-        _check("lr", self.lr, 0, low_open=True)
-        _check("clip_grad", self.clip_grad, 0, low_open=True)
-        for name in ("init_std", "weight_decay", "l1", "warmup_epochs"):
-            _check(name, getattr(self, name), 0)
-        _check("leaky_slope", self.leaky_slope, -math.inf)
-        _check("epochs", self.epochs, 1, MAX_EPOCHS)
-        _check("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _check("workers", self.workers, 0, MAX_WORKERS)
-        _check("watch_activations", self.watch_activations, 0, MAX_COUNT)
-        _check("train_subset", self.train_subset, 1, MAX_COUNT)
-        _check("maxout_pieces", self.maxout_pieces, 2 if self.activation == "maxout" else 1, MAX_PIECES)
-        _check("seed", self.seed, 0, SEED_LIMIT, high_open=True, hint="numpy's seed range")
+        check_range("dropout", self.dropout, 0, 1, high_open=True, hint="p is the probability of dropping")
+        check_range("val_split", self.val_split, 0, 1, low_open=True, high_open=True)
+        check_range("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_range("momentum", self.momentum, 0, 1, high_open=True)
+        check_range("lr", self.lr, 0, FLOAT32_MAX, low_open=True, hint="the largest float32: torch trains in float32")
+        check_range("clip_grad", self.clip_grad, 0, FLOAT32_MAX, low_open=True, hint="the largest float32: torch trains in float32")
+        check_range("init_std", self.init_std, 0, MAX_INIT_STD, hint="the course's scales are 0.01 to 0.1")
+        check_range("weight_decay", self.weight_decay, 0, MAX_PENALTY, hint="typical values are 1e-5 to 0.1")
+        check_range("l1", self.l1, 0, MAX_PENALTY, hint="typical values are 1e-5 to 1e-3")
+        check_range("warmup_epochs", self.warmup_epochs, 0)
+        check_range("leaky_slope", self.leaky_slope, -MAX_LEAKY_SLOPE, MAX_LEAKY_SLOPE, hint="usually 0.01 to 0.3")
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_range("workers", self.workers, 0, MAX_WORKERS)
+        check_range("watch_activations", self.watch_activations, 0, MAX_COUNT)
+        check_range("train_subset", self.train_subset, 1, MAX_COUNT)
+        check_range("maxout_pieces", self.maxout_pieces, 2 if self.activation == "maxout" else 1, MAX_PIECES)
+        check_range("seed", self.seed, 0, SEED_LIMIT, high_open=True, hint="numpy's seed range")
+        # Every text, and so config.yaml, within what augkit.documents reads back (1 MiB, UTF-8).
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, str):
+                check_utf8(value, name)
+                if len(value) > MAX_TEXT:
+                    raise AugkitError(f"{name} is {len(value):,} characters long, more than {MAX_TEXT:,}: "
+                                      f"give a shorter path (or put a long pipeline in a file)")  # fmt: skip
         if self.init_mode not in ("fan_in", "fan_out"):
             raise AugkitError(f"init_mode must be fan_in or fan_out, got {short_repr(self.init_mode)}")
         self._check_widths()
@@ -154,10 +178,10 @@ class TrainConfig:
             )
         for name in ("hidden", "channels"):
             widths = getattr(self, name)
-            if not widths or not all(1 <= w <= MAX_WIDTH for w in widths):
+            if not 1 <= len(widths) <= MAX_LAYERS or not all(1 <= w <= MAX_WIDTH for w in widths):
                 raise AugkitError(
-                    f"{name} must be one or more widths in [1, {MAX_WIDTH}] (for example 256,256), "
-                    f"got {short_repr(widths)}"
+                    f"{name} must be 1 to {MAX_LAYERS} widths, each in [1, {MAX_WIDTH}] (for example 256,256), "
+                    f"got {short_repr(widths)}" + (f" ({len(widths)} widths)" if len(widths) > MAX_LAYERS else "")
                 )
 
     # --- reading and writing ------------------------------------------------------------------
@@ -272,7 +296,7 @@ def _as(kind: Any, value: Any) -> Any:
     raise TypeError
 
 
-def _check(
+def check_range(
     name: str,
     value: float | None,
     low: float,
@@ -295,9 +319,44 @@ def _check(
     if math.isinf(high):
         wanted = "finite" if math.isinf(low) else f"{'above' if low_open else 'at least'} {low:g} and finite"
     else:
-        wanted = f"in {'(' if low_open else '['}{low:g}, {high}{')' if high_open else ']'}"
+        top = f"{high:g}" if isinstance(high, float) else str(high)  # 3.40282e+38; an integer in full (4294967296)
+        wanted = f"in {'(' if low_open else '['}{low:g}, {top}{')' if high_open else ']'}"
     shown = short_repr(value) if isinstance(value, int) else f"{value:g}"
     raise AugkitError(f"{name} must be {wanted}, got {shown}" + (f" ({hint})" if hint else ""))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_utf8(text: str | os.PathLike, what: str, fix: str = "rename it to a UTF-8 name") -> None:
+    """Refuse ``text`` (a path, a name, a value) unless it is valid UTF-8.
+
+    A file name whose bytes are not UTF-8 reaches Python as lone surrogates (``os.fsdecode``):
+    usable to open the file, but config.yaml, checkpoints and plots take UTF-8 text only, so it
+    could be written there and never read back.
+
+    Raises:
+        AugkitError: naming ``what``, the text with its bad bytes escaped (``printable``) and ``fix``.
+    """
+    value = os.fspath(text)
+    bad = _LONE_SURROGATE.search(value)
+    if bad is None:
+        return
+    char = ord(bad.group())
+    byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"a lone surrogate U+{char:04X}"
+    raise AugkitError(f"{what} '{printable(value)[:200]}' is not valid UTF-8 ({byte}); augkit takes UTF-8 names "
+                      f"only, as config files, plots and messages hold them: {fix}")  # fmt: skip
+
+
+def printable(text: str) -> str:
+    """``text`` with every byte that is not UTF-8 shown as ``\\xff`` (other lone surrogates as ``\\udXXX``):
+    what a font, a terminal or a UTF-8 file can take, for a title, a label or a message."""
+
+    def escape(match: re.Match) -> str:
+        char = ord(match.group())
+        return f"\\x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"\\u{char:04x}"
+
+    return _LONE_SURROGATE.sub(escape, text)
 
 
 def _approx(n: int) -> str:

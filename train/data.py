@@ -85,7 +85,8 @@ def open_splits(config: TrainConfig) -> Splits:
     gray (R = G = B everywhere), as RGB otherwise.
 
     Raises:
-        AugkitError: DATA is missing, empty, unreadable, unlabelled or has one class; images
+        AugkitError: DATA is missing, empty, unreadable or has one class; an image of train or
+            val has no class (label -1: a flat folder, or a packed output of one); images
             differ in size; a split would be empty; the subset is larger than train; or the
             decoded images would not fit in ``MEMORY_BUDGET``. Each message says how to fix it.
     """
@@ -94,12 +95,14 @@ def open_splits(config: TrainConfig) -> Splits:
     splits = list_splits(path)
     train = open_dataset(path, "train")
     _check_classes(train, source)
+    _check_labelled(train, source)
 
     carved: float | None = None
     if "val" in splits:
         if config.val_split is not None:
             raise AugkitError(f"{source}: DATA already has a val split; drop --val-split")
         val = open_dataset(path, "val")
+        _check_labelled(val, source)
         train_idx, val_idx = np.arange(len(train)), np.arange(len(val))
     else:
         carved = DEFAULT_VAL_SPLIT if config.val_split is None else config.val_split
@@ -166,6 +169,19 @@ def _check_classes(train: Dataset, source: str) -> None:
         f"{source}: training needs at least 2 classes; DATA has {len(present)}: {listed}; "
         f"add a folder of images per class ({source}/<class>/<image>)"
     )
+
+
+def _check_labelled(dataset: Dataset, source: str) -> None:
+    """Every image of ``dataset`` has a class: the loss and the accuracy need one (a label of -1,
+    which a packed output of unlabelled images holds, would index no class)."""
+    unlabelled = int(np.count_nonzero(dataset.labels < 0))
+    if unlabelled:
+        fix = ("preprocess a source whose every image is in a <class>/ folder" if dataset.kind == "packed"
+               else "put every image in a class folder (<class>/<image>)")  # fmt: skip
+        raise AugkitError(
+            f"{source}: its {dataset.split} split holds {unlabelled} unlabelled image(s) (label -1) among "
+            f"{len(dataset)}; training and evaluation need a class for every image: {fix}"
+        )
 
 
 def _check_carved(train: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, fraction: float, source: str) -> None:

@@ -27,13 +27,17 @@ from torch import nn
 
 from augkit.errors import AugkitError
 from augkit.train.activations import ACTIVATIONS, create_activation, width_factor
-from augkit.train.evaluate import open_run
+from augkit.train.config import MAX_BATCH_SIZE, MAX_INIT_STD, MAX_WIDTH, SEED_LIMIT, check_range
+from augkit.train.evaluate import check_plot_name, open_run
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationStats, LayerStats, find_warnings
 from augkit.train.inits import INITS, init_weights
 from augkit.train.loop import resolve_device
 
 DIAGNOSE = "diagnose.png"
-PROBE_MAX_BYTES = 4 << 30  # the probe's weights (float32) may take this much memory at most
+PROBE_MAX_BYTES = 4 << 30  # the probe's weights and activations (float32) may take this much memory at most
+# The lecture's nets have 6-10 layers. Far deeper chains overflow the C stack of torch's autograd
+# (a segfault at depth 100000); 1000 layers of width 4 take a few seconds.
+MAX_PROBE_DEPTH = 1000
 
 # ----------------------------------------------------------------------------- the probe
 
@@ -94,21 +98,37 @@ def create_probe_model(case: ProbeCase, *, depth: int, width: int, device: torch
     return model.requires_grad_(False)
 
 
+def check_probe(case: ProbeCase, *, depth: int, width: int, batch: int, seed: int) -> None:
+    """Every option of the probe in its range, and the memory it needs under ``PROBE_MAX_BYTES``.
+
+    Raises:
+        AugkitError: naming the option (as its flag) and its bound, or the memory needed.
+    """
+    ACTIVATIONS.get(case.activation)
+    INITS.get(case.init)
+    check_range("--depth", depth, 1, MAX_PROBE_DEPTH, hint="the lecture's nets have 6 to 10 layers")
+    check_range("--width", width, 1, MAX_WIDTH)
+    check_range("--batch", batch, 1, MAX_BATCH_SIZE)
+    check_range("--init-std", case.init_std, 0, MAX_INIT_STD, hint="the lecture's scales are 0.01 to 0.05")
+    check_range("--seed", seed, 0, SEED_LIMIT, high_open=True, hint="numpy's seed range, as augkit train")
+    # float32: the weights, and per layer the linear and the activation outputs with their gradients.
+    features = width * width_factor(case.activation, 2)
+    needed = 4 * depth * (width * features + 2 * batch * (features + width))
+    if needed > PROBE_MAX_BYTES:
+        raise AugkitError(f"a probe of depth {depth}, width {width} and batch {batch} needs {needed / 2**30:.1f} GiB "
+                          f"for its weights and activations (at most {PROBE_MAX_BYTES >> 30} GiB); "
+                          f"use a smaller --width, --depth or --batch")  # fmt: skip
+
+
 def run_probe(
     case: ProbeCase, *, depth: int = 6, width: int = 4096, batch: int = 16, seed: int = 0, device: str = "cpu"
 ) -> ProbeResult:
-    """The lecture's experiment for one case: statistics of every layer on a unit-Gaussian batch."""
-    ACTIVATIONS.get(case.activation)
-    INITS.get(case.init)
-    for name, value in (("depth", depth), ("width", width), ("batch", batch)):
-        if value < 1:
-            raise AugkitError(f"--{name} must be at least 1, got {value}")
-    if not case.init_std >= 0:
-        raise AugkitError(f"--init-std must be at least 0, got {case.init_std:g}")
-    weight_bytes = 4 * depth * width * width * width_factor(case.activation, 2)
-    if weight_bytes > PROBE_MAX_BYTES:
-        raise AugkitError(f"a probe of depth {depth} and width {width} needs {weight_bytes / 2**30:.1f} GiB of weights "
-                          f"(at most {PROBE_MAX_BYTES >> 30} GiB); use a smaller --width or --depth")  # fmt: skip
+    """The lecture's experiment for one case: statistics of every layer on a unit-Gaussian batch.
+
+    Raises:
+        AugkitError: an option out of range (``check_probe``) or an unknown device.
+    """
+    check_probe(case, depth=depth, width=width, batch=batch, seed=seed)
     torch_device = resolve_device(device)
     torch.manual_seed(seed)  # the same draws for every case: cases differ only by scale and activation
     model = create_probe_model(case, depth=depth, width=width, device=torch_device)
@@ -143,6 +163,7 @@ def diagnose_run(
 
     if max_batches is not None and max_batches < 1:
         raise AugkitError(f"--batches must be at least 1, got {max_batches}")
+    check_plot_name(plot)
     run_dir = Path(run_dir)
     run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size)
     model = run.model.eval()

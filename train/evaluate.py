@@ -18,7 +18,7 @@ from torch import nn
 from augkit.errors import AugkitError
 from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, checkpoint_config, load_checkpoint, load_weights
-from augkit.train.config import TrainConfig
+from augkit.train.config import TrainConfig, check_utf8
 from augkit.train.loop import Parts, evaluate_batches, resolve_device, uses_channels_last
 from augkit.train.models import create_model
 from augkit.train.plots import plot_confusion
@@ -40,6 +40,7 @@ def evaluate_run(
     Returns accuracy, loss, per-class accuracy, the confusion matrix (rows: true class) and the
     class names; draws the matrix to ``plot`` (default: RUN_DIR/confusion.png).
     """
+    check_plot_name(plot)
     run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size)
     parts = Parts(run.config, run.device, run.splits, run.model, run.normalizer, run.batches, run.batches,
                   None, None, None)  # type: ignore[arg-type]  # fmt: skip
@@ -96,6 +97,7 @@ def open_run(
             the model its config builds (``CheckpointError``), or data that does not fit the run.
     """
     run_dir = Path(run_dir)
+    check_utf8(run_dir, "RUN_DIR", fix="rename the folder to a UTF-8 name")
     if not run_dir.is_dir():
         raise AugkitError(f"RUN_DIR {run_dir} does not exist; give the folder an `augkit train` run wrote")
     path = run_dir / {"best": BEST, "last": LAST}[checkpoint]
@@ -134,6 +136,12 @@ def open_run(
     )  # fmt: skip
     batches = datalib.DeviceBatches(loader, normalizer, torch_device, channels_last=channels_last)
     return OpenedRun(path, config, splits, classes, torch_device, model, normalizer, batches)
+
+
+def check_plot_name(plot: Path | None) -> None:
+    """Refuse, before any work, a picture path (-o) that is not valid UTF-8: the commands print it."""
+    if plot is not None:
+        check_utf8(plot, "-o", fix="choose a UTF-8 name")
 
 
 def _short(names: list[str]) -> str:

@@ -238,7 +238,7 @@ class ActivationStats:
 
 class LayerWarning(NamedTuple):
     layer: str
-    condition: str  # "dead" | "saturated" | "collapsed"
+    condition: str  # "overflowed" | "dead" | "saturated" | "collapsed"
     message: str
 
 
@@ -246,7 +246,13 @@ def find_warnings(layers: Sequence[LayerStats], seen: str = "on the batches seen
     """Plain-word warnings for the layers past a threshold; ``seen`` says over what ("on 360 images")."""
     found = []
     for s in layers:
-        if s.dead > DEAD_WARNING:
+        if math.isnan(s.saturated):  # no forward pass reached the layer: nothing to say
+            continue
+        if not (math.isfinite(s.mean) and math.isfinite(s.std)):  # float32 overflowed: Inf, then Inf - Inf = NaN
+            found.append(LayerWarning(s.layer, "overflowed", f"layer {s.layer}: activations are not finite {seen} (they "
+                                      f"overflowed float32); the weights are far too large for this depth: try "
+                                      f"xavier_normal (tanh) or kaiming_normal (relu), or a smaller init std"))  # fmt: skip
+        elif s.dead > DEAD_WARNING:
             fixes = ("leaky_relu, " if s.activation == "relu" else "") + "a lower learning rate or Kaiming init"
             found.append(LayerWarning(s.layer, "dead", f"layer {s.layer}: {s.dead:.0%} of {s.activation} units are dead "
                                       f"(never positive {seen}); try {fixes}"))  # fmt: skip

@@ -11,6 +11,9 @@ or the data stops the run before any training.
 A RUN_DIR that holds no ``last.pt`` and only what a run writes before its first checkpoint (a
 run killed, diverged or out of disk space during its first epoch) is started afresh by the same
 ``-o`` or by ``--resume``; a RUN_DIR with a ``last.pt`` is continued by ``--resume`` only.
+Ctrl-C ends a run in one line (``RunError``, exit code 1) saying which epoch ``last.pt`` holds
+and the ``--resume`` command that continues; a save under way finishes first, so last.pt,
+best.pt and metrics.csv agree. RUN_DIR's name must be valid UTF-8 (``check_run_dir_name``).
 
 RUN_DIR after a run:
     config.yaml    the resolved config: ``augkit train --config RUN_DIR/config.yaml`` runs it again
@@ -31,7 +34,7 @@ import importlib
 import io
 import json
 import math
-import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -45,13 +48,14 @@ from torch import nn
 
 import augkit
 from augkit.errors import DISK_FULL, AugkitError, RunError
-from augkit.files import atomic_write
+from augkit.files import TEMPORARY_NAME, atomic_write
+from augkit.processes import sigint_deferred
 from augkit.train import data as datalib
 from augkit.train.checkpoint import (
     BEST, LAST, METRIC_COLUMNS, checkpoint_bytes, count_nonfinite, load_checkpoint, restore_training, rng_state,
     save_checkpoint, training_tensors, unwrapped,
 )  # fmt: skip
-from augkit.train.config import TrainConfig
+from augkit.train.config import TrainConfig, check_utf8
 from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
 from augkit.train.models import count_parameters, create_model
@@ -218,83 +222,91 @@ def _train(
         problem, restore = distributed.broadcast((problem, restore))  # every process stops, not only rank 0
     if problem is not None:
         raise AugkitError(problem)
-    if main:  # config.yaml first: a folder augkit writes into is recognisable as a run from then on
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / CONFIG)
+    # From here a Ctrl-C ends the run in one line: what last.pt holds, and the command that continues.
+    saved = None  # the epoch last.pt holds, once restored or saved by this run
     try:
-        parts = build(config, run_dir, device=device, distributed=distributed)
-    except AugkitError:
-        if created and main:  # a mistake in the input leaves nothing behind: the same -o works once fixed
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    model, optimizer = parts.model, parts.optimizer
+        if main:  # config.yaml first: a folder augkit writes into is recognisable as a run from then on
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(run_dir / CONFIG)
+        try:
+            parts = build(config, run_dir, device=device, distributed=distributed)
+        except AugkitError:
+            if created and main:  # a mistake in the input leaves nothing behind: the same -o works once fixed
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        model, optimizer = parts.model, parts.optimizer
 
-    history: list[dict[str, float]] = []
-    best = {"val_acc": -1.0, "epoch": 0}
-    start_epoch = 0
-    if restore:
-        path = run_dir / LAST
-        state = load_checkpoint(path, map_location=device, resume=True)
-        start_epoch, history, best = restore_training(state, path, model, optimizer, parts.scheduler, parts.scaler,
-                                                      len(parts.train_batches))  # fmt: skip
-        if main:  # a save cut short (a full disk) may have left metrics.csv a row behind last.pt
-            _write_metrics(run_dir / METRICS, history)
-        log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
+        history: list[dict[str, float]] = []
+        best = {"val_acc": -1.0, "epoch": 0}
+        start_epoch = 0
+        if restore:
+            path = run_dir / LAST
+            state = load_checkpoint(path, map_location=device, resume=True)
+            start_epoch, history, best = restore_training(state, path, model, optimizer, parts.scheduler, parts.scaler,
+                                                          len(parts.train_batches))  # fmt: skip
+            if main:  # a save cut short (a full disk) may have left metrics.csv a row behind last.pt
+                _write_metrics(run_dir / METRICS, history)
+            log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
+            saved = start_epoch
 
-    _describe(parts, log)
-    step_model = model
-    if distributed is not None:  # gradients averaged across the processes after each backward
-        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        step_model = torch.compile(step_model)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    # The plain model: its hooks fire inside DistributedDataParallel and torch.compile too.
-    watcher = ActivationWatcher(model, config.watch_activations if main else 0, run_dir / ACTIVATIONS_FILE, log=log)
-    tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            trained = _train_epoch(parts, step_model, criterion, epoch, run_dir, history, quiet, watcher)
-            val_loss, val_acc, _, _ = evaluate_batches(model, parts, parts.val_batches, criterion)
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": trained["loss"],
-                "train_acc": trained["acc"],
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "seconds": time.perf_counter() - started,
-                "images_per_second": trained["images"] / trained["seconds"],
-            }
-            _check_good(parts, row, run_dir, history)
-            history.append(row)
-            is_best = val_acc > best["val_acc"]
-            if is_best:
-                best = {"val_acc": val_acc, "epoch": epoch + 1}
-            if main:
-                _save_epoch(parts, run_dir, history, best, is_best)
-            if tensorboard is not None:
-                for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
-                    tensorboard.add_scalar(key, row[key], epoch + 1)
-            if not quiet:
-                log(f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
-                    f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
-                    f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")  # fmt: skip
-    finally:
-        parts.train_batches.close()  # stop augmentation workers now (not at garbage collection)
-    if tensorboard is not None:
-        tensorboard.close()
-    summary = _summary(history, best, parts)
-    if not main:
+        _describe(parts, log)
+        step_model = model
+        if distributed is not None:  # gradients averaged across the processes after each backward
+            step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile:
+            step_model = torch.compile(step_model)
+        criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        # The plain model: its hooks fire inside DistributedDataParallel and torch.compile too.
+        watcher = ActivationWatcher(model, config.watch_activations if main else 0, run_dir / ACTIVATIONS_FILE, log=log)
+        tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                started = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"]
+                trained = _train_epoch(parts, step_model, criterion, epoch, run_dir, history, quiet, watcher)
+                val_loss, val_acc, _, _ = evaluate_batches(model, parts, parts.val_batches, criterion)
+                row = {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": trained["loss"],
+                    "train_acc": trained["acc"],
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                    "seconds": time.perf_counter() - started,
+                    "images_per_second": trained["images"] / trained["seconds"],
+                }
+                _check_good(parts, row, run_dir, history)
+                history.append(row)
+                is_best = val_acc > best["val_acc"]
+                if is_best:
+                    best = {"val_acc": val_acc, "epoch": epoch + 1}
+                if main:
+                    with sigint_deferred():  # a Ctrl-C waits for the save: last.pt, best.pt and metrics.csv agree
+                        _save_epoch(parts, run_dir, history, best, is_best)
+                saved = epoch + 1
+                if tensorboard is not None:
+                    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+                        tensorboard.add_scalar(key, row[key], epoch + 1)
+                if not quiet:
+                    log(f"epoch {epoch + 1:>3}/{config.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
+                        f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+                        f"{row['seconds']:.1f}s  {row['images_per_second']:.0f} img/s")  # fmt: skip
+        finally:
+            parts.train_batches.close()  # stop augmentation workers now (not at garbage collection)
+        if tensorboard is not None:
+            tensorboard.close()
+        summary = _summary(history, best, parts)
+        if not main:
+            return summary
+        try:
+            atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            if history:
+                plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
+        except OSError as error:
+            raise _write_failed(error, f"write {SUMMARY} and {CURVES}", f"{LAST} holds all {len(history)} epochs", run_dir) from None
         return summary
-    try:
-        atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
-        if history:
-            plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
-    except OSError as error:
-        raise _write_failed(error, f"write {SUMMARY} and {CURVES}", f"{LAST} holds all {len(history)} epochs", run_dir) from None
-    return summary
+    except KeyboardInterrupt:
+        raise _interrupted(run_dir, config, saved, restore) from None
 
 
 # Losses stay on the device and are read every SYNC_EVERY steps and at the end of an epoch:
@@ -400,7 +412,6 @@ def evaluate_batches(
 # ``.NAME.*.tmp``, which a kill leaves behind). A RUN_DIR holding only these, one of them an
 # augkit config.yaml, and no last.pt, is a run that stopped before its first checkpoint.
 _RUN_FILES = frozenset({CONFIG, datalib.STATS_FILE, "stats.mean_image.npy", METRICS, SUMMARY, CURVES, ACTIVATIONS_FILE, BEST})
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[^.]+\.tmp")
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) -> bool:
@@ -411,6 +422,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     diverged or out of disk space in its first epoch): its files go, config.yaml is rewritten.
     Anything else is refused (AugkitError), and nothing is deleted that augkit did not write.
     """
+    check_run_dir_name(run_dir, resume)
     if resume and not run_dir.is_dir():
         raise AugkitError(f"--resume {run_dir}: no such folder; give the RUN_DIR of an earlier run")
     if not run_dir.exists():
@@ -443,11 +455,18 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     return False
 
 
+def check_run_dir_name(run_dir: Path, resume: bool = False) -> None:
+    """Refuse a RUN_DIR whose name is not valid UTF-8 (``check_utf8``): its name goes into the
+    run's plots and messages, and its path into commands to copy."""
+    fix = "rename the folder to a UTF-8 name, then resume it" if resume else "choose a UTF-8 name for -o"
+    check_utf8(run_dir, "RUN_DIR", fix=fix)
+
+
 def _written_by_run(path: Path) -> bool:
     """Whether ``path`` is one of the files a run writes before its first checkpoint."""
     if path.name == TENSORBOARD:
         return path.is_dir() and not path.is_symlink()
-    temporary = _TEMPORARY.fullmatch(path.name)
+    temporary = TEMPORARY_NAME.fullmatch(path.name)  # run files' names are short enough to be whole there
     name = temporary["name"] if temporary else path.name
     return (name in _RUN_FILES or (temporary is not None and name == LAST)) and not path.is_dir()
 
@@ -562,7 +581,27 @@ def _write_failed(error: OSError, doing: str, holds: str, run_dir: Path) -> RunE
     """A write into RUN_DIR that failed mid-run (a full disk): what failed, what is kept, the way on."""
     fix = "free some space" if error.errno in DISK_FULL else "fix that"
     return RunError(f"could not {doing} in {run_dir} ({error.strerror or error}); {holds}; "
-                    f"{fix}, then continue with: augkit train --resume {run_dir}")
+                    f"{fix}, then continue with: {_resume_command(run_dir)}")
+
+
+def _interrupted(run_dir: Path, config: TrainConfig, saved: int | None, restore: bool) -> RunError:
+    """The error for a run stopped by Ctrl-C: what RUN_DIR keeps, and the command that continues.
+
+    ``saved``: the epoch last.pt holds (restored or saved by this run), None if neither happened yet.
+    ``--resume`` continues from last.pt, or starts afresh a RUN_DIR stopped before its first one.
+    """
+    if saved is not None:
+        kept = f"{LAST} holds epoch {saved} of {config.epochs}, the last good checkpoint; continue with"
+    elif restore:
+        kept = f"{LAST} is kept as it was; continue with"
+    else:
+        kept = "no epoch had ended, so no checkpoint was saved; start it again with"
+    return RunError(f"interrupted; {kept}: {_resume_command(run_dir)}")
+
+
+def _resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir``, quoted for a POSIX shell."""
+    return f"augkit train --resume {shlex.quote(str(run_dir))}"
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:

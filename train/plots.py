@@ -2,6 +2,11 @@
 
 matplotlib's object API (``Figure``, no pyplot): no global state, no GUI backend, safe in any
 process. Imported only when a picture is drawn.
+
+Every text drawn (titles, class names, labels) passes through ``printable``: a name whose bytes
+are not UTF-8 (a folder named so on disk) is drawn with those bytes escaped (``\\xff``), which
+a font can render. Statistics that are not finite (activations that overflowed) are drawn as
+gaps and written as "not finite", never formatted as numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from augkit.files import atomic_write
+from augkit.train.config import printable
 
 
 def _save(figure, path: Path) -> Path:  # noqa: ANN001  (matplotlib Figure)
@@ -41,7 +47,7 @@ def plot_curves(rows: Sequence[dict[str, float]], path: Path, title: str = "") -
     if rows and all(r["train_loss"] > 0 for r in rows) and all(r["val_loss"] > 0 for r in rows):
         loss.set_yscale("log")
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(printable(title), fontsize=9)
     return _save(figure, path)
 
 
@@ -50,6 +56,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, ti
     from matplotlib.figure import Figure
 
     n = len(classes)
+    classes = [printable(c) for c in classes]
     totals = confusion.sum(axis=1, keepdims=True)
     fractions = confusion / np.maximum(totals, 1)
     side = min(12.0, 2.5 + 0.45 * n)
@@ -68,7 +75,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, ti
     axes.set_yticks(ticks, classes, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title or "confusion matrix", fontsize=9)
+    axes.set_title(printable(title) or "confusion matrix", fontsize=9)
     return _save(figure, path)
 
 
@@ -83,7 +90,7 @@ def _histogram(axes, row: dict) -> None:  # noqa: ANN001  (matplotlib Axes)
     edges = np.linspace(*row["range"], len(counts) + 1)
     fractions = counts / max(counts.sum(), 1.0)
     axes.stairs(fractions, edges, fill=True, alpha=0.8)
-    notes = [f"std {row['std']:.2g}"]
+    notes = [f"std {row['std']:.2g}" if _finite(row["std"]) else "std not finite"]
     notes += [f"{short} {row[key]:.0%}" for key, short in (("saturated", "sat"), ("dead", "dead")) if row[key] and row[key] >= 0.005]
     tallest, second = np.sort(fractions)[-2:][::-1] if len(fractions) > 1 else (0.0, 0.0)
     if second > 0 and tallest > 3 * second:  # ReLU's zeros: one bin would flatten all the others
@@ -93,6 +100,11 @@ def _histogram(axes, row: dict) -> None:  # noqa: ANN001  (matplotlib Axes)
               bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0, "pad": 1})
     axes.set_yticks([])
     axes.tick_params(labelsize=7)
+
+
+def _finite(value: float | None) -> bool:
+    """Whether a statistic is a finite number (``LayerStats.to_dict`` gives None for NaN and Inf)."""
+    return value is not None and math.isfinite(value)
 
 
 def _columns(count: int) -> list[int]:
@@ -120,17 +132,19 @@ def plot_probe(cases: Sequence[tuple[str, Sequence[dict]]], path: Path, title: s
             if r == 0:
                 axes.set_title(f"layer {index + 1}", fontsize=8)
             if c == 0:
-                axes.set_ylabel(label, fontsize=8)
+                axes.set_ylabel(printable(label), fontsize=8)
     lines = bottom.subplots()
     for label, layers in cases:
-        lines.plot(range(1, len(layers) + 1), [s["std"] for s in layers], "o-", ms=3, label=label)
+        stds = [s["std"] if _finite(s["std"]) else math.nan for s in layers]  # a gap where they overflowed
+        lines.plot(range(1, len(layers) + 1), stds, "o-", ms=3, label=printable(label))
+    lines.set_xlim(0.5, max(len(layers) for _, layers in cases) + 0.5)  # every layer, overflowed ones too
     lines.set_xlabel("layer")
     lines.set_ylabel("std of the activations")
     lines.set_ylim(bottom=0)
     lines.grid(alpha=0.3)
     lines.legend(fontsize=7)
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(printable(title), fontsize=9)
     return _save(figure, path)
 
 
@@ -153,7 +167,7 @@ def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = No
     axes = parts[0].subplots(rows, columns, squeeze=False).ravel()
     for ax, row in zip(axes, layers):
         _histogram(ax, row)
-        ax.set_title(f"{row['layer']} (validation)", fontsize=8)
+        ax.set_title(f"{printable(row['layer'])} (validation)", fontsize=8)
     for ax in axes[len(layers):]:
         ax.set_axis_off()
     if timeline:
@@ -163,14 +177,14 @@ def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = No
             steps = entry["steps"]
             ax.imshow(counts, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest",
                       extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, *entry["range"]))  # fmt: skip
-            ax.set_title(f"{name} during training", fontsize=8)
+            ax.set_title(f"{printable(name)} during training", fontsize=8)
             ax.set_xlabel("step", fontsize=7)
             ax.tick_params(labelsize=7)
         for ax in panels[len(timeline):]:
             ax.set_axis_off()
         parts[1].suptitle("activation histograms over training (colour: log(1 + count))", fontsize=8)
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(printable(title), fontsize=9)
     return _save(figure, path)
 
 
@@ -200,7 +214,7 @@ def plot_ablation(panels: Sequence[dict], path: Path) -> Path:
         y = np.arange(len(bars))[::-1]  # the best on top
         best = bool(bars) and not math.isnan(bars[0]["acc"])
         edges = ["black" if i == 0 and best else "none" for i in range(len(bars))]
-        labels = [("★ " if i == 0 and best else "") + b["label"] + (" (failed)" if math.isnan(b["acc"]) else "")
+        labels = [("★ " if i == 0 and best else "") + printable(b["label"]) + (" (failed)" if math.isnan(b["acc"]) else "")
                   for i, b in enumerate(bars)]  # fmt: skip
         for axes, key, xlabel in ((accuracy, "acc", "best validation accuracy"), (gap, "gap", "final gap: train − val accuracy")):
             values = [0.0 if math.isnan(b[key]) else b[key] for b in bars]
@@ -231,5 +245,5 @@ def plot_ablation(panels: Sequence[dict], path: Path) -> Path:
         for axes in (accuracy, gap, curves):
             axes.grid(alpha=0.3)
             axes.tick_params(labelsize=8)
-        row.suptitle(panel["title"], fontsize=10)
+        row.suptitle(printable(panel["title"]), fontsize=10)
     return _save(figure, path)
