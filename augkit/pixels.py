@@ -59,19 +59,25 @@ def full_scale(image: np.ndarray, what: str = "image") -> float:
     return scale
 
 
+_ONE_BITS = 0x3F800000  # float32 1.0's bit pattern
+
+
 def check_image(image: np.ndarray, what: str = "image") -> float:
     """Check that ``image`` holds pixels under the contract; returns its full scale.
 
-    For float32 the values must lie in [0, 1] (NaN and Inf are refused): one pass of numpy's
-    min and max, about 17 us for a 224 x 224 x 3 image (NaN propagates through both, so it
-    needs no pass of its own). Integer images need no pass.
+    For float32 the values must lie in [0, 1] (NaN and Inf are refused) in one pass: the largest
+    bit pattern read as uint32. Every float32 in [+0, 1] has a pattern at most 1.0's
+    (0x3F800000), while negative numbers, values above 1, Inf and NaN all have larger ones (the
+    sign bit, or an exponent of 1.0's or more), so one ``max`` decides, about 8 us for a
+    224 x 224 x 3 image in cache (numpy's ``min`` and ``max`` take twice that). Only an image
+    that fails it is looked at again, in floats (-0.0 passes there). Integer images need no pass.
 
     Raises:
         PixelError: the dtype or the value range is outside the contract; the message names
             the dtype, the range seen and how to convert.
     """
     scale = full_scale(image, what)
-    if scale == 1.0 and image.size:
+    if scale == 1.0 and image.size and int(image.view(np.uint32).max()) > _ONE_BITS:
         low, high = float(image.min()), float(image.max())
         if not (0.0 <= low and high <= 1.0):  # False for NaN too
             raise PixelError(

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import augkit  # noqa: E402
 from augkit._albumentations import A  # noqa: E402
 from augkit import transforms as T  # noqa: E402
+from _repeats import interleaved  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -86,17 +87,22 @@ def contenders(side: int, noise: bool):
 
 
 def measure(side: int, noise: bool, repeats: int, calls: int) -> dict[str, float]:
+    """Per-call medians in microseconds, and each ratio as the median of the per-repeat ratios."""
     images = np.random.default_rng(0).integers(0, 256, (16, side, side, 3), dtype=np.uint8)
-    runs = contenders(side, noise)
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+
+    def timed(run):
+        def go() -> float:
             start = time.perf_counter()
             for i in range(calls):
                 run(images[i % len(images)], i)
-            seconds[name].append(time.perf_counter() - start)
-    # Drop the first repeat (fresh memory, warm-up); per-call median in microseconds.
-    return {name: statistics.median(s[1:]) / calls * 1e6 for name, s in seconds.items()}
+            return (time.perf_counter() - start) / calls * 1e6
+        return go
+
+    times = interleaved({name: timed(run) for name, run in contenders(side, noise).items()}, repeats)
+    result = {name: statistics.median(t) for name, t in times.items()}
+    for peer in ("by hand", "albu-native"):
+        result[f"augkit/{peer}"] = statistics.median(a / b for a, b in zip(times["augkit"], times[peer]))
+    return result
 
 
 def main() -> None:
@@ -115,7 +121,7 @@ def main() -> None:
             calls = args.calls if side <= 64 else max(100, args.calls // 8)
             t = measure(side, noise, args.repeats, calls)
             print(f"{side:>4}x{side:<4} {'+noise' if noise else 'base':>9} {t['augkit']:>10.1f} {t['by hand']:>11.1f} "
-                  f"{t['albu-native']:>10.1f} {t['augkit'] / t['by hand']:>15.3f} {t['augkit'] / t['albu-native']:>14.3f}")
+                  f"{t['albu-native']:>10.1f} {t['augkit/by hand']:>15.3f} {t['augkit/albu-native']:>14.3f}")
 
 
 if __name__ == "__main__":

@@ -292,6 +292,45 @@ def test_pipelines_refuse_pixels_outside_the_contract_with_the_fix(image, messag
         load_pipeline("brightness(limit=[0.1, 0.1], p=1)")(image, index=0)
 
 
+
+_ONE = np.float32(1.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        (0.0, True),
+        (-0.0, True),  # equal to 0, though its bit pattern is the sign bit alone
+        (np.nextafter(np.float32(0), _ONE), True),  # the smallest subnormal
+        (1.0, True),
+        (np.nextafter(_ONE, np.float32(2)), False),  # 1.0000001
+        (-np.nextafter(np.float32(0), _ONE), False),
+        (np.inf, False),
+        (-np.inf, False),
+        (np.nan, False),
+        (-np.nan, False),
+        (np.float32(np.finfo(np.float32).max), False),
+    ],
+)
+def test_the_float_range_check_is_exact_at_every_edge(value, accepted):
+    # check_image decides in one pass over the bit patterns read as uint32; each edge of
+    # [0, 1] (and each kind of value outside it) must land on the right side, wherever the
+    # value sits in an image that is otherwise in range.
+    from augkit.pixels import PixelError, check_image
+
+    for where in [(0, 0, 0), (7, 3, 2), (-1, -1, -1)]:
+        image = np.random.default_rng(0).random((8, 5, 3), dtype=np.float32)
+        image[where] = value
+        marked = np.zeros(image.shape, bool)
+        marked[where] = True
+        for cut in (np.s_[...], np.s_[:, ::2], np.s_[..., 1]):  # strided views too
+            view = image[cut]
+            if accepted or not marked[cut].any():
+                assert check_image(view) == 1.0
+            else:
+                with pytest.raises(PixelError, match="float32 values must lie in"):
+                    check_image(view)
+
 # ----------------------------------------------------------------------------- masks
 
 GEOMETRIC = [
@@ -361,6 +400,31 @@ def test_a_window_past_the_edge_equals_padding_first_then_cropping(border, windo
     padded = F.pad(U8, margin, margin, margin, margin, border=border, fill=9)
     expected = padded[y + margin : y + margin + h, x + margin : x + margin + w]
     np.testing.assert_array_equal(F.crop(U8, y, x, h, w, border=border, fill=9), expected)
+
+
+@pytest.mark.parametrize("border", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((24, 32, 3), np.uint8), ((7, 5), np.uint8), ((9, 6, 1), np.uint16), ((8, 8, 5), np.uint8), ((1, 6, 4), np.float32)],
+)
+def test_every_window_equals_numpys_padding_then_cropping(border, shape, dtype):
+    # crop pads with OpenCV where that gives the same pixels (the part of the image inside the
+    # window, narrow enough borders, at most 4 channels for a constant) and by index elsewhere:
+    # random windows over both paths, every channel count and dtype, against np.pad.
+    rng = np.random.default_rng(len(shape) * 10 + shape[-1])
+    image = (rng.random(shape) * (1 if dtype == np.float32 else 200)).astype(dtype)
+    fill = 0.5 if dtype == np.float32 else 9
+    margin = 50
+    widths = [(margin, margin)] * 2 + [(0, 0)] * (len(shape) - 2)
+    mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[border]
+    extra = {"constant_values": fill} if border == "constant" else {}
+    padded = np.pad(image, widths, mode=mode, **extra)
+    for _ in range(60):
+        h, w = rng.integers(1, 30, size=2)
+        y, x = rng.integers(-margin, shape[0] + margin - h + 1), rng.integers(-margin, shape[1] + margin - w + 1)
+        out = F.crop(image, int(y), int(x), int(h), int(w), border=border, fill=fill)
+        np.testing.assert_array_equal(out, padded[y + margin : y + margin + h, x + margin : x + margin + w])
+        assert out.dtype == image.dtype and out.ndim == image.ndim
 
 
 def test_huge_padding_costs_the_window_not_the_padded_image():
