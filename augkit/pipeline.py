@@ -24,7 +24,7 @@ from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
 from augkit.pixels import PixelError, check_image
 from augkit.registry import COMPOSITIONS, create_step
-from augkit.seeding import SampleRandom, process_salt, sample_key
+from augkit.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.spec import SPEC_SUFFIXES, parse_spec
 from augkit.transforms import AugkitTransform
 
@@ -74,6 +74,7 @@ class Pipeline:
         # seeding scheme (albumentations would otherwise share one stream across all samples).
         self.compose.set_random_state(self._random.numpy, self._random.python)
         self._calls = 0
+        self._epoch_key: tuple[tuple[int, int] | None, int] = (None, 0)
 
     def _build(self, step: dict[str, dict[str, Any]], where: str) -> Any:
         """The transform for one canonical step (compositions recursively); errors say where."""
@@ -126,7 +127,9 @@ class Pipeline:
                 index ^= salt  # a stream of this worker's own (the key scatters every bit)
         else:
             index = _counter("index", index)
-        key = sample_key(self.seed, epoch, index)
+        if self._epoch_key[0] != (self.seed, epoch):  # two of sample_key's three mixes, kept
+            self._epoch_key = ((self.seed, epoch), epoch_key(self.seed, epoch))
+        key = index_key(self._epoch_key[1], index)
         self._random.reseed(key)
         # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
         # and shape checks across targets (an image pipeline has none of those): about 5% of a

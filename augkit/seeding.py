@@ -39,7 +39,17 @@ def _mix64(x: int) -> int:
 
 def sample_key(seed: int, epoch: int, index: int) -> int:
     """A 64-bit key for one sample; chained so that (1, 2, 3) and (2, 1, 3) differ."""
-    return _mix64(_mix64(_mix64(seed & _MASK64) ^ (epoch & _MASK64)) ^ (index & _MASK64))
+    return index_key(epoch_key(seed, epoch), index)
+
+
+def epoch_key(seed: int, epoch: int) -> int:
+    """The part of ``sample_key`` shared by every sample of an epoch (a caller may keep it)."""
+    return _mix64(_mix64(seed & _MASK64) ^ (epoch & _MASK64))
+
+
+def index_key(epoch_key: int, index: int) -> int:
+    """``sample_key(seed, epoch, index)`` from ``epoch_key(seed, epoch)``."""
+    return _mix64(epoch_key ^ (index & _MASK64))
 
 
 def process_salt() -> int:
