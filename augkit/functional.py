@@ -37,27 +37,6 @@ def _lut(img: np.ndarray, table: np.ndarray) -> np.ndarray:
     return _keep_channels(cv2.LUT(img, table), img)
 
 
-def pad(
-    img: np.ndarray,
-    top: int,
-    bottom: int,
-    left: int,
-    right: int,
-    border: str = "constant",
-    fill: float = 0,
-) -> np.ndarray:
-    """Pad the borders; ``border`` is one of ``BORDERS``."""
-    if not (top or bottom or left or right):
-        return img
-    # OpenCV cannot reflect across more pixels than the image has; np.pad can, by repeating.
-    if border == "reflect" and (max(top, bottom) >= img.shape[0] or max(left, right) >= img.shape[1]):
-        widths = [(top, bottom), (left, right)] + [(0, 0)] * (img.ndim - 2)
-        return np.pad(img, widths, mode="reflect" if min(img.shape[:2]) > 1 else "edge")
-    value = (fill,) * 4
-    out = cv2.copyMakeBorder(img, top, bottom, left, right, BORDERS[border], value=value)
-    return _keep_channels(out, img)
-
-
 def crop(
     img: np.ndarray, y: int, x: int, height: int, width: int, border: str = "constant", fill: float = 0
 ) -> np.ndarray:

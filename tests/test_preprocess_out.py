@@ -305,15 +305,24 @@ def test_overwrite_of_a_folder_with_a_manifest_that_claims_to_be_augkits_deletes
     assert tree_digest(folder) == before
 
 
-@pytest.mark.parametrize("out_format", ["packed", "folder"])
-@pytest.mark.parametrize("state", ["complete", "stopped part-way"])
+@pytest.mark.parametrize(
+    ("out_format", "state"),
+    [("packed", "complete"), ("folder", "complete"), ("packed", "stopped part-way"), ("folder", "stopped part-way"),
+     ("folder", "stopped mid-shard")],
+)
 def test_overwrite_deletes_every_file_augkit_wrote_and_ends_as_a_clean_run(
     src, preprocess_cli, tree_digest, tmp_path, monkeypatch, out_format, state
 ):
     flags = [*FLAGS, "--format", out_format]
     clean, out = tmp_path / "clean", tmp_path / "out"
     assert preprocess_cli(src, clean, *flags).exit_code == 0
-    if state == "stopped part-way":  # shard records and files, no complete manifest
+    if state == "stopped mid-shard":  # an image written, its shard's record not: no record names it
+        fill_the_disk_at(monkeypatch, "augkit.preprocess.shard", 3)  # the shard's start list, then 1 image
+        assert preprocess_cli(src, out, *OTHER, "--format", out_format).exit_code == 1
+        monkeypatch.undo()
+        assert not [p for p in (out / ".shards").glob("*.json") if not p.name.endswith(".started.json")]
+        assert any(p.is_file() for p in (out / "train").rglob("*"))
+    elif state == "stopped part-way":  # shard records and files, no complete manifest
         fill_the_disk_at(monkeypatch, "augkit.preprocess.shard", 4)  # the first shard's 3 writes done
         assert preprocess_cli(src, out, *OTHER, "--format", out_format).exit_code == 1
         monkeypatch.undo()
@@ -439,3 +448,31 @@ def test_names_that_are_not_utf8_are_processed_or_skipped_and_kept_exactly(latin
         np.testing.assert_array_equal(np.load(out / "train_images.npy")[:, 0, 0, 0], [50, 100, 150])
     again = subprocess.run(command, capture_output=True, timeout=300)  # the manifest reads back as written
     assert again.returncode == 0 and b"already complete" in again.stdout, again.stderr
+
+
+# ----------------------------------------------------------------------------- a source that changed
+
+
+@pytest.mark.parametrize("output", ["packed", "folder"])
+def test_a_source_that_changed_since_a_complete_run_is_redone_not_called_complete(src, preprocess_cli, tmp_path, write_png, output):
+    # A complete OUT was reported "already complete: nothing to do" after images were added to
+    # the source: the settings matched and the shards' inputs were not compared.
+    out = tmp_path / "out"
+    extra = ["--format", "folder"] if output == "folder" else []
+    assert preprocess_cli(src, out, *FLAGS, *extra).exit_code == 0
+    rng = np.random.default_rng(5)
+    for i in range(3):  # 3 more cats: 10 images
+        write_png(src / "cat" / f"new{i}.png", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    result = preprocess_cli(src, out, *FLAGS, *extra)
+    assert result.exit_code == 0, result.output
+    assert "nothing to do" not in result.output
+    assert manifest(out)["counts"]["train"]["images"] == 10
+    assert len(open_dataset(out, split="train")) == 10
+    for path in sorted((src / "dog").iterdir())[:2]:  # and 2 dogs fewer: 8 images
+        path.unlink()
+    assert preprocess_cli(src, out, *FLAGS, *extra).exit_code == 0
+    assert manifest(out)["counts"]["train"]["images"] == 8
+    assert len(open_dataset(out, split="train")) == 8
+    if output == "folder":  # no image of the earlier runs left behind beside the 8
+        assert sum(1 for p in (out / "train").rglob("*") if p.is_file()) == 8
+    assert "nothing to do" in preprocess_cli(src, out, *FLAGS, *extra).output  # now it is complete

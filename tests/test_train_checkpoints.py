@@ -462,3 +462,23 @@ def test_a_full_disk_at_the_end_of_a_run_is_finished_by_resume(tmp_path, tmpfs, 
     tmpfs(64 << 20)
     succeeded(invoke("train", "--resume", run_dir, "-q"))
     assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run_dir / "summary.json").is_file()
+
+
+def _devices() -> list[str]:
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_nonfinite_values_are_counted_across_devices_and_dtypes(device):
+    # Adam keeps its step count on the CPU beside moments on the GPU: the check must neither
+    # crash on the mix nor miss a NaN on either side. Mixed float dtypes too (bf16 weights).
+    weights = torch.randn(5, 4, device=device)
+    half = torch.randn(3, device=device, dtype=torch.bfloat16)
+    step = torch.tensor(3.0)  # always on the CPU, as torch.optim.Adam keeps it
+    labels = torch.arange(4, device=device)  # integers cannot hold NaN: skipped
+    assert count_nonfinite([weights, half, step, labels]) == 0
+    weights[1, 2], half[0] = float("nan"), float("inf")
+    step.fill_(float("-inf"))
+    assert count_nonfinite([weights, half, step, labels]) == 3
+    huge = torch.full((4,), 3e38, device=device)  # finite, though its sum overflows
+    assert count_nonfinite([huge, step.fill_(1.0)]) == 0

@@ -71,14 +71,20 @@ def save_checkpoint(path: Path, state: dict[str, Any] | bytes) -> Path:
 def count_nonfinite(tensors: Iterable[torch.Tensor]) -> int:
     """How many NaN or Inf elements ``tensors`` hold (floating ones: others cannot hold them).
 
-    The common case is cheap: one sum per tensor, queued on the device, and one read (the one
-    CPU-GPU sync), since the sum of finite values is finite unless it overflows. Only when it
-    is not (a NaN or Inf, or huge finite values) are the elements counted, tensor by tensor.
+    The common case is cheap: one sum per tensor, queued on its device, and one read per
+    device (one CPU-GPU sync), since the sum of finite values is finite unless it overflows.
+    Only when it is not (a NaN or Inf, or huge finite values) are the elements counted, tensor
+    by tensor. Tensors may lie on several devices: Adam keeps its ``step`` count on the CPU
+    beside moments on the GPU.
     """
-    floats = [t for t in tensors if t.is_floating_point()]
-    if not floats or torch.isfinite(torch.stack([t.sum() for t in floats]).sum()):
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if t.is_floating_point():
+            by_device.setdefault(t.device, []).append(t)
+    totals = [torch.stack([t.sum().float() for t in group]).sum() for group in by_device.values()]
+    if all(bool(torch.isfinite(total)) for total in totals):
         return 0
-    return int(torch.stack([(~torch.isfinite(t)).sum() for t in floats]).sum())
+    return sum(int(torch.stack([(~torch.isfinite(t)).sum() for t in group]).sum()) for group in by_device.values())
 
 
 def training_tensors(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:

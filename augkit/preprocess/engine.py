@@ -44,7 +44,7 @@ import re
 import shutil
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,7 @@ COMPLETE = {
 # _assemble's temporary files (augkit.files.TEMPORARY_NAME, in any of OUT's folders).
 _SPLIT = "|".join(SPLITS)
 _OURS_BY_NAME = re.compile(
-    rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|images\.npy|labels\.npy)"
+    rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|started\.json|images\.npy|labels\.npy)"
     rf"|({_SPLIT})_(images|labels)\.npy|{re.escape(STATS)}"
 )
 _TEMPORARY = re.compile(rf"(.+/)?{TEMPORARY_NAME.pattern}|\.({_SPLIT})_(images|labels)\.npy\.assemble\.tmp")
@@ -169,6 +169,8 @@ def preprocess(
         source = Path(source).resolve()
     splits = open_splits(source, config)
     any_split = next(iter(splits.values()))
+    if not config.gray and any_split.channels == 1:  # augkit.datasets' gray rule: a gray source is written gray
+        config = replace(config, gray=True)
     _check_paths(any_split.root, out)
     header = {
         "format": FORMAT,
@@ -183,7 +185,7 @@ def preprocess(
     classes = len(header["classes"])
     done = 0
     try:  # from the first write to the last: a full disk or a Ctrl-C anywhere is one line
-        previous = _prepare_out(out, header, config, overwrite)
+        previous = _prepare_out(out, header, config, overwrite, shards)
         if previous is not None:  # already complete with these settings, and it checks out
             return _report(out, previous, resumed=len(previous["shards"]), already_complete=True)
         atomic_write(out / MANIFEST, _json({**header, "complete": False}))
@@ -246,9 +248,14 @@ def _check_paths(root: Path | None, out: Path) -> None:
 
 
 def _prepare_out(
-    out: Path, header: dict[str, Any], config: PreprocessConfig, overwrite: bool
+    out: Path, header: dict[str, Any], config: PreprocessConfig, overwrite: bool, shards: list[Shard]
 ) -> dict[str, Any] | None:
-    """Make OUT ready; return its manifest if it already holds this exact run, complete and intact."""
+    """Make OUT ready; return its manifest if it already holds this exact run, complete and intact.
+
+    "This exact run" includes the source's content as the shards see it (their ``inputs``:
+    the files and labels of each): a source that gained, lost or changed images since is the
+    same command with work left to do, resumed (shards whose inputs changed are redone).
+    """
     if out.exists() and not out.is_dir():
         raise AugkitError(f"OUT ({out}) is a file; give a folder")
     if not out.exists() or not any(out.iterdir()):
@@ -261,6 +268,14 @@ def _prepare_out(
             "(augkit never deletes what it did not write, --overwrite included)"
         )
     same = {k: manifest[k] for k in header} == header
+    planned = [(shard.id, shard.inputs) for shard in shards]
+    if same and manifest["complete"] and [(s["id"], s["inputs"]) for s in manifest["shards"]] != planned:
+        # The source changed since: resume, redoing the shards it changed. A folder OUT's file
+        # names follow the source's order, so images there may now be named for others or for
+        # none: it is cleared first (augkit's files only, as --overwrite would) and rebuilt.
+        if config.format == "folder":
+            _clear(out, manifest)
+        return None
     if same and manifest["complete"]:
         damage = _damage(out, manifest, config)
         if damage is None:
@@ -379,9 +394,19 @@ def _clear(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def _recorded_files(out: Path) -> set[str]:
-    """The files that the readable shard records in OUT list (an unfinished folder-format run's images)."""
+    """The files that the readable shard records and shard starts in OUT list (an unfinished
+    folder-format run's images, those of a shard killed halfway included)."""
     files = set()
+    for path in (out / SHARDS_DIR).glob("*.started.json"):  # what a shard was about to write
+        try:
+            started = read_document(path, what="shard start", format="json", max_bytes=MAX_MANIFEST_BYTES)
+            check_structure(started, {"id": str, "files": [str]}, source=path, where="")
+        except (OSError, AugkitError):
+            continue
+        files.update(entry for entry in started["files"] if is_relative_path(entry))
     for path in (out / SHARDS_DIR).glob("*.json"):
+        if path.name.endswith(".started.json"):
+            continue
         try:
             record = read_document(path, what="shard record", format="json", max_bytes=MAX_MANIFEST_BYTES)
             check_structure(record, RECORD, source=path, where="")

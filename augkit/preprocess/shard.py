@@ -50,6 +50,23 @@ def record_path(out: str | Path, shard_id: str) -> Path:
     return Path(out) / SHARDS_DIR / f"{shard_id}.json"
 
 
+def started_path(out: str | Path, shard_id: str) -> Path:
+    """Where a folder-format shard lists the files it is about to write, before writing them."""
+    return Path(out) / SHARDS_DIR / f"{shard_id}.started.json"
+
+
+def planned_files(task: ShardTask) -> list[str]:
+    """The files (relative to OUT) a folder-format shard may write: each image and its copies."""
+    ext, classes = task.config.image_format, task.dataset.classes
+    copies = task.config.copies if task.shard.split == "train" else 0
+    paths = []
+    for j, stem in enumerate(task.names or []):
+        label = int(task.dataset.labels[j])
+        folder = Path(task.shard.split) / (classes[label] if label >= 0 else "")
+        paths += [(folder / f"{name}.{ext}").as_posix() for name in [stem, *(f"{stem}_aug{k}" for k in range(1, copies + 1))]]
+    return paths
+
+
 def packed_path(out: str | Path, shard_id: str, what: str) -> Path:
     return Path(out) / SHARDS_DIR / f"{shard_id}.{what}.npy"
 
@@ -115,6 +132,11 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     originals: list[np.ndarray] = []  # training images as written, for the statistics
     draft = draft_size(config.size, config.resize_mode) if config.size is not None and config.jpeg_draft else None
+    if config.format == "folder":
+        # Listed before the first is written: a run killed mid-shard leaves files no record
+        # names, and --overwrite must still know them for augkit's own (engine._clear).
+        started = {"id": shard.id, "files": planned_files(task)}
+        atomic_write(started_path(task.out, shard.id), json.dumps(started) + "\n", durable=False)
     for j in range(len(dataset)):
         try:
             image = dataset.read(
