@@ -482,3 +482,17 @@ def test_nonfinite_values_are_counted_across_devices_and_dtypes(device):
     assert count_nonfinite([weights, half, step, labels]) == 3
     huge = torch.full((4,), 3e38, device=device)  # finite, though its sum overflows
     assert count_nonfinite([huge, step.fill_(1.0)]) == 0
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_finished_run_whose_last_pt_is_gone_is_refused_and_left_alone(good_run, tmp_path, assert_fails, tree_digest, resume):
+    # It holds only files a run writes, like a run stopped before its first checkpoint, but
+    # best.pt and summary.json say epochs were finished: starting afresh deleted them.
+    run_dir = tmp_path / "run"
+    shutil.copytree(good_run, run_dir)
+    (run_dir / "last.pt").unlink()  # moved away to save space, say
+    before = tree_digest(run_dir)
+    args = ["train", "--resume", str(run_dir), "-q"] if resume else ["train", *QUICK, "-o", str(run_dir), "/no/such/data"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert_fails(result, 2, str(run_dir), "finished epochs", "nothing was deleted")
+    assert tree_digest(run_dir) == before

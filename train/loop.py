@@ -436,6 +436,10 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     entries = sorted(run_dir.iterdir())
     if not entries:
         return False
+    finished = [name for name in (BEST, SUMMARY) if (run_dir / name).exists()]
+    if finished:  # epochs were finished there: a run whose last.pt was moved or deleted, not one to start afresh
+        raise AugkitError(f"RUN_DIR {run_dir} holds a run that finished epochs ({', '.join(finished)}) but has no {LAST}; "
+                          f"nothing was deleted: choose another -o")  # fmt: skip
     foreign = [p.name for p in entries if not _written_by_run(p)]
     if foreign or not _is_train_config(run_dir / CONFIG):
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
