@@ -174,6 +174,8 @@ class CifarBatches:
         self.files = tuple(files)
         self._loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    channels = 3  # CIFAR rows are RGB
+
     def labels(self, part: int) -> np.ndarray:
         return self._load(part)[1]
 

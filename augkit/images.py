@@ -61,7 +61,7 @@ from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
 from augkit.errors import PROCESS_ERRORS, AugkitError, ImageReadError
 from augkit.files import NotRegularFileError, atomic_write, open_regular
-from augkit.pixels import PixelError, check_image, full_scale
+from augkit.pixels import PixelError, check_image, full_scale, to_uint8
 
 # PIL's Image.MAX_IMAGE_PIXELS (about 9459 x 9459), so what PIL opens without a warning opens here.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -236,7 +236,7 @@ def read_image(
     if image.ndim == 3 and image.shape[2] in (2, 4):
         image = _composite(image, background, premultiplied=_premultiplied(kind, header, image.dtype))
     if not keep_depth:
-        image = _to_uint8(image)
+        image = to_uint8(image)
     return _reorient(_to_rgb_or_gray(path, image, gray), orientation)
 
 
@@ -507,15 +507,6 @@ def _composite(image: np.ndarray, background: tuple[int, int, int], *, premultip
     numerator = colour.astype(wide) * (full if premultiplied else a) + (full - a) * base
     # full is odd, so x / full is never exactly half-way: floor(x / full + 1/2) rounds exactly.
     return np.minimum((numerator + full // 2) // full, full).astype(image.dtype)
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint16:
-        # round(x * 255 / 65535) == round(x / 257), exactly, in integers: 65535 -> 255.
-        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if image.dtype == np.float32:
-        return np.rint(image * 255).astype(np.uint8)
-    return image
 
 
 def _to_rgb_or_gray(path: str | Path, image: np.ndarray, gray: bool) -> np.ndarray:

@@ -108,6 +108,11 @@ class PackedImages:
         """Row ``row`` of file ``part``, copied: callers can write to it and never pin the map."""
         return np.array(self.array(part)[row])
 
+    @property
+    def channels(self) -> int:
+        """C of the stored N x H x W x C images (every split of one output has the same)."""
+        return int(self.array(0).shape[3])
+
     def array(self, part: int) -> np.ndarray:
         """File ``part`` as a read-only N x H x W x C memory map, checked on first use."""
         if part not in self._maps:

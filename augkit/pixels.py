@@ -95,6 +95,22 @@ def to_unit_scale(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) * np.float32(1.0 / scale)
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """``image`` as uint8 on 0..255, rounded: uint8 as is, uint16 as round(x * 255 / 65535),
+    float32 (on [0, 1]) as round(x * 255). The conversion for display and 8-bit files.
+
+    Raises:
+        PixelError: a dtype outside the contract.
+    """
+    scale = full_scale(image)
+    if scale == 255.0:
+        return image
+    if scale == 65535.0:
+        # round(x * 255 / 65535) == round(x / 257), exactly, in integers: 65535 -> 255.
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return np.rint(image * 255).astype(np.uint8)
+
+
 def _range_text(image: np.ndarray, low: float, high: float) -> str:
     if np.isnan(low) or np.isnan(high):
         return f"NaN in {int(np.isnan(image).sum()):,} value(s)"

@@ -118,7 +118,7 @@ def get_step(name: str | type) -> type:
     augkit_names = ", ".join(sorted(_AUGKIT_STEPS))
     raise SpecError(
         f"unknown step {name!r}{_choices_hint(name, sorted(steps))}; augkit's steps are {augkit_names}, "
-        "and every albumentations transform by its class name (`augkit steps` lists them all)"
+        "and every albumentations transform by its class name (`augkit steps --all` lists them all)"
     )
 
 
@@ -184,9 +184,22 @@ def _numbers(value: Any) -> Iterator[float]:
             yield number
 
 
+def cost_bound(key: str) -> float:
+    """The largest magnitude of the numbers an albumentations parameter named ``key`` may hold:
+    ``_COSTLY``'s bound for kernel sizes, counts and zoom factors, else MAX_PARAMETER."""
+    return next((limit for pattern, limit in _COSTLY if pattern.search(key)), MAX_PARAMETER)
+
+
+def size_bound(key: str) -> int | None:
+    """The largest output side an albumentations parameter named ``key`` may ask for, if it is one."""
+    from augkit.transforms import MAX_SIDE  # deferred: augkit.transforms imports this module
+
+    return MAX_SIDE if key in _SIZE_KEYS else None
+
+
 def _check_numbers(name: str, key: str, value: Any) -> None:
     """Every number in ``value`` finite and within MAX_PARAMETER (tighter for ``_COSTLY`` keys)."""
-    bound = next((limit for pattern, limit in _COSTLY if pattern.search(key)), MAX_PARAMETER)
+    bound = cost_bound(key)
     if not all(-bound <= number <= bound for number in _numbers(value)):  # False for NaN too
         raise SpecError(
             f"step {name!r}: parameter {key!r} got {short_repr(value)}; its numbers must be finite and within "

@@ -50,6 +50,11 @@ from augkit.images import DEFAULT_MAX_PIXELS
 from augkit.pixels import FULL_SCALE, check_image
 from augkit.processes import worker_pool
 
+# Per-channel statistics are on the [0, 1] scale; below MIN_STD a channel is constant to
+# within a 16-bit step (1 / 65535 = 1.5e-5), and dividing by it would blow pixels up to 1e6+:
+# the standardize step refuses such a std, the training harness only centres such a channel.
+MIN_STD = 1e-6
+
 if TYPE_CHECKING:
     from augkit.datasets import Dataset
 
@@ -392,11 +397,16 @@ def compute_stats(
 ) -> StatsResult:
     """Per-channel statistics of every image of ``dataset``; unreadable files are skipped.
 
+    The statistics have ``dataset.channels`` channels (1 for a gray dataset, 3 otherwise: the
+    gray rule of ``augkit.datasets``), the channels ``augkit train`` sees in the same dataset,
+    so a statistics file computed here always fits training on it.
+
     Args:
         dataset: the images, e.g. ``open_dataset(path, split="train")``.
         workers: processes reading images at the same time; the result does not depend on it.
         mean_image: also compute the mean image (all images must be the same size).
-        gray: measure the images converted to one gray channel.
+        gray: measure every image converted to one gray channel (luma), also in a colour
+            dataset; False: the dataset's own channels.
         progress: called with the number of images finished since its last call.
 
     Raises:
@@ -410,7 +420,8 @@ def compute_stats(
         (start, min(start + CHUNK_IMAGES, len(dataset)))
         for start in range(0, len(dataset), CHUNK_IMAGES)
     ]
-    job = _Job(dataset, gray, mean_image)
+    # The gray rule's answer found here, once, rather than in every worker.
+    job = _Job(dataset, gray or dataset.channels == 1, mean_image)
     workers = min(workers, len(chunks))
     if workers == 1:
         results = _run_serial(job, chunks, progress)
@@ -438,7 +449,7 @@ def compute_stats(
 @dataclass(frozen=True)
 class _Job:
     dataset: Dataset
-    gray: bool
+    gray: bool  # one channel (True) or RGB
     mean_image: bool
 
 

@@ -31,6 +31,7 @@ from augkit._albumentations import A
 from augkit.errors import AugkitError
 from augkit.images import DEFAULT_MAX_PIXELS
 from augkit.registry import register_step
+from augkit.stats import MIN_STD, ChannelStats
 
 BaseInitSchema = A.core.transforms_interface.BaseTransformInitSchema
 Border = Literal["constant", "reflect", "replicate"]
@@ -73,7 +74,10 @@ def _symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
 
 
 def _signed(value: float, digits: int = 2) -> str:
-    return f"{value:+.{digits}f}"
+    """``value`` rounded to ``digits`` decimals with its sign ("+1.4", "-0.3"); what rounds to
+    zero has none ("0.0", never "-0.0")."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 class AugkitTransform:
@@ -103,6 +107,10 @@ class Crop(AugkitTransform, A.DualTransform):
             area fraction in ``scale`` and aspect ratio in ``ratio``, resized to ``size``).
         padding: pixels added on every side before cropping, as in the CIFAR recipe
             (``size: 32, padding: 4``). Inputs smaller than ``size`` are padded up to it.
+        scale: ``[low, high]``, 0 < low <= high <= 1: the range of the area fraction a
+            random-resized crop keeps.
+        ratio: ``[low, high]``, each in [0.01, 100]: the range of the aspect ratio (width / height)
+            of a random-resized crop.
         border: how padding is filled: "constant" (``fill``), "reflect" or "replicate".
         fill: the value of constant padding, in the image's units (0..255 for uint8, 0..65535
             for uint16, 0..1 for float32).
@@ -297,7 +305,11 @@ class Rotate(AugkitTransform, A.DualTransform):
 
 
 class _Jitter(AugkitTransform, A.ImageOnlyTransform):
-    """Shared by brightness and contrast: one value ``delta`` drawn uniformly from ``limit``."""
+    """Shared by brightness and contrast: one value ``delta`` drawn uniformly from ``limit``.
+
+    Args:
+        limit: the range of ``delta``, each end in [-1, 1]; a number means (-limit, limit).
+    """
 
     class InitSchema(BaseInitSchema):
         limit: float | tuple[float, float]
@@ -345,9 +357,6 @@ class Contrast(_Jitter):
 # ----------------------------------------------------------------------------- preprocessing
 
 
-# Per-channel statistics are on the [0, 1] scale; below MIN_STD a channel is constant to
-# within a 16-bit step (1 / 65535 = 1.5e-5), and dividing by it would blow pixels up to 1e6+.
-MIN_STD = 1e-6
 _UNIT_SCALE_HINT = (
     "mean and std are on the [0, 1] scale: divide 0..255 values by 255 "
     "(ImageNet's are mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])"
@@ -366,9 +375,7 @@ def _check_statistics(mean: Any, std: Any = None) -> None:
             raise ValueError(f"{name} values must lie in [{low:g}, 1], got {array.tolist()}; {_UNIT_SCALE_HINT}")
 
 
-def _load_stats(path: str | Path) -> Any:
-    from augkit.stats import ChannelStats  # deferred: only steps that name a stats file need it
-
+def _load_stats(path: str | Path) -> ChannelStats:
     return ChannelStats.load(path)
 
 

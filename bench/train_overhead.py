@@ -130,7 +130,7 @@ def main() -> None:
         parser.error(f"--epochs must be at least 2 (the first epoch of every run is dropped), got {args.epochs}")
     torch.set_num_threads(args.threads)
 
-    configs = {name: TrainConfig(model=name, epochs=args.epochs, device="cpu") for name in args.model}
+    configs = {name: TrainConfig(model=name, epochs=args.epochs, device="cpu", threads=args.threads) for name in args.model}
     splits = open_splits(configs[args.model[0]])  # the data and split are the same for every model
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"augkit {augkit.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}")

@@ -84,7 +84,7 @@ def main() -> None:
 
     print(f"\n{'model':<5} {'off s':>8} {'on s':>8} {'on/off':>7} {'min':>6} {'max':>6} {'us per watched step':>20} {'lines':>6}  target")
     for name in args.model:
-        off = TrainConfig(model=name, epochs=args.epochs, device=args.device)
+        off = TrainConfig(model=name, epochs=args.epochs, device=args.device, threads=args.threads)
         on = off.replace({"watch_activations": args.every})
         kept = interleaved({"on": lambda: run(on), "off": lambda: run(off)}, args.repeats)
         ratios = [a["seconds"] / b["seconds"] for a, b in zip(kept["on"], kept["off"])]

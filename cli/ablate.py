@@ -27,14 +27,15 @@ from augkit.train.config import TrainConfig, parse_assignment
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Set a base config field; repeatable.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs of every run.")
 @click.option("--workers", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1, show_default="all cores",
-              help="Runs at once, each in its own process with (cores / workers) threads; use 1 on a shared GPU.")  # fmt: skip
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Runs at once, each in its own process with a share of the free cores; 1 on a shared GPU.")  # fmt: skip
+@options.threads
+@click.option("-o", "--out", type=options.OutputPath(folder=True),
               help="Folder for the runs and the report; the same command again continues it "
                    "[default: ablations/lecture, or ablations/KEY-KEY for a grid].")  # fmt: skip
 @options.json_output
 @options.quiet
 def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Path | None, assignments: tuple[str, ...],
-           epochs: int | None, workers: int, out: Path | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
+           epochs: int | None, workers: int, threads: int | None, out: Path | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Train every configuration of a grid over config fields, SEEDS seeds each, and compare them.
 
     Writes OUT/runs/KEY=V,.../seedK/ (ordinary run folders), OUT/results.csv (a row per run),
@@ -78,7 +79,7 @@ def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Pa
         studies = lecture_studies(out / "data", seeds=seeds, epochs=epochs)
 
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
-    summary = run_ablation(studies, out, workers=workers, log=log)
+    summary = run_ablation(studies, out, workers=workers, threads=threads, log=log)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -90,8 +91,9 @@ def _text(summary: dict[str, Any]) -> str:
     lines = []
     for best in summary["best"]:
         where = f"{best['study']}: " if best["study"] else ""
-        lines.append(f"{where}best {best['configuration']}: best val acc {best['best_val_acc']:.4f} "
-                     f"(mean of {best['seeds']} seeds)")  # fmt: skip
+        seeds = f"mean of {best['seeds']} seeds" if best["seeds"] > 1 else "1 seed"
+        tied = f"; tied with {'; '.join(best['tied_with'])}" if best.get("tied_with") else ""
+        lines.append(f"{where}best {best['configuration']}: best val acc {best['best_val_acc']:.4f} ({seeds}){tied}")
     for claim in summary["claims"]:
         lines.append(f"  {'✓' if claim['holds'] else '✗ not seen:'} {claim['claim']}")
     failed = f", {summary['failed']} failed" if summary["failed"] else ""

@@ -50,11 +50,12 @@ def diagnose() -> None:
 @click.option("--compare", is_flag=True, help="Run the lecture's five cases side by side (tanh with normal 0.01, "
               "normal 0.05 and Xavier; relu with Xavier and Kaiming).")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N | mps.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("probe.png"),
+@click.option("-o", "--out", type=options.OutputPath(), default=Path("probe.png"),
               show_default=True, help="Where to draw the histograms.")  # fmt: skip
+@options.threads
 @options.json_output
 def probe(activation: str | None, init: str | None, init_std: float | None, depth: int, width: int, batch: int,
-          seed: int, compare: bool, device: str, out: Path, as_json: bool) -> None:  # fmt: skip
+          seed: int, compare: bool, device: str, out: Path, threads: int | None, as_json: bool) -> None:  # fmt: skip
     """The lecture's experiment: a deep MLP without biases on unit-Gaussian inputs.
 
     For each layer: mean and std of the activations, the fraction saturated (|x| > 0.99 for
@@ -83,7 +84,8 @@ def probe(activation: str | None, init: str | None, init_std: float | None, dept
     for case in cases:  # every case checked before the first runs
         check_probe(case, depth=depth, width=width, batch=batch, seed=seed)
     check_plot_name(out)
-    results = [run_probe(case, depth=depth, width=width, batch=batch, seed=seed, device=device) for case in cases]
+    results = [run_probe(case, depth=depth, width=width, batch=batch, seed=seed, device=device, threads=threads)
+               for case in cases]  # fmt: skip
     title = f"MLP without biases, depth {depth}, width {width}, batch {batch} of unit-Gaussian inputs, seed {seed}"
     plot_probe([(r.case.label, [s.to_dict(hist=True) for s in r.layers]) for r in results], out, title=title)
 
@@ -106,10 +108,11 @@ def probe(activation: str | None, init: str | None, init_std: float | None, dept
 @click.option("--batches", type=int, default=None, help="Look at this many validation batches at most (default: all).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the run's).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to draw (default: RUN_DIR/diagnose.png).")
+@click.option("-o", "--out", type=options.OutputPath(), help="Where to draw (default: RUN_DIR/diagnose.png).")
+@options.threads
 @options.json_output
 def run(run_dir: Path, data: str | None, checkpoint: str, batches: int | None, batch_size: int | None, device: str,
-        out: Path | None, as_json: bool) -> None:  # fmt: skip
+        out: Path | None, threads: int | None, as_json: bool) -> None:  # fmt: skip
     """Statistics of the run in RUN_DIR on DATA's validation batches (default: the run's own).
 
     Per activation layer, in eval mode: mean, std, saturated fraction, dead units (never
@@ -126,7 +129,7 @@ def run(run_dir: Path, data: str | None, checkpoint: str, batches: int | None, b
     from augkit.train.diagnostics import diagnose_run
 
     report = diagnose_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size,
-                          max_batches=batches, plot=out)  # fmt: skip
+                          max_batches=batches, plot=out, threads=threads)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

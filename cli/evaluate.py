@@ -17,10 +17,11 @@ from augkit.cli import options
               help="Which checkpoint of the run to evaluate.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the run's).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to draw the confusion matrix (default: RUN_DIR/confusion.png).")
+@click.option("-o", "--out", type=options.OutputPath(), help="Where to draw the confusion matrix (default: RUN_DIR/confusion.png).")
+@options.threads
 @options.json_output
 def evaluate(run_dir: Path, data: str | None, checkpoint: str, device: str, batch_size: int | None,
-             out: Path | None, as_json: bool) -> None:  # fmt: skip
+             out: Path | None, threads: int | None, as_json: bool) -> None:  # fmt: skip
     """Evaluate the run in RUN_DIR on DATA (default: the run's own validation split).
 
     DATA must have the run's classes and image size; its val split is used (or the fraction
@@ -34,7 +35,8 @@ def evaluate(run_dir: Path, data: str | None, checkpoint: str, device: str, batc
     from augkit.train.config import printable
     from augkit.train.evaluate import evaluate_run
 
-    report = evaluate_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size, plot=out)
+    report = evaluate_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size, plot=out,
+                          threads=threads)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -16,7 +16,7 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
 
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=options.OutputPath(folder=True))
 @click.option("--size", metavar="HxW", help="Output size, e.g. 32 or 224x160 (default: keep each image's size).")
 @click.option("--resize-mode", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
               help="center-crop: cover then cut the centre; pad: fit then pad; exact: stretch; shorter: shorter side = H.")
@@ -34,7 +34,7 @@ DISTRIBUTORS = ("local", "ray", "dask")  # augkit.preprocess.distributors.DISTRI
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="Folder format: PNG (lossless) or JPEG.")
 @click.option("--copies", type=click.IntRange(min=0), default=0,
-              help="Augmented copies per training image (needs -p), at most 1000.")
+              help="Augmented copies per training image, written in addition to the image itself (needs -p), at most 1000.")
 @options.pipeline
 @click.option("--split-val", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Carve this fraction of train into val (stratified, seeded) when the source has no val split.")

@@ -15,8 +15,8 @@ from augkit.cli import options
 @click.option("-n", "--variants", "n", type=click.IntRange(1, 32), default=6, show_default=True, help="Augmented variants per image.")
 @click.option("--rows", type=click.IntRange(1, 64), default=4, show_default=True, help="Images sampled from each dataset given.")
 @options.seed
-@click.option("--stages", is_flag=True, help="Show the image after each step instead of N variants.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("preview.png"), show_default=True, help="The PNG to write.")
+@click.option("--stages", is_flag=True, help="Show the image after each step instead of N variants; steps that did not apply say so.")
+@click.option("-o", "--out", type=options.OutputPath(), default=Path("preview.png"), show_default=True, help="The PNG to write (missing folders are created).")
 @click.option("--open", "open_after", is_flag=True, help="Open the PNG in the default viewer.")
 def preview(
     inputs: tuple[Path, ...],
@@ -31,7 +31,9 @@ def preview(
     """Preview a pipeline on IMAGES or images sampled from a DATASET (default: the sample photos).
 
     One row per image: the original, then N variants (the draws epochs 0..N-1 would give
-    that sample in training), captioned with the parameters applied. The same seed gives a
+    that sample in training), captioned with the parameters applied. Every tile is drawn at a
+    readable size (small ones enlarged with whole pixels) and captioned with its true size,
+    height x width, and the factor it is drawn at ("24x24 px ×7"). The same seed gives a
     byte-identical PNG.
 
     \b

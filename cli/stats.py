@@ -12,7 +12,7 @@ from augkit.cli import options
 
 @click.command()
 @click.argument("data", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the statistics to this JSON file.")
+@click.option("-o", "--out", type=options.OutputPath(), help="Write the statistics to this JSON file (missing folders are created).")
 @click.option(
     "--split",
     type=click.Choice(["train", "val", "all"]),
@@ -22,7 +22,11 @@ from augkit.cli import options
 )
 @options.workers
 @click.option("--mean-image", is_flag=True, help="Also compute the mean image (AlexNet-style; needs equal-sized images).")
-@click.option("--gray", is_flag=True, help="Measure the images converted to one gray channel.")
+@click.option(
+    "--gray",
+    is_flag=True,
+    help="Convert colour images to one gray channel (a dataset whose images are all gray is measured as one channel without it).",
+)
 @options.json_output
 @options.quiet
 def stats(
@@ -38,7 +42,9 @@ def stats(
     """Per-channel mean and std of DATA (default: the sample digits), on the [0, 1] scale.
 
     Every pixel counts once, whatever its image's size. Unreadable files are skipped and
-    listed with their reason. The output file feeds `standardize: {stats: FILE}`.
+    listed with their reason. A dataset whose images are all gray has one channel, any other
+    three (RGB), as in every augkit command, so the output file feeds `augkit train --stats
+    FILE` on the same data, and `standardize: {stats: FILE}`.
 
     \b
     Examples:

@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from augkit.cli import options
-from augkit.train.config import TrainConfig, parse_assignment
+from augkit.train.config import SMALL_STEP_FLOPS, TrainConfig, parse_assignment
 
 DEFAULTS = TrainConfig()
 
@@ -68,12 +68,14 @@ def flag(name: str, key: str, help: str) -> Any:  # noqa: A002
 
 
 # Flags that may change when continuing a run (where and how fast it runs, not what it computes).
-RUNTIME_KEYS = ("device", "workers")
+RUNTIME_KEYS = ("device", "workers", "threads")
 
 CONFIG_OPTIONS = [
     option("--model", key="model", type=RegistryChoice("augkit.train.models:MODELS"), help="Architecture."),
-    option("--hidden", key="hidden", metavar="W,W,...", help="mlp: hidden layer widths."),
-    option("--channels", key="channels", metavar="C,C,...", help="cnn/resnet: channels per stage."),
+    option("--hidden", key="hidden", type=options.IntList(), metavar="W,W,...",
+           help="mlp: hidden layer widths, separated by commas or spaces (512,512 or '512 512')."),
+    option("--channels", key="channels", type=options.IntList(), metavar="C,C,...",
+           help="cnn/resnet: channels per stage, separated by commas or spaces (32,64 or '32 64')."),
     option("--activation", key="activation", type=RegistryChoice("augkit.train.activations:ACTIVATIONS"), help="Activation function."),
     option("--init", key="init", type=RegistryChoice("augkit.train.inits:INITS"), help="Weight initialisation (biases start at 0)."),
     option("--init-std", key="init_std", type=float, help="std for --init normal (the course's weight_scale) and uniform; value for constant. 0 to 10."),
@@ -98,6 +100,9 @@ CONFIG_OPTIONS = [
     option("--train-subset", key="train_subset", type=int, help="Train on this many images only (stratified, seeded): small-data runs."),
     option("--workers", key="workers", type=int, help="DataLoader worker processes for augmentation."),
     option("--device", key="device", help="auto | cpu | cuda | cuda:N | mps."),
+    option("--threads", key="threads", type=int, metavar="N",
+           help=f"torch's CPU threads; none chooses: 1 for a step under {SMALL_STEP_FLOPS / 1e9:g} GFLOP, else one "
+                "per free core (the run's log says which)."),
     flag("amp", "amp", "bf16 autocast and channels-last on CUDA."),
     flag("compile", "compile", "torch.compile the model."),
     option("--seed", key="seed", type=int, help="Seed for init, data order, augmentation and dropout."),
@@ -118,7 +123,7 @@ def config_options(command: Any) -> Any:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="YAML config file (e.g. an earlier RUN_DIR/config.yaml).")
 @config_options
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Set any config key (e.g. --set leaky_slope=0.1); repeatable.")
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="RUN_DIR to write (default: runs/<model>-<time>).")
+@click.option("-o", "--out", type=options.OutputPath(folder=True), help="RUN_DIR to write (default: runs/<model>-<time>).")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the run in this RUN_DIR from its last.pt (a run stopped before its first one starts afresh).")
 @options.json_output
@@ -139,7 +144,7 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     Examples:
       augkit train
       augkit train --model mlp --hidden 512,512 --activation tanh --init xavier_normal
-      augkit train --model mlp --init normal --init-std 0.01 --no-batchnorm   # watch it fail
+      augkit train --model mlp --hidden 128,128,128,128,128,128,128 --init normal --init-std 0.01 --no-batchnorm --epochs 5   # 8 layers: stays at chance
       augkit train ~/data/flowers-64 --model resnet --augment "crop(size=56, padding=4); hflip" --amp
       augkit train --config runs/cnn-20261126-101500/config.yaml -o runs/again
       augkit train --resume runs/cnn-20261126-101500
@@ -167,13 +172,8 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
         )
         run_dir = out if out is not None else _default_run_dir(config)
 
+    # The run prints its config once DATA, the device, --augment, --stats and RUN_DIR are checked.
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
-    if config.stats is not None:  # a broken stats file is one line, before the config is printed
-        from augkit.stats import ChannelStats
-
-        ChannelStats.load(config.stats)
-    if main and not as_json and not quiet:
-        click.echo(f"config ({run_dir / 'config.yaml'}):\n" + _indent(config.to_yaml()), err=True)
     summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log, distributed=distributed)
     if not main:
         return
@@ -213,7 +213,3 @@ def _default_run_dir(config: TrainConfig) -> Path:
         n += 1
         run_dir = Path("runs") / f"{config.model}-{stamp}-{n}"
     return run_dir
-
-
-def _indent(text: str) -> str:
-    return "".join(f"  {line}\n" for line in text.splitlines())

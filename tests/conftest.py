@@ -1,12 +1,21 @@
-"""Shared fixtures: test data is built at test time, in tmp_path, never committed."""
+"""Shared fixtures: test data is built at test time, in tmp_path, never committed; and a check
+that the session leaves no process running (``no_process_left_behind``)."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
 import pickle
-from collections.abc import Callable
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -247,3 +256,110 @@ def tree_digest() -> Callable[[Path], dict[str, str]]:
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
     return digest
+
+
+# ----------------------------------------------------------------------------- processes
+
+# Every process the tests start inherits this mark (a new one per session, a nested session's
+# too), so that the session can find, at its end, any of them still running: a test (or
+# augkit) that left a process behind fails the run.
+SESSION_MARK = "AUGKIT_TEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
+# Seconds that processes still running at the end get to end on their own (the check's own test
+# sets less): a killed command's workers and forkserver end within a second of it.
+LEFTOVER_GRACE_S = float(os.environ.get("AUGKIT_TEST_LEFTOVER_GRACE_S", "20"))
+LINUX = sys.platform.startswith("linux")  # the checks read /proc
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process seen in /proc; ``started`` (clock ticks after boot) tells a reused pid apart."""
+
+    pid: int
+    started: int
+    command: str
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time) of ``pid``, or None once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def _process(pid: int, started: int) -> Process:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = "?"
+    return Process(pid, started, command)
+
+
+def process_tree(root: int) -> list[Process]:
+    """Linux: ``root`` and every process below it now (children, theirs, ...), root first."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None and stat[0] != "Z":
+            children.setdefault(stat[1], []).append((int(entry.name), stat[2]))
+    found, todo = [], [(root, stat[2])] if (stat := _stat(root)) else []
+    while todo:
+        pid, started = todo.pop(0)
+        found.append(_process(pid, started))
+        todo += children.get(pid, [])
+    return found
+
+
+def running(processes: list[Process]) -> list[Process]:
+    """Those of ``processes`` that still run (a zombie has ended; a reused pid is another process)."""
+    return [p for p in processes if (stat := _stat(p.pid)) is not None and stat[0] != "Z" and stat[2] == p.started]
+
+
+def wait_until_ended(processes: list[Process], seconds: float = 60) -> list[Process]:
+    """Poll until none of ``processes`` runs, for ``seconds`` at most (a guard against a hang,
+    not a measure); returns those still running then."""
+    deadline = time.monotonic() + seconds
+    while (left := running(processes)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _marked_processes() -> list[Process]:
+    """Processes that inherited this session's mark, but this process's own helpers: its
+    forkserver and resource tracker (started by in-process pools) end when it does."""
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    own = {os.getpid(), multiprocessing.forkserver._forkserver._forkserver_pid,
+           multiprocessing.resource_tracker._resource_tracker._pid}  # fmt: skip
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in own:
+            continue
+        try:
+            marked = mark in (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if marked and (stat := _stat(int(entry.name))) is not None and stat[0] != "Z":
+            found.append(_process(int(entry.name), stat[2]))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the session if a process that its tests started still runs at its end."""
+    yield
+    if not LINUX:
+        return
+    left = wait_until_ended(_marked_processes(), seconds=LEFTOVER_GRACE_S)
+    if left:
+        lines = "\n".join(f"  {p.pid}: {p.command}" for p in left)
+        for process in running(left):  # they are this session's: they would run on, orphaned
+            os.kill(process.pid, signal.SIGKILL)
+        pytest.fail(f"{len(left)} process(es) started by this test session still ran after it (killed now):\n{lines}",
+                    pytrace=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def processes() -> SimpleNamespace:
+    """Linux: ``tree(pid)`` (``process_tree``), ``running(processes)``, ``wait_until_ended(processes)``."""
+    return SimpleNamespace(tree=process_tree, running=running, wait_until_ended=wait_until_ended)

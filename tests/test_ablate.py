@@ -185,6 +185,18 @@ def test_running_a_finished_ablation_again_trains_nothing(small):
     assert (out / "results.csv").read_bytes() == results
 
 
+@pytest.mark.parametrize("damage", ["[]", "", '{"status": "ok"}', '{"status": "ok", "best_val_acc": "x"}'])
+def test_a_damaged_run_outcome_is_redone_by_a_rerun_never_a_traceback(tmp_path, damage):
+    out, args = tmp_path / "out", ["--grid", "dropout=0,0.3", "--set", "model=mlp", "--set", "hidden=16", "--epochs", "1", "--seeds", "1"]
+    assert invoke("ablate", *args, "-o", out).exit_code == 0
+    (outcome,) = sorted(out.glob("runs/dropout=0.3*/seed*/ablation.json"))
+    outcome.write_text(damage, encoding="utf-8")
+    result = invoke("ablate", *args, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in read_rows(out)} == {"ok"}
+    assert json.loads(outcome.read_text(encoding="utf-8"))["status"] == "ok"
+
+
 def test_out_holding_another_grid_is_refused_saying_what_differs(small):
     out, _ = small
     plan = (out / "plan.json").read_bytes()

@@ -98,6 +98,21 @@ def test_augmented_dataset_matches_the_pipeline_called_with_index_and_epoch():
     np.testing.assert_array_equal(image, pipeline(_image(6), index=6, epoch=5))
 
 
+def test_items_keep_their_type_namedtuples_and_lists_included():
+    from collections import namedtuple
+
+    Sample = namedtuple("Sample", "image label")
+    pipeline = augkit.load_pipeline(SPEC, seed=3)
+    for wrap in (Sample, lambda image, label: [image, label], lambda image, label: (image, label)):
+        class Wrapped(Images):
+            def __getitem__(self, i, wrap=wrap):
+                return wrap(*super().__getitem__(i))
+
+        item = AugmentedDataset(Wrapped(), pipeline, epoch=5)[6]
+        assert type(item) is type(wrap(_image(6), 6)) and item[1] == 6
+        np.testing.assert_array_equal(item[0], pipeline(_image(6), index=6, epoch=5))
+
+
 @pytest.mark.parametrize("epoch", [-1, 1.5, True, "2", 2**63])
 def test_set_epoch_refuses_what_is_not_an_epoch(epoch):
     dataset = AugmentedDataset(Images(), SPEC)

@@ -99,10 +99,10 @@ def test_stats_default_is_the_sample_digits_training_split_and_matches_numpy():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     files = sorted((DIGITS / "train").glob("*/*.png"))
-    assert report["count"] == len(files) and report["channels"] == 3 and report["skipped"] == []
+    assert report["count"] == len(files) and report["channels"] == 1 and report["skipped"] == []  # gray PNGs: 1 channel
     expected = pixels_of(files)
-    np.testing.assert_allclose(report["mean"], [expected.mean()] * 3, rtol=1e-9)
-    np.testing.assert_allclose(report["std"], [expected.std()] * 3, rtol=1e-9)
+    np.testing.assert_allclose(report["mean"], [expected.mean()], rtol=1e-9)
+    np.testing.assert_allclose(report["std"], [expected.std()], rtol=1e-9)
 
 
 def test_stats_lists_unreadable_files_and_still_succeeds(tmp_path):
@@ -145,7 +145,7 @@ def test_stats_val_and_all_splits_count_the_right_files():
         (["stats", "no/such/folder"], ["no/such/folder"]),
         (["stats", "--workers", "0"], ["--workers"]),
         (["stats", "--split", "test"], ["--split"]),
-        (["stats", "-o", "missing-dir/stats.json", "--workers", "1"], ["missing-dir"]),
+        (["stats", "-o", "."], ["-o .: is a folder"]),  # tests/test_outputs.py has every output's cases
     ],
 )
 def test_stats_user_mistakes_are_one_line_exit_2(tmp_path, args, fragments):
@@ -207,7 +207,7 @@ def test_preview_maps_standardized_tiles_back_to_the_original_pixels():
         (["preview", "-p", "rotate(p=2)"], ["'p' is a probability in [0, 1]"]),
         (["preview", "-p", "missing.yaml"], ["pipeline file not found: missing.yaml"]),
         (["preview", "nothing-here.png"], ["nothing-here.png"]),
-        (["preview", "-o", "no-dir/x.png"], ["no-dir"]),
+        (["preview", "-o", "."], ["-o .: is a folder"]),
     ],
 )
 def test_preview_user_mistakes_are_one_line_exit_2(tmp_path, args, fragments):
@@ -253,14 +253,20 @@ def test_preview_writes_png_only(tmp_path):
     assert_user_error(invoke("preview", "-o", str(tmp_path / "sheet.jpg")), "the contact sheet is a PNG; name it .png")
 
 
-def test_a_long_pipeline_title_wraps_at_its_steps_within_the_sheet():
-    from augkit.preview import _title_lines
+def test_the_readme_crop_example_draws_its_24px_crops_enlarged_with_whole_pixels(tmp_path):
+    from augkit.preview import build_rows, collect_sources
 
-    title = "seed 0: " + "; ".join(f"rotate(limit={i}, p=0.5)" for i in range(12)) + "; " + "x" * 90
-    lines = _title_lines(title, 60)
-    assert all(len(line) <= 60 for line in lines)
-    assert " ".join(lines).replace("; ", ";").replace(" ", "") == title.replace("; ", ";").replace(" ", "")
-    assert lines[0].endswith(";")  # broken after a step, not inside one
+    spec, photos = "crop(size=24, padding=4); rotate(limit=15); hflip", augkit.sample_data_dir() / "photos"
+    out = tmp_path / "sheet.png"
+    result = invoke("preview", "-p", spec, str(photos / "chelsea.jpg"), str(photos / "coffee.jpg"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    sheet = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    rows = build_rows(augkit.load_pipeline(spec), collect_sources([photos / "chelsea.jpg"], rows=1, seed=0), n=6, stages=False)
+    for tile in rows[0][1:]:  # every variant of the first photo, 7 times its 24 px, each pixel a 7x7 block
+        assert tile.image.shape[:2] == (24, 24)
+        enlarged = np.repeat(np.repeat(tile.image, 7, axis=0), 7, axis=1)
+        _, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(sheet, enlarged, cv2.TM_SQDIFF))
+        np.testing.assert_array_equal(sheet[y : y + 168, x : x + 168], enlarged)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -269,10 +275,55 @@ def test_a_long_pipeline_title_wraps_at_its_steps_within_the_sheet():
 def test_steps_lists_augkit_steps_and_describes_one():
     listing = invoke("steps")
     assert listing.exit_code == 0 and "crop" in listing.output and "standardize" in listing.output
-    detail = invoke("steps", "crop")
-    assert "padding = 0" in detail.output and "mode = 'random'" in detail.output
+    assert "`augkit steps NAME` shows the parameters of one" in listing.output
     assert "RandomGamma" in invoke("steps", "--all").output
-    assert_user_error(invoke("steps", "crp"), "did you mean 'crop'")
+    assert_user_error(invoke("steps", "crp"), "did you mean 'crop'", "`augkit steps --all` lists them all")
+
+
+def _parameter_lines(output: str) -> dict[str, list[str]]:
+    """``augkit steps NAME``'s output: parameter -> its lines (the head, then the meaning)."""
+    blocks: dict[str, list[str]] = {}
+    for line in output.splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, rest = line.strip().partition(" ")
+            blocks[name] = [rest.strip()]
+        else:
+            blocks[list(blocks)[-1]].append(line.strip())
+    return blocks
+
+
+def test_steps_crop_shows_each_parameters_type_choices_default_and_meaning():
+    # The issue: `augkit steps crop` listed neither mode's nor border's choices, nor any meaning.
+    result = invoke("steps", "crop")
+    assert result.exit_code == 0, result.output
+    blocks = _parameter_lines(result.output)
+    assert list(blocks) == ["size", "mode", "padding", "scale", "ratio", "border", "fill", "fill_mask", "p"]
+    assert blocks["mode"][0] == "one of random, center, random_resized; default random"
+    assert blocks["border"][0] == "one of constant, reflect, replicate; default constant"
+    assert blocks["padding"][0] == "int; >= 0; default 0"
+    assert blocks["p"][0] == "float; in [0, 1]; default 1"
+    assert blocks["size"][0].startswith("int | [int, int] | float;") and blocks["size"][0].endswith("default 0.875")
+    assert " ".join(blocks["border"][1:]) == 'how padding is filled: "constant" (fill), "reflect" or "replicate"'
+    assert all(len(lines) >= 2 for lines in blocks.values()), blocks  # every parameter says what it means
+
+
+def test_steps_describes_an_albumentations_transform_from_its_schema_and_docstring():
+    blocks = _parameter_lines(invoke("steps", "GaussNoise").output)
+    assert blocks["std_range"][0] == "[float, float]; each in [0, 1]; default [0.2, 0.44]"  # check_range_bounds(0, 1)
+    assert blocks["noise_scale_factor"][0] == "float; in (0, 1]; default 1"  # Field(gt=0, le=1)
+    assert " ".join(blocks["per_channel"][1:]).startswith("if True, noise will be sampled for each channel independently")
+    resize = _parameter_lines(invoke("steps", "Resize").output)
+    assert resize["height"][0] == "int; in [1, 32767]; required"  # augkit's own bound on output sizes
+    assert "1 (INTER_LINEAR)" in resize["interpolation"][0] and "6 (INTER_NEAREST_EXACT)" in " ".join(resize["interpolation"])
+    assert _parameter_lines(invoke("steps", "MedianBlur").output)["blur_limit"][0].startswith("[int, int] | int; each <= 255")
+
+
+def test_steps_json_is_the_same_description_for_programs():
+    data = json.loads(invoke("steps", "crop", "--json").output)
+    mode = next(p for p in data["parameters"] if p["name"] == "mode")
+    assert mode == {"name": "mode", "type": "", "choices": ["random", "center", "random_resized"], "bounds": "",
+                    "meaning": mode["meaning"], "required": False, "default": "random"}  # fmt: skip
+    assert mode["meaning"].startswith('"random" (a window at a random position)')
 
 
 def test_stats_mean_image_feeds_alexnet_style_mean_subtraction(tmp_path):

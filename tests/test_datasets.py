@@ -336,14 +336,18 @@ def test_unlabelled_packed_output_has_no_classes_and_labels_minus_one(make_packe
     assert ds.classes == () and ds.labels.tolist() == [-1, -1, -1] and ds[0][1] == -1
 
 
-def test_packed_rgb_reads_as_gray_and_packed_gray_as_rgb(make_packed):
+def test_packed_reads_as_stored_and_converts_when_asked(make_packed):
     rgb = make_packed(name="rgb")
     expected = cv2.cvtColor(rgb.images["train"][1], cv2.COLOR_RGB2GRAY)[..., None]
+    assert open_dataset(rgb.root).channels == 3
+    np.testing.assert_array_equal(open_dataset(rgb.root).read(1), rgb.images["train"][1])
     np.testing.assert_array_equal(open_dataset(rgb.root).read(1, gray=True), expected)
     gray = make_packed(shape=(4, 6, 1), name="gray")
     ds, stored = open_dataset(gray.root), gray.images["train"][1]
+    assert ds.channels == 1
+    np.testing.assert_array_equal(ds.read(1), stored)
     np.testing.assert_array_equal(ds.read(1, gray=True), stored)
-    np.testing.assert_array_equal(ds.read(1), np.repeat(stored, 3, axis=2))
+    np.testing.assert_array_equal(ds.read(1, gray=False), np.repeat(stored, 3, axis=2))
 
 
 def test_packed_dataset_pickles_as_file_paths_not_pixels_and_reads_the_same_after(make_packed):
@@ -526,11 +530,11 @@ def test_digits_by_name_is_sklearn_digits_scaled_to_0_255(in_empty_dir):
     assert (ds.kind, ds.root, ds.split, len(ds)) == ("digits", None, "train", 1797)
     assert ds.classes == tuple("0123456789") and list_splits("digits") == ("train",)
     image, label = ds[5]
-    assert image.shape == (8, 8, 3) and label == reference.target[5] and ds.sources[5] == "digits[5]"
+    assert image.shape == (8, 8, 1) and label == reference.target[5] and ds.sources[5] == "digits[5]"  # gray: 1 channel
     expected = [[round(v * 255 / 16) for v in row] for row in reference.images[5]]
     np.testing.assert_array_equal(image[..., 0], expected)
-    np.testing.assert_array_equal(image[..., 0], image[..., 2])
-    assert ds.read(5, gray=True).shape == (8, 8, 1)
+    assert ds.channels == 1 and ds.read(5, gray=True).shape == (8, 8, 1)
+    np.testing.assert_array_equal(ds.read(5, gray=False), np.repeat(image, 3, axis=2))  # RGB when asked
 
 
 def test_digits_without_scikit_learn_says_how_to_install_it(in_empty_dir, monkeypatch):

@@ -52,7 +52,7 @@ ATTACKS = {
     "non-UTF-8 byte": ("\udcff", "byte 0xff", "is not UTF-8"),
 }
 # JSON has no aliases: the bomb is not JSON at all.
-JSON_MESSAGE = {"alias bomb": ("is not valid JSON",)}
+JSON_MESSAGE = {"alias bomb": ("not valid JSON",)}
 
 
 def as_bytes(text: str) -> bytes:
@@ -114,7 +114,7 @@ def test_a_training_config_is_refused_in_one_line(tmp_path, attack):
     path.write_bytes(as_bytes(f"epochs: 2\nlr: {value}\n"))
     with pytest.raises(AugkitError) as caught:
         TrainConfig.load(path)
-    assert_one_line(caught.value, str(path), "line 2", *message)
+    assert_one_line(caught.value, f"{path}:2:", *message)
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -164,7 +164,7 @@ def test_yaml_nesting_by_indentation_is_measured_too():
 def test_an_alias_that_carries_depth_counts_its_depth():
     inner = "[" * 40 + "]" * 40
     assert parse_document(f"a: &x {inner}\nb: *x", source="s")["b"] == _nested(40)
-    with pytest.raises(DocumentError, match=r"alias \*x \(line 2\) nests more than 64 levels"):
+    with pytest.raises(DocumentError, match=r"alias \*x nests more than 64 levels deep \(line 2, column 35\)"):
         parse_document(f"a: &x {inner}\nb: [{'[' * 30}*x{']' * 30}]", source="s")
 
 
@@ -174,7 +174,7 @@ def test_anchors_that_share_values_within_the_limit_read_as_yaml_does():
 
 
 def test_an_alias_inside_its_own_anchor_is_refused_not_built_as_an_endless_list():
-    with pytest.raises(DocumentError, match=r"alias \*a \(line 1\) lies inside its own anchor"):
+    with pytest.raises(DocumentError, match=r"alias \*a lies inside its own anchor \(column 8\)"):
         parse_document("&a [1, *a]", source="s")
 
 
@@ -211,15 +211,15 @@ def test_documents_over_the_size_limit_are_refused_before_they_are_parsed(tmp_pa
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("dup.yaml", "steps:\n  - crop: {size: 24, size: 25}\n", "the key 'size' appears twice in one mapping (line 2)"),
-        ("dup.yaml", "seed: 1\nsteps: [hflip]\nseed: 2\n", "the key 'seed' appears twice in one mapping (line 3)"),
-        ("dup.json", '{"steps": [{"crop": {"size": 24, "size": 25}}]}', "the key 'size' appears twice in one object"),
+        ("dup.yaml", "steps:\n  - crop: {size: 24, size: 25}\n", ":2:22: the key 'size' appears twice in one mapping"),
+        ("dup.yaml", "seed: 1\nsteps: [hflip]\nseed: 2\n", ":3:1: the key 'seed' appears twice in one mapping"),
+        ("dup.json", '{"steps": [{"crop": {"size": 24, "size": 25}}]}', ": the key 'size' appears twice in one object"),
     ],
 )
 def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path, name, text, message):
     path = tmp_path / name
     path.write_text(text)
-    with pytest.raises(DocumentError, match=re.escape(f"{path}: {message}")):
+    with pytest.raises(DocumentError, match=re.escape(f"{path}{message}")):
         read_document(path)
 
 
@@ -234,19 +234,19 @@ def test_a_byte_order_mark_is_allowed_and_other_bytes_must_be_utf8(tmp_path):
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}')
     assert read_document(path) == {"a": 1}
     path.write_bytes(b'{"a": 1}\n{"b": "\xe9t\xe9"}')  # Latin-1, as an old editor saves it
-    with pytest.raises(DocumentError, match=re.escape(f"{path}: byte 0xe9 (line 2) is not UTF-8")):
+    with pytest.raises(DocumentError, match=re.escape(f"{path}:2:8: byte 0xe9 is not UTF-8; save the document as UTF-8")):
         read_document(path)
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a: [1, 2", r"is not valid YAML \(line 2, column 1: while parsing a flow sequence"),
-        ("a: *nowhere", r"is not valid YAML \(line 1: alias \*nowhere has no anchor\)"),
-        ("? [1]\n: 2", "found unhashable key"),
-        ("a: 2024-13-45", r"cannot read it as YAML \(month must be in 1..12\)"),
-        ("a: !!int ten", r"cannot read it as YAML \(invalid literal for int"),
-        ("a: !!python/object:os.system {}", "could not determine a constructor"),
+        ("a: [1, 2", r"not valid YAML: the '\[' list is never closed \(column 4\); expected ',' or '\]' by the end"),
+        ("a: *nowhere", r"not valid YAML: alias \*nowhere has no anchor \(column 4\); write &nowhere before it"),
+        ("? [1]\n: 2", r"found unhashable key \(line 1, column 3\), in the mapping that starts at line 1, column 1"),
+        ("a: 2024-13-45", r"cannot read '2024-13-45' as a date \(month must be in 1..12\) \(column 4\)"),
+        ("a: !!int ten", r"cannot read 'ten' as an integer \(invalid literal for int"),
+        ("a: !!python/object:os.system {}", "could not determine a constructor .*; augkit reads plain YAML"),
     ],
 )
 def test_yaml_that_the_parser_or_its_constructors_refuse_is_one_line(text, message):
@@ -303,27 +303,27 @@ def assert_cli_refuses(result: subprocess.CompletedProcess, *fragments: str) -> 
 def test_preview_refuses_an_alias_bomb_spec_in_one_line(tmp_path):
     (tmp_path / "bomb.yaml").write_text(f"steps:\n  - rotate: {{limit: {alias_bomb()}}}\n")
     result = run_augkit("preview", "-p", "bomb.yaml", "-o", "sheet.png", cwd=tmp_path)
-    assert_cli_refuses(result, "bomb.yaml: its aliases (line 2) expand to more than 1 MiB")
+    assert_cli_refuses(result, "bomb.yaml:2:", "its aliases expand to more than 1 MiB")
     assert not (tmp_path / "sheet.png").exists()
 
 
 def test_train_refuses_a_deep_config_in_one_line(tmp_path):
     (tmp_path / "bomb.yaml").write_text(f"lr: {DEEP}\n")
     result = run_augkit("train", "--config", "bomb.yaml", "-o", "run", cwd=tmp_path)
-    assert_cli_refuses(result, "bomb.yaml: nested more than 64 levels deep")
+    assert_cli_refuses(result, "bomb.yaml:1:", "nested more than 64 levels deep")
     assert not (tmp_path / "run").exists()
 
 
 def test_train_refuses_a_stats_file_with_a_5000_digit_count_in_one_line(tmp_path):
     (tmp_path / "bomb.json").write_text('{"format": "augkit.stats/1", "count": %s}' % ("9" * 5000))
     result = run_augkit("train", "--stats", "bomb.json", "--epochs", "1", "-q", "-o", "run", cwd=tmp_path)
-    assert_cli_refuses(result, "bomb.json: a number written with 5000 characters; the limit is 100")
+    assert_cli_refuses(result, "bomb.json:1:", "a number written with 5000 characters; the limit is 100")
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_train_refuses_a_set_value_that_is_not_utf8_in_one_line(tmp_path):
     result = run_augkit("train", "--set", b"data=digits\xff", "-o", "run", cwd=tmp_path)
-    assert_cli_refuses(result, "--set data: byte 0xff (line 1) is not UTF-8")
+    assert_cli_refuses(result, "--set data: byte 0xff is not UTF-8 (column 7)")
     assert not (tmp_path / "run").exists()
 
 
@@ -343,3 +343,108 @@ def test_ablate_refuses_a_damaged_plan_in_its_out_in_one_line_before_training(tm
     assert result.exit_code == 2, result.output
     assert f"{out / 'plan.json'}" in result.output and expected in result.output, result.output
     assert "Traceback" not in result.output and not (out / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- where and why, for every file read
+
+
+# Mistakes people make writing YAML and JSON by hand -> the one line that says where and why.
+# Positions are 1-based line:column; none of PyYAML's jargon ("while parsing a flow mapping").
+YAML_MISTAKES = [
+    ("steps:\n  - crop: {size: 24, padding: 2\n  - hflip\n",
+     ":2:11: not valid YAML: the '{' mapping that starts here is never closed; expected ',' or '}' by the end"),
+    ("steps: [hflip, vflip\n", ":1:8: not valid YAML: the '[' list that starts here is never closed; expected ',' or ']' by the end"),
+    ("steps:\n\t- hflip\n", ":2:1: not valid YAML: found a tab; YAML indents with spaces, never tabs"),
+    ("steps: [hflip]\n  seed: 3\n", ":2:3: not valid YAML: did not find expected key, in the mapping that starts at "
+     "line 1, column 1; check this line's indentation against the lines above"),
+    ("steps:\n  - hflip\n - vflip\n", ":3:2: not valid YAML: did not find expected key, in the mapping that starts at "
+     "line 1, column 1; check this line's indentation against the lines above"),
+    ("steps:\n  - rotate: {limit: 'ten}\n", ":2:21: not valid YAML: the quoted text that starts here is never closed"),
+    ("seed: 2024-13-45\nsteps: [hflip]\n", ":1:7: cannot read '2024-13-45' as a date (month must be in 1..12)"),
+    ("seed: 1\nsteps: [hflip]\nseed: 2\n", ":3:1: the key 'seed' appears twice in one mapping"),
+    ("steps: [*flip]\n", ":1:9: not valid YAML: alias *flip has no anchor; write &flip before it"),
+    ("steps: [@hflip]\n", ":1:9: not valid YAML: found '@', which cannot start a value; put the value in quotes"),
+]  # fmt: skip
+JSON_MISTAKES = [
+    ('{"steps": [\n  {"hflip": {}},\n]}\n', ":3:1: not valid JSON: expecting value; JSON allows no comma before ']'"),
+    ('{"steps": [{"hflip": {}}]', ":1:1: not valid JSON: the '{' that starts here is never closed; expecting ',' delimiter by the end"),
+    ("{'steps': []}", ":1:2: not valid JSON: expecting property name enclosed in double quotes; JSON strings take double quotes"),
+    ('{"steps": [], // no steps\n}', ":1:15: not valid JSON: expecting property name enclosed in double quotes; JSON has no comments"),
+    ('{"seed": tru}', ":1:10: not valid JSON: expecting value; JSON's words are true, false and null"),
+    ('{"steps": ["hflip]}', ":1:12: not valid JSON: the string that starts here is never closed; end it with '\"'"),
+    ("", ": not valid JSON: it is empty"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), YAML_MISTAKES)
+def test_a_yaml_mistake_is_named_at_its_line_and_column_in_plain_words(tmp_path, text, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(DocumentError) as caught:
+        read_document(path)
+    assert_one_line(caught.value, f"{path}{message}")
+    assert "while parsing" not in str(caught.value) and "while scanning" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "message"), JSON_MISTAKES)
+def test_a_json_mistake_is_named_at_its_line_and_column_in_plain_words(tmp_path, text, message):
+    path = tmp_path / "spec.json"
+    path.write_text(text)
+    with pytest.raises(DocumentError) as caught:
+        read_document(path)
+    assert_one_line(caught.value, f"{path}{message}")
+
+
+def test_a_value_typed_on_the_command_line_gives_the_position_after_the_reason():
+    with pytest.raises(DocumentSyntaxError) as caught:
+        parse_document("{steps: [hflip", source="--set augment")
+    assert str(caught.value) == "--set augment: not valid YAML: the '[' list is never closed (column 9); expected ',' or ']' by the end"
+    assert caught.value.reason == "line 1, column 9: the '[' list is never closed; expected ',' or ']' by the end"
+
+
+def _packed(root: Path) -> None:
+    root.mkdir()
+    (root / "manifest.json").write_text('{"format": "augkit.preprocess/1",\n "complete": tru}')
+
+
+# Each kind of file augkit reads, and how a program or command reads it: a broken one is
+# named with its path, the line and column, and the reason. (name, write it, read it, the line's head)
+READERS = {
+    "pipeline spec (YAML)": ("p.yaml", "steps:\n  - crop: {size: 24\n", augkit.load_pipeline, "p.yaml:2:11: not valid YAML"),
+    "pipeline spec (JSON)": ("p.json", '{"steps": [{"crop": {"size": 24}}]', augkit.load_pipeline, "p.json:1:1: not valid JSON"),
+    "albumentations file": ("a.json", '{"__version__": "2.0.8", "transform": {"__class_fullname__": "Compose"\n'
+                            ' "transforms": []}}', augkit.load_pipeline, "a.json:2:2: not valid JSON: expecting ',' delimiter"),
+    "training config": ("c.yaml", "epochs: 3\nlr: [0.1\n", TrainConfig.load, "c.yaml:2:5: not valid YAML"),
+    "statistics file": ("s.json", '{"format": "augkit.stats/1",\n "count": 5,,}', ChannelStats.load, "s.json:2:13: not valid JSON"),
+    "standardize's stats": ("s.json", '{"format": "augkit.stats/1",\n "count": 5,,}',
+                            lambda p: augkit.load_pipeline({"steps": [{"standardize": {"stats": str(p)}}]}),
+                            "s.json:2:13: not valid JSON"),
+    "packed manifest": ("packed", _packed, augkit.open_dataset, "packed/manifest.json: not valid JSON (line 2, column 14"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_every_kind_of_file_augkit_reads_names_the_path_the_position_and_the_reason(tmp_path, kind):
+    name, content, read, head = READERS[kind]
+    path = tmp_path / name
+    content(path) if callable(content) else path.write_text(content)
+    with pytest.raises(AugkitError) as caught:
+        read(path)
+    assert_one_line(caught.value, f"{tmp_path}/{head}")
+
+
+def test_preview_says_where_a_pipeline_file_is_broken_in_one_line(tmp_path):
+    # The issue's example: "while parsing a flow mapping", and no line number.
+    (tmp_path / "aug.yaml").write_text("steps:\n  - crop: {size: 24, padding: 2\n  - hflip\n")
+    result = run_augkit("preview", "-p", "aug.yaml", "-o", "sheet.png", cwd=tmp_path)
+    assert_cli_refuses(
+        result, "aug.yaml:2:11: not valid YAML: the '{' mapping that starts here is never closed; expected ',' or '}' by the end"
+    )
+    assert not (tmp_path / "sheet.png").exists()
+
+
+def test_train_says_where_a_config_is_broken_in_one_line(tmp_path):
+    (tmp_path / "config.yaml").write_text("epochs: 3\nmodel:\tmlp\nhidden: [64, 64\n")
+    result = run_augkit("train", "--config", "config.yaml", "-o", "run", cwd=tmp_path)
+    assert_cli_refuses(result, "config.yaml:3:9: not valid YAML: the '[' list that starts here is never closed")
+    assert not (tmp_path / "run").exists()

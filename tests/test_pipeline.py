@@ -179,9 +179,9 @@ def test_malformed_spec_structure_is_explained(data, message):
 def test_broken_yaml_and_json_files_are_explained(tmp_path):
     (tmp_path / "bad.yaml").write_text("steps: [crop: {size: 24}\n")
     (tmp_path / "bad.json").write_text("{steps: }")
-    with pytest.raises(SpecError, match=r"bad.yaml is not valid YAML"):
+    with pytest.raises(SpecError, match=r"bad.yaml:1:8: not valid YAML"):
         augkit.load_pipeline(tmp_path / "bad.yaml")
-    with pytest.raises(SpecError, match=r"bad.json is not valid JSON"):
+    with pytest.raises(SpecError, match=r"bad.json:1:2: not valid JSON"):
         augkit.load_pipeline(tmp_path / "bad.json")
 
 

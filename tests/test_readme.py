@@ -64,7 +64,7 @@ def test_the_readmes_own_dataset_example_runs_with_real_workers(tmp_path):
     assert match, "README.md has no AugmentedDataset example"
     digits = str(ROOT / "sample_data" / "digits")
     code = "import augkit\n" + match.group(1).replace('"sample_data/digits"', repr(digits))
-    code += "\nassert images.dtype.is_floating_point is False and tuple(images.shape[1:]) == (8, 8, 3), images.shape\n"
+    code += "\nassert images.dtype.is_floating_point is False and tuple(images.shape[1:]) == (8, 8, 1), images.shape  # gray digits: one channel\n"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

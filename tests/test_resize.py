@@ -116,7 +116,7 @@ def test_issue_example_stripes_resized_exact_keep_their_mean(tmp_path, write_png
     result = preprocess_cli(tmp_path / "src", tmp_path / "out", "--size", "128", "--resize-mode", "exact")
     assert result.exit_code == 0, result.output
     images = np.load(tmp_path / "out" / "train_images.npy")
-    assert images.shape == (1, 128, 128, 3)
+    assert images.shape == (1, 128, 128, 1)  # a gray PNG: a gray dataset (augkit.datasets)
     assert abs(images.mean() - 127.5) < 1
     assert images.min() >= 126 and images.max() <= 129  # uniform: the stripes averaged, not sampled
 

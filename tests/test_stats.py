@@ -336,7 +336,7 @@ def _edit(**changes):
     ("make_file", "message"),
     [
         (None, "not found"),
-        (lambda d: "{not json", "is not valid JSON"),
+        (lambda d: "{not json", "not valid JSON"),
         (lambda d: "[1, 2]", "expected a JSON object"),
         (lambda d: json.dumps(_edit(format="augkit.stats/2")(d)), "format is 'augkit.stats/2'"),
         (lambda d: json.dumps({k: v for k, v in d.items() if k != "format"}), "format is None"),
@@ -602,6 +602,7 @@ def test_compute_stats_over_in_memory_digits_matches_numpy():
     dataset = open_dataset("digits")
     stats = compute_stats(dataset).stats
     pixels = np.stack([dataset.read(i) for i in range(len(dataset))])
-    everything = pixels.reshape(-1, 3).astype(np.float64) / 255
+    assert pixels.shape == (1797, 8, 8, 1) and stats.channels == 1  # gray, as augkit train sees them
+    everything = pixels.reshape(-1, 1).astype(np.float64) / 255
     np.testing.assert_allclose(stats.mean, everything.mean(axis=0), rtol=RTOL)
     np.testing.assert_allclose(stats.std, everything.std(axis=0), rtol=RTOL)

@@ -145,7 +145,7 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
         (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
         (["--set", "dropuot=0.5"], "did you mean dropout"),
         (["--set", "epochs=many"], "epochs must be int"),
-        (["--hidden", "64,x"], "hidden must be a list of integers"),
+        (["--hidden", "64,x"], "--hidden '64,x': not a list of integers; write them separated by commas or spaces"),
         (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "cuda"),
         (["--model", "cnn", "--channels", "8,8,8,8,8"], "8x8"),
         (["--lr", "0"], "lr must be in (0, 3.40282e+38], got 0"),
@@ -251,6 +251,102 @@ def test_dataset_problems_are_one_line_exit_2(tmp_path, make_image_folder, write
         result = CliRunner().invoke(cli, ["train", *QUICK, "-o", str(tmp_path / "run"), *args])
         assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, (args, result.output)
         assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- checked, then printed
+
+NOT_HERE = "cuda:7" if torch.cuda.is_available() else "cuda"  # a device this machine does not have
+
+
+def only_line(output: str) -> str:
+    """The one line a user's mistake prints (no config before it, no usage text, no traceback)."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in output, output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["/nope"], "/nope"),
+        (["--device", NOT_HERE], "cuda"),
+        (["--augment", "missing-pipeline.yaml"], "missing-pipeline.yaml"),
+        (["--augment", "rotat(limit=10)"], "rotate"),
+        (["--stats", "missing-stats.json"], "missing-stats.json"),
+        (["--hidden", "64x64", "--model", "mlp"], "--hidden '64x64': not a list of integers"),
+        (["--channels", "8,,16"], "--channels '8,,16': not a list of integers"),
+        (["--threads", "0"], "threads must be in [1, 1024], got 0"),
+        (["--set", "hidden=64,,64"], "--set: hidden must be a list of integers"),
+    ],
+)
+def test_train_checks_its_input_before_it_prints_the_config(tmp_path, args, expected):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "-o", str(run_dir), "--epochs", "1", *args])  # not quiet: the config would show
+    assert result.exit_code == 2
+    assert expected in only_line(result.output)
+    assert not run_dir.exists()
+
+
+def test_a_wrong_data_path_exits_2_from_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "augkit", "train", str(tmp_path / "nope"), "-o", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and str(tmp_path / "nope") in only_line(result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "{missing}"],
+        ["evaluate", "{run}", "/nope"],
+        ["evaluate", "{run}", "--device", NOT_HERE],
+        ["evaluate", "{run}", "--threads", "0"],
+        ["diagnose", "{missing}"],
+        ["diagnose", "{run}", "--device", NOT_HERE],
+        ["diagnose", "{run}", "--threads", "2000"],
+        ["diagnose", "probe", "--threads", "0", "-o", "{tmp}/probe.png"],
+        ["ablate", "/nope", "--grid", "dropout=0,0.5", "-o", "{tmp}/ablation"],
+        ["ablate", "--grid", "hidden=64x64", "--set", "model=mlp", "-o", "{tmp}/ablation"],
+        ["ablate", "--grid", "dropout=0,0.5", "--set", "hidden=64 x", "-o", "{tmp}/ablation"],
+        ["ablate", "--grid", "dropout=0,0.5", "--set", f"device={NOT_HERE}", "-o", "{tmp}/ablation"],
+        ["ablate", "--grid", "dropout=0,0.5", "--threads", "0", "-o", "{tmp}/ablation"],
+    ],
+    ids=" ".join,
+)
+def test_evaluate_diagnose_and_ablate_mistakes_are_one_line_exit_2(quick_run, tmp_path, command):
+    names = {"run": quick_run, "missing": tmp_path / "missing", "tmp": tmp_path}
+    result = CliRunner().invoke(cli, [part.format(**names) for part in command])
+    assert result.exit_code == 2
+    only_line(result.output)
+    assert not (tmp_path / "ablation").exists()
+
+
+def test_list_flags_read_commas_or_spaces_everywhere(tmp_path):
+    from augkit.train.grid import parse_grid
+
+    succeeded(invoke("train", "--model", "mlp", "--hidden", "32 16", "--epochs", "1", "-q", "-o", tmp_path / "a"))
+    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["hidden"] == [32, 16]
+    base = TrainConfig(model="mlp")
+    assert parse_grid(["hidden=32 16,8"], base) == {"hidden": ((32, 16), (8,))}
+    assert parse_grid(["channels=[8, 16]|8 16 32"], base) == {"channels": ((8, 16), (8, 16, 32))}
+
+
+def test_packed_datasets_train_evaluate_and_ablate_without_third_party_warnings(tmp_path):
+    """The packed images are memory-mapped read-only; torch warns about wrapping such an array."""
+    data, run_dir = tmp_path / "d16", tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "always"}  # every warning shown, each time it happens
+
+    def run(*args: object) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "augkit", *map(str, args)], capture_output=True, text=True,
+                                env=env, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "Warning" not in result.stderr and "warning" not in result.stderr, result.stderr
+        return result
+
+    run("preprocess", Path(__file__).parents[1] / "sample_data" / "digits", data, "--size", "16", "-q")
+    run("train", data, "--epochs", "1", "-o", run_dir)
+    run("evaluate", run_dir)
+    run("evaluate", run_dir, data, "--checkpoint", "last")
+    run("ablate", data, "--grid", "dropout=0,0.5", "--seeds", "1", "--epochs", "1", "--workers", "1", "-o", tmp_path / "ablation")
 
 
 def test_an_existing_run_dir_is_never_overwritten(quick_run):

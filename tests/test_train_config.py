@@ -219,3 +219,50 @@ def test_every_config_that_can_be_made_saves_a_config_yaml_that_loads_back_equal
         return
     path = config.save(tmp_path / "config.yaml")
     assert TrainConfig.load(path) == config
+
+
+# ----------------------------------------------------------------------------- lists of integers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512,512", (512, 512)),
+        ("512 512", (512, 512)),  # once read as 512512
+        ("512, 512", (512, 512)),
+        (" 512 ,512 ", (512, 512)),
+        ("[512, 512]", (512, 512)),  # as config.yaml writes it
+        ("[512 512]", (512, 512)),
+        ("256\t128", (256, 128)),
+        ("512", (512,)),
+    ],
+)
+def test_a_list_of_widths_reads_with_commas_or_spaces(text, expected):
+    assert config_module.parse_int_list(text) == expected
+    assert TrainConfig(model="mlp").replace({"hidden": text}, source="command line").hidden == expected
+    if text != "[512 512]":  # --set reads YAML: a list of one item, the text "512 512", refused below
+        assert TrainConfig().replace(dict([parse_assignment(f"channels={text}")])).channels == expected
+
+
+def test_a_yaml_list_holds_one_width_per_item():
+    with pytest.raises(AugkitError, match=re.escape("--set: channels must be a list of integers, separated by commas or "
+                                                    "spaces (for example 512,512 or '512 512'), got ['512 512']")):  # fmt: skip
+        TrainConfig().replace(dict([parse_assignment("channels=[512 512]")]))
+
+
+@pytest.mark.parametrize("text", ["512x512", "512,,512", "512,", ",512", "", "  ", "512;512", "[512", "5.5", "0x200", "512 five"])
+def test_a_list_that_cannot_be_read_is_refused_with_the_forms_it_takes(text):
+    with pytest.raises(ValueError):
+        config_module.parse_int_list(text)
+    with pytest.raises(AugkitError) as error:
+        TrainConfig().replace({"hidden": text}, source="--set")
+    assert str(error.value).startswith("--set: hidden must be a list of integers, separated by commas or spaces "
+                                       "(for example 512,512 or '512 512')")  # fmt: skip
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=8), st.data())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_list_written_with_any_separators_reads_back(widths, data):
+    separators = st.sampled_from([",", " ", ", ", " ,", "  ", "\t", " , "])
+    text = str(widths[0]) + "".join(data.draw(separators) + str(w) for w in widths[1:])
+    assert config_module.parse_int_list(text) == tuple(widths)

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -341,7 +342,7 @@ def test_an_augmentation_that_changes_the_size_is_refused_before_workers_start(d
                          augment=data.load_augment("crop(size=6)", 0), workers=2, pin_memory=False)  # fmt: skip
     assert str(error.value) == (
         "the augment pipeline turned a 8x8x1 uint8 image into 6x6x1 uint8; keep size and dtype "
-        "(e.g. crop with padding) and leave standardisation to the harness"
+        "(e.g. crop with padding)"
     )
 
 
@@ -373,6 +374,19 @@ def test_standardizing_matches_numpy_per_channel(rgb_batch):
     assert out.dtype == torch.float32 and out.shape == (6, 3, 5, 4)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
     assert normalizer.mean.shape == normalizer.std.shape == (3, 1, 1)
+
+
+@pytest.mark.parametrize("tiny", [0.0, 1e-9, 9.9e-7])
+def test_a_channel_with_std_below_the_floor_is_only_centred(rgb_batch, tiny):
+    # One floor (augkit.stats.MIN_STD) for the standardize step and the harness: a --stats file
+    # with std 1e-9 blew pixels up a billion-fold and ended as a misleading "diverged".
+    from augkit.stats import MIN_STD
+
+    real = ChannelStats().update(rgb_batch)
+    stats = SimpleNamespace(channels=3, mean=real.mean, std=np.array([real.std[0], tiny, real.std[2]]), mean_image=None)
+    out = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)(torch.from_numpy(rgb_batch))
+    np.testing.assert_allclose(out[:, 1].numpy(), rgb_batch[..., 1] / 255 - stats.mean[1], atol=1e-5)
+    assert tiny < MIN_STD and float(out.abs().max()) < 10
 
 
 def test_mean_image_subtraction_matches_numpy(rgb_batch):
@@ -436,7 +450,8 @@ def test_a_stats_file_for_other_channels_or_without_a_mean_image_is_refused(digi
     with pytest.raises(AugkitError) as error:
         data.fit_normalizer(config(stats=str(rgb)), digits, tmp_path)
     assert str(error.value) == (
-        f"stats file {rgb} has 3 channels but DATA has 1 (gray); compute stats on this data or drop --stats"
+        f"stats file {rgb} has 3 channels but {digits.source} has 1 (gray: all its images are stored gray); "
+        f"recompute it with `augkit stats {digits.source} -o {rgb}`"
     )
     gray = ChannelStats().update(digits.train_images).save(tmp_path / "gray.json")
     with pytest.raises(AugkitError, match=r"has no mean image.*--mean-image"):
@@ -462,3 +477,117 @@ def test_cpu_batches_from_the_normalised_split_equal_batches_normalised_one_by_o
         expected, expected_y = data.to_device(raw_x, raw_y, "cpu", normalizer, channels_last=channels_last)
         assert torch.equal(x, expected) and torch.equal(y, expected_y)  # the same values, bit for bit
         assert x.is_contiguous(memory_format=layout)
+
+
+# ----------------------------------------------------------------------------- --augment ending in a normalisation
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def readme_pipelines() -> tuple[str, str]:
+    """The README's two pipelines that end in standardize: the Python API's inline one, the YAML file."""
+    import re
+
+    [inline] = re.findall(r'load_pipeline\("([^"]*standardize[^"]*)"\)', README)
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "standardize" in b]
+    return inline, block
+
+
+@pytest.mark.parametrize(
+    "step", ["standardize(stats=STATS)", "subtract_mean(stats=STATS)", "subtract_mean(stats=STATS, mode=image)", "scale",
+             "standardize(mean=0.3, std=0.4)"],  # fmt: skip
+)
+def test_a_final_normalisation_step_runs_on_the_device_and_equals_the_step(digits, tmp_path, step):
+    stats = ChannelStats(mean_image=True).update(digits.train_images).save(tmp_path / "s.json")
+    spec = f"crop(size=8, padding=1); rotate(limit=10); {step.replace('STATS', str(stats))}"
+    full = augkit.load_pipeline(spec, seed=3)
+    workers = data.load_augment(spec, 3)
+    assert workers.steps == ["crop", "rotate"]  # the step is taken out of the workers' pipeline...
+    normalizer = data.fit_normalizer(config(augment=spec, seed=3), digits, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # ...and nothing of the harness's own is computed
+    for i in range(5):
+        image = digits.train_images[i]
+        uint8 = workers(image, index=i, epoch=2)  # what a worker sends: uint8, the same draws
+        assert uint8.dtype == np.uint8 and uint8.shape == image.shape
+        on_device = normalizer(torch.from_numpy(uint8[None]))[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(on_device, full(image, index=i, epoch=2), atol=2e-5)  # ...normalised once
+
+
+def test_a_pipeline_of_only_a_normalisation_leaves_no_worker_augmentation(digits, tmp_path):
+    stats = ChannelStats().update(digits.train_images).save(tmp_path / "s.json")
+    assert data.load_augment(f"standardize(stats={stats})", 0) is None
+    normalizer = data.fit_normalizer(config(augment=f"standardize(stats={stats})"), digits, tmp_path)
+    harness = data.fit_normalizer(config(stats=str(stats)), digits, tmp_path)
+    assert torch.equal(normalizer.mean, harness.mean) and torch.equal(normalizer.std, harness.std)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("standardize(mean=0.5, std=0.2); hflip", "--augment: standardize is step 1 of 2; a normalisation step"),
+        ("hflip; OneOf(transforms=[scale, vflip])", "--augment: scale is inside OneOf (step 2 of 2)"),
+        ("scale; standardize(mean=0.5, std=0.2)", "--augment: scale is step 1 of 2"),
+    ],
+)
+def test_a_normalisation_step_anywhere_but_last_is_refused_before_training(spec, expected):
+    with pytest.raises(AugkitError) as error:
+        data.load_augment(spec, 0)
+    assert str(error.value).startswith(expected) and "may only end the pipeline" in str(error.value)
+
+
+def test_a_final_normalisation_with_the_harness_statistics_options_is_refused(digits, tmp_path):
+    stats = ChannelStats(mean_image=True).update(digits.train_images).save(tmp_path / "s.json")
+    spec = "hflip; scale"
+    with pytest.raises(AugkitError, match=r"^--augment ends in scale, which normalises the run .*; drop --stats"):
+        data.fit_normalizer(config(augment=spec, stats=str(stats)), digits, tmp_path)
+    with pytest.raises(AugkitError, match=r"drop --mean-image"):
+        data.fit_normalizer(config(augment=spec, mean_image=True), digits, tmp_path)
+
+
+def test_a_final_standardize_of_other_channels_says_both_counts_and_the_fix(digits, rgb_batch, tmp_path):
+    rgb = ChannelStats().update(rgb_batch).save(tmp_path / "rgb.json")
+    with pytest.raises(AugkitError) as error:
+        data.fit_normalizer(config(augment=f"hflip; standardize(stats={rgb})"), digits, tmp_path)
+    assert str(error.value) == (
+        f"--augment: standardize's statistics file {rgb} has 3 channels but {digits.source} has 1 "
+        f"(gray: all its images are stored gray); recompute it with `augkit stats {digits.source} -o {rgb}`"
+    )
+    with pytest.raises(AugkitError, match=r"mean/std has 2 channels but .* has 1 .*; give one value$"):
+        data.fit_normalizer(config(augment="standardize(mean=[0.1, 0.2], std=[0.3, 0.3])"), digits, tmp_path)
+
+
+def test_the_readme_api_pipeline_trains_with_workers_and_evaluates_alike(tmp_path, monkeypatch):
+    """The README's `crop; rotate; standardize(stats=stats.json)`, stats from `augkit stats`, as --augment."""
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
+    inline, _ = readme_pipelines()
+    monkeypatch.chdir(tmp_path)  # stats.json, as the README writes it, in the current folder
+    run = lambda *args: CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)  # noqa: E731
+    assert run("stats", "-o", "stats.json", "-q").exit_code == 0
+    quick = ["--model", "mlp", "--hidden", "32", "--epochs", "1", "-q", "--augment", inline]
+    results = {}
+    for workers in (0, 2):
+        done = run("train", *quick, "--workers", workers, "-o", f"run{workers}")
+        assert done.exit_code == 0, done.output
+        results[workers] = json.loads((tmp_path / f"run{workers}" / "summary.json").read_text())["final_val_acc"]
+        assert not (tmp_path / f"run{workers}" / "stats.json").exists()  # the pipeline's statistics, not the harness's
+    assert results[0] == results[2] > 0.3  # the same run for any number of workers
+    evaluated = run("evaluate", "run0", "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.output)["accuracy"] == results[0]
+
+
+def test_the_readme_yaml_pipeline_trains_on_rgb_images(make_image_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
+    _, block = readme_pipelines()
+    src = make_image_folder({"a": 6, "b": 6}, sizes=((24, 24),))  # its crop keeps 24 x 24: training needs one size
+    assert CliRunner().invoke(cli, ["stats", str(src), "-o", str(tmp_path / "stats.json"), "-q"]).exit_code == 0
+    (tmp_path / "aug.yaml").write_text(block)  # stats.json resolves beside the file
+    done = CliRunner().invoke(cli, ["train", str(src), "--augment", str(tmp_path / "aug.yaml"), "--model", "mlp",
+                                    "--hidden", "16", "--epochs", "1", "-q", "-o", str(tmp_path / "run")])  # fmt: skip
+    assert done.exit_code == 0, done.output

@@ -24,7 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import os
+import math
 import shutil
 import tempfile
 import threading
@@ -36,8 +36,8 @@ from typing import Any
 from augkit.documents import DocumentError, read_document
 from augkit.errors import AugkitError, RunError
 from augkit.files import atomic_write
-from augkit.processes import sigint_deferred, worker_context
-from augkit.train.config import TrainConfig, check_utf8
+from augkit.processes import exit_with_parent, sigint_deferred, worker_context
+from augkit.train.config import MAX_THREADS, TrainConfig, check_range, check_utf8
 from augkit.train.grid import Run, Study, plan_runs
 
 PLAN, OUTCOME, LOCK = "plan.json", "ablation.json", ".ablate.lock"
@@ -47,7 +47,8 @@ PLAN, OUTCOME, LOCK = "plan.json", "ablation.json", ".ablate.lock"
 
 
 def run_ablation(
-    studies: Sequence[Study], out: str | Path, *, workers: int = 1, log: Callable[[str], None] = print
+    studies: Sequence[Study], out: str | Path, *, workers: int = 1, threads: int | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) every run of ``studies`` into ``out`` and write the results and the report.
 
@@ -55,10 +56,15 @@ def run_ablation(
     runs trained now, and ``errors``; raises ``RunError`` after the report when some run stopped
     with an error other than a failed run (a rerun retries those), and at once on Ctrl-C. The
     runs go to ``workers`` processes started by forkserver or spawn: a script that calls this
-    must do so under ``if __name__ == "__main__":``.
+    must do so under ``if __name__ == "__main__":``. Each run takes torch's CPU threads
+    ``threads``, or chooses them (``augkit.train.threads``) within its worker's share of the
+    cores free when the ablation starts; its log line and summary.json say how many.
     """
     from augkit.train import report
+    from augkit.train.threads import free_cores
 
+    free = free_cores()  # before this process's own torch threads first work (checking the configs)
+    check_range("--threads", threads, 1, MAX_THREADS)
     out = Path(out)
     check_utf8(out, "OUT", fix="choose a UTF-8 name for -o")
     existed = out.exists()
@@ -87,7 +93,7 @@ def run_ablation(
             raise
         try:
             atomic_write(out / PLAN, json.dumps(plan, indent=2) + "\n")
-            errors = _execute(todo, len(runs), workers, log)
+            errors = _execute(todo, len(runs), workers, threads, free, log)
             summary = report.write_report(studies, runs, out, errors={run.run_dir: reason for run, reason in errors})
         except KeyboardInterrupt:
             done = sum(run_state(run) == "done" for run in runs)
@@ -102,9 +108,33 @@ def run_ablation(
     return summary
 
 
+def read_outcome(run_dir: Path) -> dict[str, Any] | None:
+    """A run's ``ablation.json``, or None when it is missing or damaged (then the run is redone).
+
+    ok: ``{"status": "ok", "final_train_acc", "best_val_acc", "best_epoch", "seconds", ...}``
+    with numbers; failed: ``{"status": "failed", "reason": str}``.
+    """
+    try:
+        outcome = read_document(run_dir / OUTCOME, what="run outcome", format="json")
+    except (OSError, AugkitError):
+        return None
+    if not isinstance(outcome, dict):
+        return None
+    if outcome.get("status") == "failed":
+        return outcome if isinstance(outcome.get("reason"), str) else None
+    numbers = ("final_train_acc", "best_val_acc", "best_epoch", "seconds")
+    if outcome.get("status") == "ok" and all(_is_number(outcome.get(key)) for key in numbers):
+        return outcome
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def run_state(run: Run) -> str:
     """done (skip) | finished (trained, outcome missing) | resume (from last.pt) | new."""
-    if (run.run_dir / OUTCOME).is_file():
+    if read_outcome(run.run_dir) is not None:
         return "done"
     try:
         summary = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -179,33 +209,42 @@ def _locked(out: Path) -> Iterator[None]:
         yield
 
 
-def _execute(todo: list[tuple[Run, str]], total: int, workers: int, log: Callable[[str], None]) -> list[tuple[Run, str]]:
-    """Run ``todo`` on ``workers`` processes, one line per finished run; returns the errors."""
+def _execute(
+    todo: list[tuple[Run, str]], total: int, workers: int, threads: int | None, free: int, log: Callable[[str], None]
+) -> list[tuple[Run, str]]:
+    """Run ``todo`` on ``workers`` processes, one line per finished run; returns the errors.
+
+    ``free``: the cores free at the start, shared among the workers; ``threads``: each run's
+    torch threads (None: each run chooses within its worker's share).
+    """
     done_before = total - len(todo)
     if not todo:
         log(f"all {total} runs done before")
         return []
     workers = min(workers, len(todo))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // workers)
+    share = max(1, free // workers)
     resumed = sum(state == "resume" for _, state in todo)
+    if threads is not None:
+        each = f"{threads} thread(s) (--threads)"
+    else:
+        each = f"1 thread ({free} core(s) free)" if share == 1 else f"1 to {share} threads by the work ({free} cores free)"
     log(f"{total} runs: {done_before} done before, {resumed} to resume, {len(todo) - resumed} to run; "
-        f"{workers} worker(s) x {threads} thread(s)")  # fmt: skip
+        f"{workers} worker(s) x {each}")  # fmt: skip
     context = worker_context(preload=["augkit.train.loop"])  # torch imported once, not per worker
-    # The workers' lifeline: nothing is ever sent; when this process lets go of its end, or dies
-    # (kill -9 runs no cleanup), the workers read end-of-file and leave at once.
+    # The workers' lifeline: nothing is ever sent; when this process lets go of its end, the
+    # workers read end-of-file and leave at once (they leave when it dies, too: exit_with_parent).
     lifeline, held = context.Pipe(duplex=False)
     errors: list[tuple[Run, str]] = []
     count = done_before
     futures: dict[concurrent.futures.Future, Run] = {}
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=_start_worker, initargs=(threads, lifeline)) as pool:  # fmt: skip
+                                                initializer=_start_worker, initargs=(share, lifeline)) as pool:  # fmt: skip
         try:
             # Submitting starts the workers: a Ctrl-C meanwhile is raised once each start is
             # complete, so that every worker started is stopped below.
             for run, state in todo:
                 with sigint_deferred():
-                    futures[pool.submit(run_one, run.config.to_dict(), str(run.run_dir), state)] = run
+                    futures[pool.submit(run_one, run.config.to_dict(), str(run.run_dir), state, threads)] = run
             for future in concurrent.futures.as_completed(futures):
                 run, count = futures[future], count + 1
                 where = f"[{count}/{total}] {run.study.name + ': ' if run.study.name else ''}{run.label}, seed {run.seed}"
@@ -238,34 +277,33 @@ def _describe(outcome: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- in a worker
 
 
-def _start_worker(threads: int, lifeline: Any) -> None:
+def _start_worker(cores: int, lifeline: Any) -> None:
     import signal
 
-    import torch
     from tqdm import tqdm
 
+    from augkit.train.threads import limit_cores
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process of the terminal: the parent handles it
-    torch.set_num_threads(threads)  # the workers share the cores
-    # tqdm's default lock is a named semaphore, which a worker leaving by os._exit below never
-    # unlinks: the resource tracker would then print a warning beside the parent's one line.
+    limit_cores(cores)  # the workers share the free cores; each run chooses its threads within its share
+    # tqdm's default lock is a named semaphore, which a worker leaving by os._exit (exit_with_parent)
+    # never unlinks: the resource tracker would then print a warning beside the parent's one line.
     tqdm.set_lock(threading.RLock())
-
-    def watch() -> None:
-        # A worker outlives a killed parent: it would go on writing a run folder that the next
-        # `augkit ablate` continues. (Its parent is the forkserver, which outlives the main
-        # process as long as any worker does, so the parent's pid tells nothing.)
-        with contextlib.suppress(EOFError, OSError):
-            lifeline.recv()
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    # A worker that outlived its parent would go on writing a run folder that the next
+    # `augkit ablate` continues; it leaves too when the parent lets go of the lifeline (Ctrl-C).
+    exit_with_parent(lifeline)
 
 
-def run_one(values: dict[str, Any], run_dir: str, state: str) -> dict[str, Any]:
-    """Train one run (``state`` new, or resume from last.pt), then write its ``ablation.json``; returns it."""
+def run_one(values: dict[str, Any], run_dir: str, state: str, threads: int | None = None) -> dict[str, Any]:
+    """Train one run (``state`` new, or resume from last.pt), then write its ``ablation.json``; returns it.
+
+    ``threads``: torch's CPU threads for this run (``--threads``), in place of the config's.
+    """
     from augkit.train.loop import NonFiniteLoss, train
 
     config, folder = TrainConfig.from_dict(values), Path(run_dir)
+    if threads is not None:  # where and how fast it runs, not what it computes: kept out of the plan
+        config = config.replace({"threads": threads})
     started = time.perf_counter()
     if state in ("new", "resume"):
         if state == "new" and folder.exists():

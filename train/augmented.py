@@ -44,7 +44,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
         dataset: any map-style dataset (``len`` and ``[i]``) whose items are an image, or a
             tuple/list whose first element is the image (``(image, label)``, as torchvision's).
             Images are numpy arrays H x W x C (or H x W) under augkit's pixel contract: uint8,
-            uint16, or float32 on [0, 1]; a PIL image is taken as gray or RGB pixels.
+            uint16, or float32 on [0, 1]; a PIL image is taken as gray (H x W x 1) or RGB pixels.
         pipeline: a ``Pipeline``, or anything ``augkit.load_pipeline`` takes (a spec file, an
             inline spec, a mapping).
         epoch: the epoch to start at (``set_epoch`` changes it).
@@ -80,7 +80,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
         if isinstance(item, (tuple, list)):
             if not item:
                 raise AugkitError(f"dataset item {index} is an empty {type(item).__name__}; expected (image, ...)")
-            return type(item)([self._augment(item[0], index), *item[1:]])
+            values = [self._augment(item[0], index), *item[1:]]
+            return type(item)(*values) if hasattr(item, "_fields") else type(item)(values)  # a namedtuple takes fields
         return self._augment(item, index)
 
     def _augment(self, image: Any, index: int) -> np.ndarray:
@@ -98,6 +99,16 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
 
 def _pil_pixels(image: Image.Image) -> np.ndarray:
-    """A PIL image's pixels as augkit reads a file's: gray stays gray, everything else is RGB
-    (palette images are their colours, not their indices; CMYK, YCbCr and alpha are converted)."""
-    return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+    """A PIL image's pixels as augkit reads a file's (the gray rule of ``augkit.datasets``): gray
+    (1, L; LA with its alpha composited onto white) is uint8 H x W x 1, 16-bit gray uint16
+    H x W x 1, everything else RGB H x W x 3 (palette images are their colours, not their
+    indices; CMYK, YCbCr and alpha are converted)."""
+    if image.mode in ("LA", "La"):
+        white = Image.new("L", image.size, 255)
+        white.paste(image.convert("L"), mask=image.getchannel("A"))
+        image = white
+    if image.mode == "1":
+        image = image.convert("L")
+    if image.mode in ("L", "I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image)[..., None]
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))

@@ -53,6 +53,10 @@ from augkit.errors import AugkitError
 MAX_EPOCHS = 1_000_000
 MAX_BATCH_SIZE = 1 << 20
 MAX_WORKERS = 256  # processes
+MAX_THREADS = 1024  # torch's intra-op threads: more than any machine's cores
+# Floating-point operations of a training step below which a run takes one thread
+# (augkit.train.threads): there a second thread saved little even on idle cores (bench/threads.py).
+SMALL_STEP_FLOPS = 2e8
 MAX_PIECES = 16  # maxout: every piece multiplies the layer before it (the maxout paper uses 2-5)
 MAX_COUNT = 2**31 - 1  # train_subset, watch_activations
 MAX_WIDTH = 1 << 16  # units of a hidden layer, channels of a stage: 16x the probe's 4096
@@ -114,6 +118,7 @@ class TrainConfig:
     # --- runtime ------------------------------------------------------------------------------
     workers: int = 0  # DataLoader worker processes for augmentation (0: in the training process)
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # torch's CPU threads; None: chosen per run from the work and the free cores (train/threads.py)
     amp: bool = False  # bf16 autocast (CUDA), with channels-last
     compile: bool = False  # torch.compile the model
     seed: int = 0  # model init, data order, augmentation and dropout all follow from it
@@ -135,6 +140,7 @@ class TrainConfig:
         check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         check_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         check_range("workers", self.workers, 0, MAX_WORKERS)
+        check_range("threads", self.threads, 1, MAX_THREADS, hint="leave it out (null) to let each run choose")
         check_range("watch_activations", self.watch_activations, 0, MAX_COUNT)
         check_range("train_subset", self.train_subset, 1, MAX_COUNT)
         check_range("maxout_pieces", self.maxout_pieces, 2 if self.activation == "maxout" else 1, MAX_PIECES)
@@ -243,6 +249,32 @@ def parse_assignment(text: str, *, option: str = "--set") -> tuple[str, Any]:
     return key, parsed
 
 
+# How a list of integers is written (hidden, channels), as the errors say it.
+INT_LIST_FORM = "separated by commas or spaces (for example 512,512 or '512 512')"
+_LIST_ITEM = re.compile(r"[+-]?\d{1,12}")
+_LIST_SEPARATOR = re.compile(r"\s*,\s*|\s+")
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """``"512,512"``, ``"512 512"``, ``"512, 512"``, ``"[512, 512]"`` or ``"512"`` -> (512, 512) or (512,).
+
+    Strict: every item an integer (at most 12 digits), one separator between two items (a
+    comma, spaces, or a comma with spaces), brackets around the whole optional. Anything else,
+    such as ``512x512``, ``512,,512`` or an empty text, is refused rather than read as something
+    the user did not write (the old reading dropped spaces: ``"512 512"`` became 512512).
+
+    Raises:
+        ValueError: ``text`` is not of that form (the caller names the option; see ``INT_LIST_FORM``).
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1].strip()
+    items = _LIST_SEPARATOR.split(body)
+    if not all(_LIST_ITEM.fullmatch(item) for item in items):
+        raise ValueError(f"not a list of integers: {text!r}")
+    return tuple(int(item) for item in items)
+
+
 FIELDS: dict[str, Any] = {}  # name -> type hint, filled below
 
 
@@ -262,14 +294,14 @@ def _convert(key: str, value: Any, source: str) -> Any:
     try:
         return _as(kind, value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
-        expected = "a list of integers (for example 256,256)" if typing.get_origin(kind) is tuple else kind.__name__
+        expected = f"a list of integers, {INT_LIST_FORM}" if typing.get_origin(kind) is tuple else kind.__name__
         raise AugkitError(f"{source}: {key} must be {expected}, got {short_repr(value)}") from None
 
 
 def _as(kind: Any, value: Any) -> Any:
     if typing.get_origin(kind) is tuple:
         if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
+            value = parse_int_list(value)
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):

@@ -16,7 +16,7 @@ Three steps, in the order a run takes them:
 from __future__ import annotations
 
 import mmap
-import warnings
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +31,8 @@ from augkit import packed
 from augkit.datasets import Dataset, list_splits, open_dataset
 from augkit.errors import AugkitError, ImageReadError
 from augkit.preprocess.plan import stratified_split
-from augkit.processes import worker_context
-from augkit.stats import ChannelStats
+from augkit.processes import exit_with_parent, worker_context
+from augkit.stats import MIN_STD, ChannelStats
 from augkit.train.config import TrainConfig
 from augkit.train.distributed import Distributed, shard
 
@@ -81,8 +81,9 @@ def open_splits(config: TrainConfig) -> Splits:
     DATA's own val split is used when it has one; otherwise ``config.val_split`` of each class
     (``DEFAULT_VAL_SPLIT``, 0.2, when None: the caller should say so) is carved from train,
     stratified and seeded. ``config.train_subset`` then keeps that many training images, an equal
-    share per class as far as the classes allow. Images decode as 1 channel when every one is
-    gray (R = G = B everywhere), as RGB otherwise.
+    share per class as far as the classes allow. Images have ``Dataset.channels`` channels: 1
+    when every image of DATA is stored gray, 3 (RGB) otherwise (the gray rule of
+    ``augkit.datasets``, which ``augkit stats`` follows too).
 
     Raises:
         AugkitError: DATA is missing, empty, unreadable or has one class; an image of train or
@@ -221,13 +222,13 @@ def _decode(
     """
     total = sum(len(d) for d in datasets)
     first: tuple[str, tuple[int, ...]] | None = None  # (source, shape) of the first image read
-    gray = True
+    gray = datasets[0].channels == 1  # one answer for all: the datasets are splits of one DATA
     buffers, kept, skipped = [], [], []
     for dataset in datasets:
         buffer, keep = None, []
         for i in range(len(dataset)):
             try:
-                image = dataset.read(i)  # always RGB: one channel is kept at the end if all are gray
+                image = dataset.read(i, gray=gray)
             except ImageReadError as e:
                 skipped.append((e.path, e.reason))
                 continue
@@ -240,7 +241,6 @@ def _decode(
                 buffer = np.empty((len(dataset), *image.shape), dtype=np.uint8)
             buffer[len(keep)] = image
             keep.append(i)
-            gray = gray and bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
         buffers.append(buffer[: len(keep)] if buffer is not None else None)
         kept.append(np.array(keep, dtype=np.int64))
 
@@ -251,8 +251,7 @@ def _decode(
                 f"{source}: none of the {len(dataset)} images of the {dataset.split} split could be "
                 f"read ({len(skipped)} unreadable{reason}); fix or remove the broken files"
             )
-    arrays = [np.ascontiguousarray(b[..., :1]) if gray else b for b in buffers]
-    return arrays, kept, skipped
+    return buffers, kept, skipped
 
 
 def _sizes_message(source: str, a: tuple[str, tuple[int, ...]], b: tuple[str, tuple[int, ...]]) -> str:
@@ -279,11 +278,56 @@ def _check_budget(nbytes: int, source: str, doing: str) -> None:
 # ----------------------------------------------------------------------------- batches
 
 
+# augkit's normalisation steps. One that ends --augment is taken out of the workers' pipeline
+# and becomes the run's normalisation (fit_normalizer), in place of the harness's own: workers
+# keep sending uint8 (a quarter of float32's bytes), the device normalises whole batches,
+# validation batches are normalised the same way, and nothing is normalised twice.
+NORMALIZATION_STEPS = ("standardize", "subtract_mean", "scale")
+
+
 def load_augment(spec: str | None, seed: int) -> Pipeline | None:
-    """The training augmentation for ``spec`` (a pipeline file or inline spec), seeded; None: none."""
+    """The training augmentation for ``spec`` (a pipeline file or inline spec), seeded, less a final
+    normalisation step, which ``fit_normalizer`` runs on the device instead; None: no steps left.
+
+    Raises:
+        AugkitError: a normalisation step anywhere but at the end (or inside a composition).
+    """
+    return _split_augment(spec, seed)[0]
+
+
+def _split_augment(spec: str | None, seed: int) -> tuple[Pipeline | None, tuple[str, Any] | None]:
+    """(the steps the workers run, or None; the final normalisation step's (name, transform), or None)."""
     if not spec:
-        return None
-    return augkit.load_pipeline(spec, seed=seed)
+        return None, None
+    pipeline = augkit.load_pipeline(spec, seed=seed)
+    full = pipeline.to_spec()
+    steps = full["steps"]
+    last = next(iter(steps[-1]))
+    ends_normalized = last in NORMALIZATION_STEPS
+    misplaced = next(_normalization_steps(steps[:-1] if ends_normalized else steps, len(steps)), None)
+    if misplaced is not None:
+        raise AugkitError(
+            f"--augment: {misplaced}; a normalisation step ({', '.join(NORMALIZATION_STEPS)}) may only end the "
+            f"pipeline, where the harness runs it on the device in place of its own normalisation: move it to "
+            f"the end, or drop it and let --standardize normalise"
+        )
+    if not ends_normalized:
+        return pipeline, None
+    # The steps before it draw exactly as they did (whatever the last step draws comes after
+    # theirs); only normalisation steps name files (stats), so where relative paths resolve is moot.
+    rest = augkit.load_pipeline({**full, "steps": steps[:-1]}, seed=seed) if len(steps) > 1 else None
+    return rest, (last, pipeline.transforms[-1])
+
+
+def _normalization_steps(steps: list[dict[str, Any]], total: int, inside: str = "") -> Iterator[str]:
+    """Where each normalisation step among ``steps`` (a spec's, compositions searched) is, in words."""
+    for position, step in enumerate(steps, 1):
+        (name, params), = step.items()
+        if name in NORMALIZATION_STEPS:
+            yield f"{name} is inside {inside}" if inside else f"{name} is step {position} of {total}"
+        children = params.get("transforms") if isinstance(params, dict) else None
+        if isinstance(children, list):
+            yield from _normalization_steps(children, total, inside or f"{name} (step {position} of {total})")
 
 
 class Loader:
@@ -484,10 +528,11 @@ def _check_augmented(image: np.ndarray, out: Any) -> None:
     if isinstance(out, np.ndarray) and out.dtype == image.dtype and out.shape == image.shape:
         return
     got = f"{'x'.join(map(str, out.shape))} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
-    raise AugkitError(
-        f"the augment pipeline turned a {'x'.join(map(str, image.shape))} uint8 image into {got}; "
-        f"keep size and dtype (e.g. crop with padding) and leave standardisation to the harness"
-    )
+    resized = not isinstance(out, np.ndarray) or out.shape != image.shape
+    fix = ("keep size and dtype (e.g. crop with padding)" if resized else
+           f"keep uint8: to normalise, end the pipeline with {', '.join(NORMALIZATION_STEPS[:-1])} "
+           f"or {NORMALIZATION_STEPS[-1]}, which the harness runs on the device")  # fmt: skip
+    raise AugkitError(f"the augment pipeline turned a {'x'.join(map(str, image.shape))} uint8 image into {got}; {fix}")
 
 
 def _stack(samples: list[tuple[np.ndarray | str, int]]) -> tuple[torch.Tensor, torch.Tensor] | str:
@@ -502,6 +547,8 @@ def _stack(samples: list[tuple[np.ndarray | str, int]]) -> tuple[torch.Tensor, t
 def _init_worker(worker_id: int) -> None:
     import cv2
 
+    # Its parent is the forkserver, which torch's own check watches: leave with the training process.
+    exit_with_parent()
     # One OpenCV thread per worker: the workers are the parallelism, and a thread pool in each
     # would oversubscribe the cores.
     cv2.setNumThreads(1)
@@ -545,9 +592,41 @@ class Normalizer(nn.Module):
         else:
             mean = torch.from_numpy(stats.mean).view(channels, 1, 1)
         if standardize:
-            # A constant channel has std 0: it is only centred, instead of becoming NaN.
-            std = torch.from_numpy(np.where(stats.std > 0, stats.std, 1.0)).view(channels, 1, 1)
+            # A constant channel (std below augkit.stats.MIN_STD, the floor the standardize
+            # step holds numbers to: 0, or float noise) is only centred, instead of becoming NaN
+            # or being blown up a million-fold.
+            std = torch.from_numpy(np.where(stats.std >= MIN_STD, stats.std, 1.0)).view(channels, 1, 1)
         return cls(mean, std)
+
+    @classmethod
+    def from_step(cls, name: str, step: Any, splits: Splits) -> Normalizer:
+        """The normalisation the augkit step ``name`` (``standardize``, ``subtract_mean`` or
+        ``scale``; ``step`` its transform) does, ``(x / 255 - mean) / std``, for ``splits``' images.
+
+        Raises:
+            AugkitError: the step's mean or std has neither 1 nor the images' channel count of
+                values, or its mean image is not of the images' size.
+        """
+        height, width, channels = splits.shape
+        mean = step.mean if name in ("standardize", "subtract_mean") else np.zeros(channels)
+        std = step.std if name == "standardize" else np.ones(channels)
+        stats = getattr(step, "stats", None)
+        if mean.ndim == 3:  # subtract_mean's mean image
+            if mean.shape != (height, width, channels):
+                raise AugkitError(
+                    f"--augment: subtract_mean's mean image ({stats}) is {'x'.join(map(str, mean.shape))} but "
+                    f"{splits.source}'s images are {height}x{width}x{channels}; "
+                    f"{_recompute(splits, stats, gray=mean.shape[2] == 1, mean_image=True)}"
+                )
+            return cls(torch.from_numpy(mean).permute(2, 0, 1), torch.from_numpy(std).view(channels, 1, 1))
+        for values in (mean, std):
+            if values.size not in (1, channels):
+                what, fix = (
+                    (f"{name}'s statistics file {stats}", _recompute(splits, stats, gray=values.size == 1)) if stats
+                    else (f"{name}'s mean/std", "give one value" if channels == 1 else f"give 1 or {channels} values")
+                )  # fmt: skip
+                raise AugkitError(_channels_message(f"--augment: {what}", values.size, splits, fix))
+        return cls(*(torch.from_numpy(np.broadcast_to(v, channels).copy()).view(channels, 1, 1) for v in (mean, std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # permute of an N x H x W x C tensor is N x C x H x W in channels-last memory order.
@@ -585,11 +664,11 @@ class DeviceBatches:
         self._cache: torch.Tensor | None = None
         if device.type == "cpu" and loader.augment is None and loader.images.nbytes * 4 <= CPU_CACHE_BYTES:
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            with torch.no_grad(), warnings.catch_warnings():
-                # A packed dataset is memory-mapped read-only; the normaliser only reads it
-                # (and returns a new tensor), so torch's warning about writing does not apply.
-                warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
-                whole = normalizer(torch.from_numpy(np.asarray(loader.images)))
+            images = np.asarray(loader.images)
+            if not images.flags.writeable:  # a packed dataset, memory-mapped read-only: torch wraps writable arrays only
+                images = images.copy()  # uint8, a quarter of the float32 cache made from it
+            with torch.no_grad():
+                whole = normalizer(torch.from_numpy(images))
             self._cache = whole.contiguous(memory_format=memory_format)
             self._labels = torch.from_numpy(loader.labels)
 
@@ -616,13 +695,28 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write:
     processes of a distributed run other than rank 0 compute the same statistics and write
     nothing); when that file exists (a resumed run) it is loaded instead. No statistics are
     needed without standardize and mean_image.
+
+    When ``config.augment`` ends in a normalisation step (``NORMALIZATION_STEPS``), that step is
+    the normaliser instead, with its own statistics or numbers, for training and validation
+    batches alike; ``standardize`` is then not used, and ``stats`` or ``mean_image`` is refused
+    (AugkitError) as a second, conflicting normalisation.
     """
     channels = splits.shape[2]
+    final = _split_augment(config.augment, config.seed)[1]
+    if final is not None:
+        name, step = final
+        for given, flag in ((config.stats is not None, "--stats"), (config.mean_image, "--mean-image")):
+            if given:
+                raise AugkitError(
+                    f"--augment ends in {name}, which normalises the run in place of the harness's own "
+                    f"normalisation; drop {flag}, or drop {name} from the pipeline to normalise with {flag}"
+                )
+        return Normalizer.from_step(name, step, splits)
     if not (config.standardize or config.mean_image):
         return Normalizer.from_stats(None, standardize=False, mean_image=False, channels=channels)
     if config.stats is not None:
         stats = ChannelStats.load(config.stats)
-        _check_stats(stats, config.stats, splits, config.mean_image, "compute stats on this data or drop --stats")
+        _check_stats(stats, config.stats, splits, config.mean_image)
     else:
         cache = Path(run_dir) / STATS_FILE
         if cache.exists():
@@ -640,11 +734,12 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write:
     return Normalizer.from_stats(stats, standardize=config.standardize, mean_image=config.mean_image, channels=channels)
 
 
-def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_image: bool, fix: str) -> None:
+def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_image: bool, fix: str | None = None) -> None:
+    """Statistics that fit ``splits``' images, or one line: ``fix`` (None: recompute ``path`` with `augkit stats`)."""
     height, width, channels = splits.shape
     if stats.channels != channels:
-        kind = "gray" if channels == 1 else "RGB" if channels == 3 else f"{channels} channels"
-        raise AugkitError(f"stats file {path} has {stats.channels} channels but DATA has {channels} ({kind}); {fix}")
+        fix = fix or _recompute(splits, path, gray=stats.channels == 1)
+        raise AugkitError(_channels_message(f"stats file {path}", stats.channels, splits, fix))
     if not mean_image:
         return
     if stats.mean_image is None:
@@ -655,5 +750,20 @@ def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_ima
     if stats.mean_image.shape[:2] != (height, width):
         h, w = stats.mean_image.shape[:2]
         raise AugkitError(
-            f"stats file {path} has a {h}x{w} mean image but DATA's images are {height}x{width}; {fix}"
+            f"stats file {path} has a {h}x{w} mean image but DATA's images are {height}x{width}; "
+            f"{fix or _recompute(splits, path, mean_image=True)}"
         )
+
+
+def _channels_message(what: str, found: int, splits: Splits, fix: str) -> str:
+    """One line: ``what`` has statistics of ``found`` channels, DATA's images another count; ``fix``."""
+    channels = splits.shape[2]
+    kind = "gray: all its images are stored gray" if channels == 1 else "RGB"
+    return f"{what} has {found} channel{'s' if found != 1 else ''} but {splits.source} has {channels} ({kind}); {fix}"
+
+
+def _recompute(splits: Splits, path: str | Path, *, gray: bool = False, mean_image: bool = False) -> str:
+    """How to recompute a statistics file ``path`` for ``splits``' DATA."""
+    option = " --mean-image" if mean_image else ""
+    unless_gray = " (without --gray)" if gray and splits.shape[2] != 1 else ""
+    return f"recompute it with `augkit stats {shlex.quote(splits.source)}{option} -o {shlex.quote(str(path))}`{unless_gray}"

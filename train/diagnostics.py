@@ -27,11 +27,12 @@ from torch import nn
 
 from augkit.errors import AugkitError
 from augkit.train.activations import ACTIVATIONS, create_activation, width_factor
-from augkit.train.config import MAX_BATCH_SIZE, MAX_INIT_STD, MAX_WIDTH, SEED_LIMIT, check_range
+from augkit.train.config import MAX_BATCH_SIZE, MAX_INIT_STD, MAX_THREADS, MAX_WIDTH, SEED_LIMIT, check_range
 from augkit.train.evaluate import check_plot_name, open_run
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationStats, LayerStats, find_warnings
 from augkit.train.inits import INITS, init_weights
 from augkit.train.loop import resolve_device
+from augkit.train.threads import ThreadChoice, apply_threads, choose_threads, count_step_flops, free_cores
 
 DIAGNOSE = "diagnose.png"
 PROBE_MAX_BYTES = 4 << 30  # the probe's weights and activations (float32) may take this much memory at most
@@ -69,6 +70,7 @@ LECTURE_CASES = (
 class ProbeResult:
     case: ProbeCase
     layers: list[LayerStats]
+    threads: ThreadChoice | None = None  # torch's intra-op threads it ran with, and why
 
     def to_dict(self, *, hist: bool = False) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class ProbeResult:
             "init_std": self.case.init_std,
             "layers": [s.to_dict(hist=hist) for s in self.layers],
             "warnings": [w.message for w in find_warnings(self.layers, seen="on the batch")],
+            "threads": self.threads.threads if self.threads is not None else None,
         }
 
 
@@ -121,23 +124,30 @@ def check_probe(case: ProbeCase, *, depth: int, width: int, batch: int, seed: in
 
 
 def run_probe(
-    case: ProbeCase, *, depth: int = 6, width: int = 4096, batch: int = 16, seed: int = 0, device: str = "cpu"
+    case: ProbeCase, *, depth: int = 6, width: int = 4096, batch: int = 16, seed: int = 0, device: str = "cpu",
+    threads: int | None = None,
 ) -> ProbeResult:
     """The lecture's experiment for one case: statistics of every layer on a unit-Gaussian batch.
+
+    Runs with torch's intra-op threads set to ``threads``, or, when None, to the count
+    ``augkit.train.threads`` chooses for the probe's forward and backward pass.
 
     Raises:
         AugkitError: an option out of range (``check_probe``) or an unknown device.
     """
+    free = free_cores()  # read before torch's threads first work: spinning, they would count as busy
     check_probe(case, depth=depth, width=width, batch=batch, seed=seed)
+    check_range("--threads", threads, 1, MAX_THREADS)
     torch_device = resolve_device(device)
     torch.manual_seed(seed)  # the same draws for every case: cases differ only by scale and activation
     model = create_probe_model(case, depth=depth, width=width, device=torch_device)
+    chosen = apply_threads(choose_threads(count_step_flops(model, (width,), batch), threads, free=free))
     x = torch.randn(batch, width, device=torch_device, requires_grad=True)
     with ActivationStats(model) as stats:
         out = model(x)
         signal = torch.randn_like(out)
         out.backward(signal / signal.norm())
-    return ProbeResult(case, stats.summary())
+    return ProbeResult(case, stats.summary(), chosen)
 
 
 # ----------------------------------------------------------------------------- a trained run
@@ -152,12 +162,14 @@ def diagnose_run(
     batch_size: int | None = None,
     max_batches: int | None = None,
     plot: Path | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Per-layer statistics of the run in ``run_dir`` on validation batches, its warnings, a picture.
 
     Args:
         max_batches: look at this many validation batches at most (default: all of them).
         plot: where to draw (default: RUN_DIR/diagnose.png).
+        threads: torch's CPU threads (default: chosen, as ``open_run`` does); the report's ``threads``.
     """
     from augkit.train.plots import plot_diagnosis
 
@@ -165,7 +177,7 @@ def diagnose_run(
         raise AugkitError(f"--batches must be at least 1, got {max_batches}")
     check_plot_name(plot)
     run_dir = Path(run_dir)
-    run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size)
+    run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size, threads=threads)
     model = run.model.eval()
     images, first = 0, None
     with torch.no_grad(), ActivationStats(model) as forward:
@@ -200,6 +212,7 @@ def diagnose_run(
         "warnings": [w.message for w in warnings],
         "history_steps": len(next(iter(history.values()))["steps"]) if history else 0,
         "plot": str(target),
+        "threads": run.threads.threads,
     }
 
 

@@ -60,7 +60,8 @@ from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
 from augkit.train.models import count_parameters, create_model
 from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
-from augkit.train.plots import plot_curves
+from augkit.train.threads import ThreadChoice, apply_threads, choose_threads, count_step_flops, free_cores
+from augkit.train.plots import describe_tricks, plot_curves
 
 CONFIG, METRICS, SUMMARY, CURVES = "config.yaml", "metrics.csv", "summary.json", "curves.png"
 TENSORBOARD = "tensorboard"
@@ -113,6 +114,7 @@ class Parts:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     distributed: Distributed | None = None  # this process's place in a torchrun run
+    threads: ThreadChoice | None = None  # torch's intra-op threads in this process, and why
 
     @property
     def main(self) -> bool:
@@ -133,13 +135,22 @@ def build(
     """Data, model, optimiser and schedule for ``config``; every user error surfaces here.
 
     ``device`` defaults to ``config.device`` resolved; a distributed run passes its process's.
+    Sets torch's intra-op threads of this process (``augkit.train.threads``) once the model is
+    built: ``config.threads``, or chosen from a step's work and the free cores.
     """
+    free = free_cores()  # read before torch's threads first work: spinning, they would count as busy
     device = resolve_device(config.device) if device is None else device
     check_batch_size(config.batch_size, distributed)
     splits = datalib.open_splits(config)
     height, width, channels = splits.shape
     torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
-    model = create_model(config, (channels, height, width), len(splits.classes)).to(device)
+    model = create_model(config, (channels, height, width), len(splits.classes))
+    # The DataLoader workers keep a core each busy; the processes of a torchrun run share the rest.
+    processes = distributed.world_size if distributed is not None else 1
+    share = max(1, (free - config.workers) // processes)
+    step_flops = count_step_flops(model, (channels, height, width), config.batch_size // processes)
+    threads = apply_threads(choose_threads(step_flops, config.threads, free=share))
+    model = model.to(device)
     if distributed is not None and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # statistics over the global batch
     main = distributed is None or distributed.main
@@ -169,7 +180,7 @@ def build(
     # bf16 needs no loss scaling; the scaler is kept (disabled) so checkpoints have one shape.
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler,
-                 distributed)  # fmt: skip
+                 distributed, threads)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -246,9 +257,12 @@ def _train(
                                                           len(parts.train_batches))  # fmt: skip
             if main:  # a save cut short (a full disk) may have left metrics.csv a row behind last.pt
                 _write_metrics(run_dir / METRICS, history)
-            log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
             saved = start_epoch
 
+        # Printed once everything is checked: a mistake in the input is one line, not the config and a line.
+        log(f"config ({run_dir / CONFIG}):\n" + "".join(f"  {line}\n" for line in config.to_yaml().splitlines()))
+        if restore:
+            log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
         _describe(parts, log)
         step_model = model
         if distributed is not None:  # gradients averaged across the processes after each backward
@@ -301,7 +315,7 @@ def _train(
         try:
             atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
             if history:
-                plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {config.model}, {config.activation}, {config.init}")
+                plot_curves(history, run_dir / CURVES, title=f"{run_dir.name}: {describe_tricks(config)}")
         except OSError as error:
             raise _write_failed(error, f"write {SUMMARY} and {CURVES}", f"{LAST} holds all {len(history)} epochs", run_dir) from None
         return summary
@@ -436,8 +450,11 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     entries = sorted(run_dir.iterdir())
     if not entries:
         return False
-    finished = [name for name in (BEST, SUMMARY) if (run_dir / name).exists()]
-    if finished:  # epochs were finished there: a run whose last.pt was moved or deleted, not one to start afresh
+    # Epochs recorded there (summary.json, or a row in metrics.csv, both written after last.pt):
+    # a run whose last.pt was moved or deleted, not one to start afresh. (best.pt alone is not:
+    # it is saved before last.pt, so a disk that filled at the first last.pt leaves it.)
+    finished = [name for name in (SUMMARY, METRICS) if _holds_epochs(run_dir / name)]
+    if finished:
         raise AugkitError(f"RUN_DIR {run_dir} holds a run that finished epochs ({', '.join(finished)}) but has no {LAST}; "
                           f"nothing was deleted: choose another -o")  # fmt: skip
     foreign = [p.name for p in entries if not _written_by_run(p)]
@@ -457,6 +474,19 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     log(f"{run_dir} holds a run that stopped before its first checkpoint (no {LAST}): starting it afresh"
         + (f", removing {', '.join(p.name for p in removed)}" if removed else ""))  # fmt: skip
     return False
+
+
+def _holds_epochs(path: Path) -> bool:
+    """Whether ``path`` (summary.json, or metrics.csv with a row under its header) records an epoch."""
+    if not path.is_file():
+        return False
+    if path.name == SUMMARY:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return len(f.read(1 << 16).splitlines()) > 1
+    except OSError:
+        return False
 
 
 def check_run_dir_name(run_dir: Path, resume: bool = False) -> None:
@@ -532,7 +562,7 @@ def _diverged(what: str, parts: Parts, run_dir: Path, history: list[dict[str, fl
                         f"run again with a changed config (the same -o {run_dir} starts afresh)"
     )  # fmt: skip
     if history and parts.main:
-        plot_curves(history, run_dir / CURVES)
+        plot_curves(history, run_dir / CURVES, title=f"{run_dir.name} (diverged): {describe_tricks(config)}")
     causes = [f"a learning rate too high (--lr {config.lr:g}; try {config.lr / 10:g})"]
     if config.init in ("normal", "uniform", "constant"):
         causes.append(f"weights initialised too large (--init {config.init} --init-std {config.init_std:g}; try kaiming_normal)")
@@ -630,6 +660,7 @@ def _summary(history: list[dict[str, float]], best: dict[str, float], parts: Par
         "images_per_second": round(speeds[len(speeds) // 2], 1) if speeds else None,  # training, median epoch
         "device": str(parts.device),
         "processes": parts.distributed.world_size if parts.distributed is not None else 1,
+        "threads": parts.threads.threads if parts.threads is not None else None,  # torch's intra-op threads, each process
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(parts.device) / 2**20, 1) if parts.device.type == "cuda" else None,
         "parameters": count_parameters(parts.model),
         "classes": len(parts.splits.classes),
@@ -646,7 +677,8 @@ def _describe(parts: Parts, log: Callable[[str], None]) -> None:
         f"{h}x{w}x{c}, {len(splits.classes)} classes")  # fmt: skip
     if splits.skipped:
         log(f"skipped {len(splits.skipped)} unreadable file(s), e.g. {splits.skipped[0][0]}: {splits.skipped[0][1]}")
-    log(f"model: {config.model}, {count_parameters(parts.model):,} parameters, on {parts.device}")
+    threads = f", {parts.threads.describe()}" if parts.threads is not None else ""
+    log(f"model: {config.model}, {count_parameters(parts.model):,} parameters, on {parts.device}{threads}")
     if config.amp and parts.device.type != "cuda":
         log(f"note: --amp applies on CUDA only; training in float32 on {parts.device}")
 

@@ -1,7 +1,14 @@
-"""The run's pictures: loss and accuracy curves, the confusion matrix, activation histograms.
+"""The run's pictures: loss and accuracy curves, the confusion matrix, activation histograms,
+an ablation's comparison.
 
 matplotlib's object API (``Figure``, no pyplot): no global state, no GUI backend, safe in any
-process. Imported only when a picture is drawn.
+process. Imported only when a picture is drawn. Each picture has a ``draw_*`` function that
+returns the Figure (what the tests measure) and a ``plot_*`` function that writes it as PNG.
+
+No picture clips or overlaps its own text: titles, which carry paths and pipelines of any
+length, are wrapped by their measured width (``augkit.preview.wrap_text``) to the figure's,
+dense tick labels thin out or shrink, and the layout engine ("constrained") makes room for
+the rest; tests/test_pictures.py checks every text's box at several sizes.
 
 Every text drawn (titles, class names, labels) passes through ``printable``: a name whose bytes
 are not UTF-8 (a folder named so on disk) is drawn with those bytes escaped (``\\xff``), which
@@ -15,68 +22,179 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from augkit.files import atomic_write
-from augkit.train.config import printable
+from augkit.preview import text_width, wrap_text
+from augkit.train.config import TrainConfig, printable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 110
+TITLE_PT = 9
+CLUSTER_GAP = 0.05  # an ablation's accuracies this far below the next better one are drawn off the axis
+NAME_CHARS = 28  # class names longer than this are shortened in the middle ("a_very_lo…_name")
 
 
-def _save(figure, path: Path) -> Path:  # noqa: ANN001  (matplotlib Figure)
+def _save(figure: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+    figure.savefig(buffer, format="png", dpi=DPI)
     return atomic_write(path, buffer.getvalue())
 
 
-def plot_curves(rows: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, train against val (``rows`` as in metrics.csv)."""
+def _wrapped(text: str, width_in: float, size: float = TITLE_PT) -> str:
+    """``text`` (made printable) wrapped to ``width_in`` inches at font ``size``."""
+    return "\n".join(wrap_text(printable(text), width_in * 72, size))
+
+
+def _suptitle(figure, text: str, size: float = TITLE_PT) -> None:  # noqa: ANN001  (Figure or SubFigure)
+    """A title across ``figure``, wrapped to its width (less the layout's padding)."""
+    if text:
+        width = figure.get_figwidth() if hasattr(figure, "get_figwidth") else figure.figure.get_figwidth()
+        figure.suptitle(_wrapped(text, width - 0.3, size), fontsize=size, parse_math=False)
+
+
+def _short(name: str) -> str:
+    name = printable(name)
+    if len(name) <= NAME_CHARS:
+        return name
+    half = (NAME_CHARS - 1) // 2
+    return f"{name[:half]}…{name[-half:]}"
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def describe_tricks(config: TrainConfig) -> str:
+    """The tricks a run used, in a line for a title: model and widths, activation, init,
+    normalisation, regularisation, augmentation, input preprocessing, optimiser."""
+    if config.model == "mlp":
+        model = f"mlp {'x'.join(map(str, config.hidden))}"
+    else:
+        model = f"{config.model} {'-'.join(map(str, config.channels))}"
+    activation = {"leaky_relu": f"leaky_relu({config.leaky_slope:g})", "maxout": f"maxout({config.maxout_pieces})"}.get(
+        config.activation, config.activation)  # fmt: skip
+    init = f"{config.init}({config.init_std:g})" if config.init in ("normal", "uniform", "constant") else config.init
+    parts = [model, activation, f"init {init}", "batchnorm" if config.batchnorm else "no batchnorm"]
+    parts.append(f"dropout {config.dropout:g}" if config.dropout else "no dropout")
+    if config.weight_decay:
+        parts.append(f"L2 {config.weight_decay:g}")
+    if config.l1:
+        parts.append(f"L1 {config.l1:g}")
+    parts.append(f"augment {config.augment}" if config.augment else "no augmentation")
+    parts.append("mean image" if config.mean_image else "standardized" if config.standardize else "mean subtracted")
+    if config.label_smoothing:
+        parts.append(f"label smoothing {config.label_smoothing:g}")
+    if config.clip_grad:
+        parts.append(f"clip {config.clip_grad:g}")
+    parts.append(f"{config.optimizer} lr {config.lr:g} {config.schedule}")
+    return ", ".join(parts)
+
+
+def draw_curves(rows: Sequence[dict[str, float]], title: str = "") -> Figure:
+    """Loss, error rate and the generalisation gap per epoch (``rows`` as in metrics.csv:
+    epoch, train_loss, val_loss, train_acc, val_acc).
+
+    The error rate (1 - accuracy) on a log axis tells 98% from 99% apart, which an accuracy
+    axis from 0.6 to 1 does not; the gap panel is train - val accuracy, with the training
+    accuracy as the epoch measured it (in train mode: dropout and augmentation on), on a
+    symmetric log axis when it spans decades (``_log_scale``).
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
-    figure = Figure(figsize=(9, 3.6), layout="constrained")
-    loss, accuracy = figure.subplots(1, 2)
-    for axes, key, label in ((loss, "loss", "loss"), (accuracy, "acc", "accuracy")):
-        axes.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", ms=3, label="train")
-        axes.plot(epochs, [r[f"val_{key}"] for r in rows], "o-", ms=3, label="val")
+    figure = Figure(figsize=(12, 3.8), layout="constrained")
+    loss, error, gap = figure.subplots(1, 3)
+    errors = {split: [1 - r[f"{split}_acc"] for r in rows] for split in ("train", "val")}
+    for split in ("train", "val"):
+        loss.plot(epochs, [r[f"{split}_loss"] for r in rows], "o-", ms=3, label=split)
+        error.plot(epochs, errors[split], "o-", ms=3, label=split)
+    gaps = [r["train_acc"] - r["val_acc"] for r in rows]
+    gap.plot(epochs, gaps, "o-", ms=3, color="tab:red", label="train − val")
+    gap.axhline(0, color="black", lw=0.8)
+    if rows and all(r["train_loss"] > 0 and r["val_loss"] > 0 for r in rows):
+        loss.set_yscale("log")
+    _log_scale(error, [e for split in errors.values() for e in split])
+    _log_scale(gap, gaps)
+    loss.set_ylabel("loss")
+    error.set_ylabel("error rate (1 − accuracy)")
+    gap.set_ylabel("train − val accuracy")
+    loss.set_title("loss", fontsize=9)
+    error.set_title("error rate", fontsize=9)
+    gap.set_title("generalisation gap (> 0: train ahead)", fontsize=9)
+    for axes in (loss, error, gap):
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(label)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    if rows and all(r["train_loss"] > 0 for r in rows) and all(r["val_loss"] > 0 for r in rows):
-        loss.set_yscale("log")
-    if title:
-        figure.suptitle(printable(title), fontsize=9)
-    return _save(figure, path)
+        axes.grid(alpha=0.3, which="both" if axes.get_yscale() == "log" else "major")
+        axes.legend(fontsize=8)
+    _suptitle(figure, title)
+    return figure
 
 
-def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
-    """The confusion matrix (rows: true class, columns: predicted), each row as fractions."""
+def _log_scale(axes, values: Sequence[float]) -> None:  # noqa: ANN001
+    """A log y axis for ``values`` that span decades (0.3 at epoch 1, 0.003 at the end), so the
+    end is not flattened into the floor: "log" when all are positive; "symlog" when some are 0
+    or negative (a training set learnt to 100%, a gap below zero), linear below the smallest
+    nonzero magnitude's decade; linear when they span less than a decade."""
+    magnitudes = [abs(v) for v in values if v and math.isfinite(v)]
+    if not magnitudes or max(magnitudes) < 10 * min(magnitudes):
+        return
+    if all(v > 0 for v in values):
+        axes.set_yscale("log")
+    else:
+        axes.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(min(magnitudes))), linscale=0.5)
+        axes.margins(y=0.1)  # the extreme points off the frame
+
+
+def plot_curves(rows: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """``draw_curves`` written to ``path`` (PNG)."""
+    return _save(draw_curves(rows, title), path)
+
+
+def draw_confusion(confusion: np.ndarray, classes: Sequence[str], title: str = "") -> Figure:
+    """The confusion matrix (rows: true class, columns: predicted), each row as fractions.
+
+    Counts are written in the cells while they fit; class names shrink, then thin out (every
+    k-th), as the classes grow; long names are shortened in the middle.
+    """
     from matplotlib.figure import Figure
 
     n = len(classes)
-    classes = [printable(c) for c in classes]
+    names = [_short(c) for c in classes]
     totals = confusion.sum(axis=1, keepdims=True)
     fractions = confusion / np.maximum(totals, 1)
-    side = min(12.0, 2.5 + 0.45 * n)
-    figure = Figure(figsize=(side, side * 0.9), layout="constrained")
+    side = min(12.0, 3.0 + 0.45 * n)
+    figure = Figure(figsize=(side + 0.8, side * 0.9 + 0.4), layout="constrained")
     axes = figure.subplots()
     image = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if n <= 30:  # beyond that the numbers are unreadable; the colours still tell
-        for i in range(n):
-            for j in range(n):
-                if confusion[i, j]:
-                    axes.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7,
-                              color="white" if fractions[i, j] > 0.5 else "black")
-    ticks = range(n)
-    axes.set_xticks(ticks, classes, rotation=90 if n > 10 else 0, fontsize=8)
-    axes.set_yticks(ticks, classes, fontsize=8)
-    axes.set_xlabel("predicted")
+    cell = side * 0.6 * 72 / n  # points per cell, about (the layout decides the exact size)
+    digits = len(str(int(confusion.max()))) if confusion.size else 1
+    count_pt = min(9.0, cell * 0.85 / (0.64 * digits))  # a digit is about 0.64 em wide (DejaVu Sans)
+    if count_pt >= 4:  # smaller is unreadable; the colours still tell
+        for i, j in zip(*np.nonzero(confusion)):
+            axes.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=count_pt,
+                      color="white" if fractions[i, j] > 0.5 else "black")  # fmt: skip
+    label_pt = min(9.0, cell * 0.8)
+    every = max(1, math.ceil(5.0 / label_pt))  # below 5 pt: a name every k-th cell, at 5 pt
+    ticks = list(range(0, n, every))
+    label_pt = max(label_pt, 5.0)
+    upright = max((text_width(names[t], label_pt) for t in ticks), default=0) < 0.8 * cell * every
+    axes.set_xticks(ticks, [names[t] for t in ticks], rotation=0 if upright else 90, fontsize=label_pt)
+    axes.set_yticks(ticks, [names[t] for t in ticks], fontsize=label_pt)
+    axes.set_xlabel("predicted" + (f" (one class in {every} named)" if every > 1 else ""))
     axes.set_ylabel("true")
-    axes.set_title(printable(title) or "confusion matrix", fontsize=9)
-    return _save(figure, path)
+    _suptitle(figure, title or "confusion matrix")
+    return figure
+
+
+def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """``draw_confusion`` written to ``path`` (PNG)."""
+    return _save(draw_confusion(confusion, classes, title), path)
 
 
 # ----------------------------------------------------------------------------- diagnostics
@@ -113,7 +231,7 @@ def _columns(count: int) -> list[int]:
     return sorted({round(i) for i in np.linspace(0, count - 1, _HIST_COLUMNS)})
 
 
-def plot_probe(cases: Sequence[tuple[str, Sequence[dict]]], path: Path, title: str = "") -> Path:
+def draw_probe(cases: Sequence[tuple[str, Sequence[dict]]], title: str = "") -> Figure:
     """The lecture's figure: per case (row) a histogram per layer (column), then std per layer.
 
     ``cases``: (label, layers), each layer a dict with hist, range, std, saturated, dead.
@@ -132,7 +250,7 @@ def plot_probe(cases: Sequence[tuple[str, Sequence[dict]]], path: Path, title: s
             if r == 0:
                 axes.set_title(f"layer {index + 1}", fontsize=8)
             if c == 0:
-                axes.set_ylabel(printable(label), fontsize=8)
+                axes.set_ylabel(_wrapped(label, 1.3, 8), fontsize=8)
     lines = bottom.subplots()
     for label, layers in cases:
         stds = [s["std"] if _finite(s["std"]) else math.nan for s in layers]  # a gap where they overflowed
@@ -143,12 +261,16 @@ def plot_probe(cases: Sequence[tuple[str, Sequence[dict]]], path: Path, title: s
     lines.set_ylim(bottom=0)
     lines.grid(alpha=0.3)
     lines.legend(fontsize=7)
-    if title:
-        figure.suptitle(printable(title), fontsize=9)
-    return _save(figure, path)
+    _suptitle(figure, title)
+    return figure
 
 
-def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = None, title: str = "") -> Path:
+def plot_probe(cases: Sequence[tuple[str, Sequence[dict]]], path: Path, title: str = "") -> Path:
+    """``draw_probe`` written to ``path`` (PNG)."""
+    return _save(draw_probe(cases, title), path)
+
+
+def draw_diagnosis(layers: Sequence[dict], history: dict | None = None, title: str = "") -> Figure:
     """A trained run's layers: histograms on the validation data and, when ``history`` holds the
     histograms recorded during training, fastai's "colorful dimension" plot: per layer, the
     histogram (y) at each recorded step (x), the colour log(1 + count).
@@ -162,12 +284,13 @@ def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = No
     rows = math.ceil(len(layers) / columns) or 1
     timeline = [(row["layer"], history[row["layer"]]) for row in layers if history and row["layer"] in history]
     height = 1.9 * rows + (2.2 * math.ceil(len(timeline) / columns) if timeline else 0) + 0.6
+    panel_in = 2.8 - 0.2  # a panel's width, less its share of the padding
     figure = Figure(figsize=(2.8 * columns + 0.6, height), layout="constrained")
     parts = figure.subfigures(2, 1, height_ratios=[1.9 * rows, 2.2 * math.ceil(len(timeline) / columns)]) if timeline else [figure]
     axes = parts[0].subplots(rows, columns, squeeze=False).ravel()
     for ax, row in zip(axes, layers):
         _histogram(ax, row)
-        ax.set_title(f"{printable(row['layer'])} (validation)", fontsize=8)
+        ax.set_title(_wrapped(f"{row['layer']} (validation)", panel_in, 8), fontsize=8)
     for ax in axes[len(layers):]:
         ax.set_axis_off()
     if timeline:
@@ -177,73 +300,157 @@ def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = No
             steps = entry["steps"]
             ax.imshow(counts, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest",
                       extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, *entry["range"]))  # fmt: skip
-            ax.set_title(f"{printable(name)} during training", fontsize=8)
+            ax.set_title(_wrapped(f"{name} during training", panel_in, 8), fontsize=8)
             ax.set_xlabel("step", fontsize=7)
             ax.tick_params(labelsize=7)
         for ax in panels[len(timeline):]:
             ax.set_axis_off()
-        parts[1].suptitle("activation histograms over training (colour: log(1 + count))", fontsize=8)
-    if title:
-        figure.suptitle(printable(title), fontsize=9)
-    return _save(figure, path)
+        _suptitle(parts[1], "activation histograms over training (colour: log(1 + count))", 8)
+    _suptitle(figure, title)
+    return figure
+
+
+def plot_diagnosis(layers: Sequence[dict], path: Path, history: dict | None = None, title: str = "") -> Path:
+    """``draw_diagnosis`` written to ``path`` (PNG)."""
+    return _save(draw_diagnosis(layers, history, title), path)
 
 
 # ----------------------------------------------------------------------------- ablations
 
 
-def plot_ablation(panels: Sequence[dict], path: Path) -> Path:
+def draw_ablation(panels: Sequence[dict]) -> Figure:
     """An ablation's picture, a row per study: per configuration (best first) its best validation
-    accuracy and its final train/val gap as bars with the std over seeds, and its validation
-    curve (mean over seeds). A configuration keeps one colour across the three.
+    accuracy (a dot, on an axis zoomed to the data, so 0.978 and 0.981 stand apart) and its
+    final train/val gap (a bar), each with the std over seeds when there are several, and its
+    validation curve (mean over seeds) with a legend. A configuration keeps one colour across
+    the three; the values are written beside each panel, never over an error bar; ★ marks the
+    best, and every configuration tied with another (the same mean to 4 decimals) says "tie".
 
-    ``panels``: dicts with ``title``, ``chance`` (1 / classes, or None) and ``bars``, best first:
-    dicts with label, acc, acc_std, gap, gap_std (NaN when every run failed) and curve.
+    ``panels``: dicts with ``title``, ``chance`` (1 / classes, or None), ``seeds`` (seeds per
+    configuration; default 1) and ``bars``, best first: dicts with label, acc, acc_std, gap,
+    gap_std (NaN when every run failed), curve, and optionally rank (1 = best; default the
+    position) and tie (default False).
     """
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
-    heights = [max(2.8, 0.22 * sum(b["label"].count("\n") + 1.5 for b in panel["bars"]) + 1.2) for panel in panels]
-    figure = Figure(figsize=(13, sum(heights) + 0.3), layout="constrained")
+    heights = [max(3.0, 0.26 * sum(b["label"].count("\n") + 1.5 for b in panel["bars"]) + 1.6) for panel in panels]
+    figure = Figure(figsize=(15, sum(heights) + 0.3), layout="constrained")
     rows = figure.subfigures(len(panels), 1, height_ratios=heights, squeeze=False)[:, 0]
     for row, panel in zip(rows, panels):
-        accuracy, gap, curves = row.subplots(1, 3, width_ratios=[1.3, 0.8, 1.1])
-        bars = panel["bars"]
-        palette = colormaps["tab10" if len(bars) <= 10 else "tab20"]
-        colors = [palette(i % palette.N) for i in range(len(bars))]
-        y = np.arange(len(bars))[::-1]  # the best on top
-        best = bool(bars) and not math.isnan(bars[0]["acc"])
-        edges = ["black" if i == 0 and best else "none" for i in range(len(bars))]
-        labels = [("★ " if i == 0 and best else "") + printable(b["label"]) + (" (failed)" if math.isnan(b["acc"]) else "")
-                  for i, b in enumerate(bars)]  # fmt: skip
-        for axes, key, xlabel in ((accuracy, "acc", "best validation accuracy"), (gap, "gap", "final gap: train − val accuracy")):
-            values = [0.0 if math.isnan(b[key]) else b[key] for b in bars]
-            errors = [b[f"{key}_std"] for b in bars]
-            axes.barh(y, values, xerr=errors, color=colors, edgecolor=edges, linewidth=1.2, capsize=3)
-            for yy, value, error in zip(y, values, errors):
-                if value:
-                    axes.annotate(f"{value:.3f}", (value + math.copysign(error, value), yy), xytext=(3 if value > 0 else -3, 0),
-                                  textcoords="offset points", ha="left" if value > 0 else "right", va="center", fontsize=7)  # fmt: skip
-            axes.set_xlabel(f"{xlabel} (mean ± std over seeds)", fontsize=8)
-            axes.set_yticks(y, labels if axes is accuracy else [], fontsize=8)
-        accuracy.set_xlim(0, 1.15)
-        gap.axvline(0, color="black", lw=0.8)
-        low, high = gap.get_xlim()
-        gap.set_xlim(min(low, 0) - 0.08 * (high - low), high + 0.15 * (high - low))
-        for b, color in zip(bars, colors):
-            if b["curve"]:
-                curves.plot(range(1, len(b["curve"]) + 1), b["curve"], "-", color=color, lw=1.6)
-        curves.set_xlabel("epoch", fontsize=8)
-        curves.set_ylabel("val accuracy (mean of seeds)", fontsize=8)
-        curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-        curves.set_ylim(0, 1.02)
-        if panel.get("chance"):
-            accuracy.axvline(panel["chance"], color="grey", ls="--", lw=0.8)
-            curves.axhline(panel["chance"], color="grey", ls="--", lw=0.8)
-            curves.annotate("chance", (0.01, panel["chance"]), xycoords=("axes fraction", "data"), xytext=(0, 2),
-                            textcoords="offset points", color="grey", fontsize=7)  # fmt: skip
-        for axes in (accuracy, gap, curves):
-            axes.grid(alpha=0.3)
-            axes.tick_params(labelsize=8)
-        row.suptitle(printable(panel["title"]), fontsize=10)
-    return _save(figure, path)
+        _ablation_row(row, panel)
+    return figure
+
+
+def plot_ablation(panels: Sequence[dict], path: Path) -> Path:
+    """``draw_ablation`` written to ``path`` (PNG)."""
+    return _save(draw_ablation(panels), path)
+
+
+def _ablation_row(row, panel: dict) -> None:  # noqa: ANN001  (a SubFigure)
+    from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
+
+    accuracy, gap, curves = row.subplots(1, 3, width_ratios=[1.25, 0.85, 1.0])
+    bars = panel["bars"]
+    seeds = panel.get("seeds", 1)
+    spread = seeds > 1
+    palette = colormaps["tab10" if len(bars) <= 10 else "tab20"]
+    colors = [palette(i % palette.N) for i in range(len(bars))]
+    y = np.arange(len(bars))[::-1]  # the best on top
+    finished = [not math.isnan(b["acc"]) for b in bars]
+    ranks = [b.get("rank", i + 1) for i, b in enumerate(bars)]
+    ties = [b.get("tie", False) for b in bars]
+    best = [done and rank == 1 for done, rank in zip(finished, ranks)]
+    names = [("★ " if top else "") + printable(b["label"]) + ("" if done else " (failed)")
+             for b, done, top in zip(bars, finished, best)]  # fmt: skip
+
+    # The axis spans the best configurations' cluster; one far below (at chance) would squeeze
+    # 0.978 and 0.981 into one point, so it is drawn as ◀ at the left edge, its value beside.
+    cut = _top_cluster([b["acc"] for b, done in zip(bars, finished) if done])
+    shown = [done and b["acc"] >= cut for b, done in zip(bars, finished)]
+    for yy, b, color, visible, top in zip(y, bars, colors, shown, best):
+        if visible:
+            accuracy.errorbar(b["acc"], yy, xerr=b["acc_std"] if spread else None, fmt="o", ms=7, color=color, capsize=4,
+                              mec="black" if top else color, mew=1.2)  # fmt: skip
+    _zoom(accuracy, [(b["acc"] - b["acc_std"], b["acc"] + b["acc_std"]) for b, visible in zip(bars, shown) if visible], "x")
+    low, high = accuracy.get_xlim()
+    for yy, color, visible, done in zip(y, colors, shown, finished):
+        if done and not visible:
+            accuracy.plot(low + 0.03 * (high - low), yy, "<", ms=8, color=color)
+    accuracy.set_ylim(-0.6, len(bars) - 0.4)
+    accuracy.set_yticks(y, names, fontsize=8)
+    values = [_mean_std(b["acc"], b["acc_std"], 4, spread) + (" tie" if tie else "") for b, tie in zip(bars, ties)]
+    _right_labels(accuracy, y, values)
+
+    gaps = [b["gap"] if done else 0.0 for b, done in zip(bars, finished)]
+    gap.barh(y, gaps, xerr=[b["gap_std"] for b in bars] if spread else None, color=colors,
+             edgecolor=["black" if top else "none" for top in best], linewidth=1.2, capsize=3)  # fmt: skip
+    gap.axvline(0, color="black", lw=0.8)
+    gap.set_ylim(-0.6, len(bars) - 0.4)
+    gap.set_yticks(y, [])
+    _right_labels(gap, y, [_mean_std(b["gap"], b["gap_std"], 3, spread) for b in bars])
+
+    for b, color, name in zip(bars, colors, names):
+        if b["curve"]:
+            curves.plot(range(1, len(b["curve"]) + 1), b["curve"], "-", color=color, lw=1.6, label=name)
+    _zoom(curves, [(v, v) for b in bars for v in b["curve"]], "y")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if any(b["curve"] for b in bars):
+        curves.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, title="configuration",
+                      title_fontsize=7)  # fmt: skip
+
+    over = f"mean ± std over {seeds} seeds" if spread else "1 seed"
+    below = "; ◀: far below, off the axis" if sum(shown) < sum(finished) else ""
+    accuracy.set_xlabel(f"best validation accuracy\n({over}{below})", fontsize=8)
+    gap.set_xlabel(f"final gap: train − val accuracy\n({over})", fontsize=8)
+    curves.set_xlabel("epoch", fontsize=8)
+    curves.set_ylabel(f"val accuracy{f' (mean of {seeds} seeds)' if spread else ''}", fontsize=8)
+    chance = panel.get("chance")
+    for axes, line in ((accuracy, accuracy.axvline), (curves, curves.axhline)):
+        low, high = axes.get_xlim() if axes is accuracy else axes.get_ylim()
+        if chance and low <= chance <= high:
+            line(chance, color="grey", ls="--", lw=0.8, label="_chance")
+    for axes in (accuracy, gap):  # narrow panels: matplotlib's default ticks can run into each other
+        axes.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    for axes in (accuracy, gap, curves):
+        axes.grid(alpha=0.3)
+        axes.tick_params(labelsize=8)
+    _suptitle(row, panel["title"], 10)
+
+
+def _top_cluster(accuracies: Sequence[float]) -> float:
+    """The lowest of ``accuracies`` in the best one's cluster: from the best down, each within
+    ``CLUSTER_GAP`` of the one before it (-inf when there are none)."""
+    ordered = sorted(accuracies, reverse=True)
+    low = ordered[0] if ordered else -math.inf
+    for value in ordered[1:]:
+        if low - value > CLUSTER_GAP:
+            break
+        low = value
+    return low
+
+
+def _zoom(axes, spans: Sequence[tuple[float, float]], which: str) -> None:  # noqa: ANN001
+    """Limit ``axes`` (its x or y) to the accuracies in ``spans`` with a margin, within [0, 1]:
+    differences of a few thousandths must show."""
+    values = [v for span in spans for v in span if math.isfinite(v)]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    margin = max(0.12 * (high - low), 0.003)
+    limits = (max(0.0, low - margin), min(1.0 + margin / 3, high + margin))
+    (axes.set_xlim if which == "x" else axes.set_ylim)(*limits)
+
+
+def _mean_std(mean: float, std: float, digits: int, spread: bool) -> str:
+    if math.isnan(mean):
+        return "failed"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if spread else "")
+
+
+def _right_labels(axes, y: np.ndarray, labels: Sequence[str]) -> None:  # noqa: ANN001
+    """``labels`` beside the right edge of ``axes``, one per row ``y``: the values, where no
+    marker or error bar can be."""
+    right = axes.secondary_yaxis("right")
+    right.set_yticks(y, labels, fontsize=8)
+    right.tick_params(length=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augkit.files import atomic_write
-from augkit.train.ablate import OUTCOME
+from augkit.train.ablate import read_outcome
 from augkit.train.grid import format_value, label
 from augkit.train.config import TrainConfig
 
@@ -70,20 +70,25 @@ def collect(run: Run, out: Path, error: str = "") -> dict[str, Any]:
     """The results row of one run (plus its validation curve, for the plot), read from its folder."""
     row: dict[str, Any] = {"study": run.study.name, **{k: format_value(v) for k, v in run.point.items()}, "seed": run.seed}
     row.update(dict.fromkeys(METRICS), status="error", reason=error, run_dir=run.run_dir.relative_to(out).as_posix(), curve=[])
-    try:
-        outcome = json.loads((run.run_dir / OUTCOME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return row  # stopped with an error, which a rerun retries
+    outcome = read_outcome(run.run_dir)
+    if outcome is None:
+        return row  # stopped with an error (or its outcome file is damaged), which a rerun retries
     row.update(status=outcome["status"], reason=outcome.get("reason", ""))
     if outcome["status"] != "ok":
         return row
-    summary = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))
-    with open(run.run_dir / "metrics.csv", newline="", encoding="utf-8") as f:
-        curve = [float(r["val_acc"]) for r in csv.DictReader(f)]
+    try:
+        summary = json.loads((run.run_dir / "summary.json").read_text(encoding="utf-8"))
+        with open(run.run_dir / "metrics.csv", newline="", encoding="utf-8") as f:
+            curve = [float(r["val_acc"]) for r in csv.DictReader(f)]
+        summary = {key: float(summary[key]) for key in ("best_val_acc", "best_epoch", "final_val_acc", "seconds")}
+    except (OSError, ValueError, KeyError, TypeError):
+        row.update(status="error", reason=f"its summary.json or metrics.csv is damaged: delete {run.run_dir} "
+                                          f"and run the same command again to redo it")  # fmt: skip
+        return row
     reached = [epoch for epoch, acc in enumerate(curve, 1) if acc >= TARGET]
     row.update(
         best_val_acc=summary["best_val_acc"],
-        best_epoch=summary["best_epoch"],
+        best_epoch=int(summary["best_epoch"]),
         final_val_acc=summary["final_val_acc"],
         final_train_acc=outcome["final_train_acc"],
         gap=outcome["final_train_acc"] - summary["final_val_acc"],
@@ -116,15 +121,18 @@ def write_report(studies: Sequence[Study], runs: Sequence[Run], out: Path, error
         "# Ablation report",
         "",
         f"`augkit ablate`: {len(rows)} runs, {sum(r['status'] == 'ok' for r in rows)} finished, {failed} failed; "
-        f"{sum(r['seconds'] or 0 for r in rows):.0f} s of training in all. Per configuration, mean ± std over "
-        f"the seeds; the gap is the final train − val accuracy, both measured in eval mode. ★: the best.",
+        f"{sum(r['seconds'] or 0 for r in rows):.0f} s of training in all. Per configuration, "
+        f"{'mean ± std over the seeds' if any(s.seeds > 1 for s in studies) else 'one seed (no spread to show)'}; "
+        f"the gap is the final train − val accuracy, both measured in eval mode. ★: the best; "
+        f"tie: the same mean best val acc (to 4 decimals) as another configuration.",
     ]
     summary: dict[str, Any] = {"out": str(out), "runs": len(rows), "failed": failed, "best": [], "claims": []}
     for study, ranked in tables:
         lines += ["", *_section(study, ranked, len(studies) > 1)]
         if ranked and ranked[0].ok:
             best = ranked[0]
-            summary["best"].append({"study": study.name, "configuration": label(best.point),
+            tied = [label(c.point) for c, (rank, _) in zip(ranked[1:], _ranks(ranked)[1:]) if rank == 1]
+            summary["best"].append({"study": study.name, "configuration": label(best.point), "tied_with": tied,
                                     "best_val_acc": best.mean("best_val_acc"), "seeds": len(best.ok)})  # fmt: skip
         for claim in study.claims:
             summary["claims"].append({"study": study.name, "claim": claim.text, "holds": _holds(claim, ranked)})
@@ -133,8 +141,10 @@ def write_report(studies: Sequence[Study], runs: Sequence[Run], out: Path, error
         {
             "title": study.title or "validation accuracy",
             "bars": [{"label": _chart_label(c.point), "acc": c.mean("best_val_acc"), "acc_std": _std(c.values("best_val_acc")),
-                      "gap": c.mean("gap"), "gap_std": _std(c.values("gap")), "curve": c.curve()} for c in ranked],  # fmt: skip
+                      "gap": c.mean("gap"), "gap_std": _std(c.values("gap")), "curve": c.curve(), "rank": rank, "tie": tie}
+                     for c, (rank, tie) in zip(ranked, _ranks(ranked))],  # fmt: skip
             "chance": _chance(runs, study),
+            "seeds": study.seeds,
         }
         for study, ranked in tables
     ]
@@ -146,8 +156,8 @@ def write_report(studies: Sequence[Study], runs: Sequence[Run], out: Path, error
 def _section(study: Study, ranked: list[Configuration], titled: bool) -> list[str]:
     base = study.base
     lines = [f"## {study.title or study.name}", ""] if titled or study.title else []
-    seeds = f"{base.seed}" if study.seeds == 1 else f"{base.seed}–{base.seed + study.seeds - 1}"
-    lines.append(f"Data: {base.data or 'the sample digits'}; {base.epochs} epochs; seeds {seeds}; "
+    seeds = f"seed {base.seed}" if study.seeds == 1 else f"seeds {base.seed}–{base.seed + study.seeds - 1}"
+    lines.append(f"Data: {base.data or 'the sample digits'}; {base.epochs} epochs; {seeds}; "
                  f"base: {_base_changes(base)}; grid: {' × '.join(study.grid) or 'none'}.")  # fmt: skip
     if study.note:
         lines += ["", study.note]
@@ -156,8 +166,9 @@ def _section(study: Study, ranked: list[Configuration], titled: bool) -> list[st
         f"| | configuration | best val acc | gap (train − val) | epochs to {TARGET:.0%} | seconds per run | runs |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for i, c in enumerate(ranked):
-        best = i == 0 and bool(c.ok)
+    for c, (rank, tie) in zip(ranked, _ranks(ranked)):
+        best = rank == 1 and bool(c.ok)
+        mark = " ".join(["★"] * best + ["tie"] * tie)
         bold = (lambda text: f"**{text}**") if best else (lambda text: text)
         reached = c.values("epochs_to_90")
         epochs = c.cell("epochs_to_90", 1) + (f" ({len(reached)} of {len(c.ok)})" if 0 < len(reached) < len(c.ok) else "")
@@ -165,7 +176,7 @@ def _section(study: Study, ranked: list[Configuration], titled: bool) -> list[st
             epochs = "never"
         others = ", ".join(f"{n} {status}" for status, n in _other_statuses(c).items())
         runs = f"{len(c.ok)} of {len(c.rows)} ({others})" if others else f"{len(c.rows)}"
-        lines.append(f"| {'★' if best else ''} | {bold(label(c.point))} | {bold(c.cell('best_val_acc', 4))} | "
+        lines.append(f"| {mark} | {bold(label(c.point))} | {bold(c.cell('best_val_acc', 4))} | "
                      f"{c.cell('gap', 3)} | {epochs} | {c.cell('seconds', 1)} | {runs} |")  # fmt: skip
     for c in ranked:
         for status in ("failed", "error"):
@@ -177,6 +188,14 @@ def _section(study: Study, ranked: list[Configuration], titled: bool) -> list[st
         for claim in study.claims:
             lines.append(f"- {'✓' if _holds(claim, ranked) else '✗ (not seen here)'} {claim.text}")
     return lines
+
+
+def _ranks(ranked: list[Configuration]) -> list[tuple[int, bool]]:
+    """(rank, tie) of each configuration of ``ranked`` (best first): competition ranks (1, 2, 2,
+    4) by the mean best validation accuracy to 4 decimals, the table's precision; a tie shares
+    its mean with another. Configurations with no finished run come last, tied with none."""
+    keys = [round(c.mean("best_val_acc"), 4) if c.ok else None for c in ranked]
+    return [(keys.index(key) + 1, key is not None and keys.count(key) > 1) for key in keys]
 
 
 def _holds(claim: Any, ranked: list[Configuration]) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from augkit.errors import AugkitError, RunError
-from augkit.processes import sigint_ignored, worker_pool
+from augkit.processes import die_with_parent, sigint_ignored, worker_pool
 from augkit.preprocess.shard import SHARDS_DIR, ShardTask
 
 # The environment variable each engine's own tools read for the cluster's address. The command
@@ -188,12 +188,7 @@ def _probe(name: str, address: str, timeout: str, parent: str) -> None:
     # case soon after the parent's deadline, whatever call it is blocked in.
     if hasattr(signal, "alarm"):
         signal.alarm(math.ceil(float(timeout)) + 5)  # SIGALRM's default action ends the process
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != int(parent):  # the parent died before the line above
-        sys.exit(1)
+    die_with_parent(int(parent))
     try:
         client = _connect(name, address, float(timeout))
     except AugkitError as error:
