@@ -44,6 +44,9 @@ class RunFailed(click.ClickException):
     exit_code = 1
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand is needed."""
 
@@ -60,6 +63,11 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except _NO_ARGS_IS_HELP:
+            raise  # a group called alone (`augkit diagnose`): its help, as click shows it
+        except click.UsageError as error:  # a bad option or value: one line, not click's three
+            command = error.ctx.command_path if error.ctx is not None else ctx.command_path
+            raise UserError(f"{error.format_message()} (see `{command} --help`)") from None
         except AugkitError as error:
             raise UserError(str(error)) from None
         except RunError as error:

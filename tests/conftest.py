@@ -265,6 +265,11 @@ def tree_digest() -> Callable[[Path], dict[str, str]]:
 # augkit) that left a process behind fails the run.
 SESSION_MARK = "AUGKIT_TEST_SESSION"
 os.environ[SESSION_MARK] = uuid.uuid4().hex
+
+# Ctrl-C as a terminal delivers it, whoever started the tests: a shell runs a background job
+# (`cmd &`, nohup) with SIGINT ignored, which Python then keeps, and the Ctrl-C tests (which
+# signal this process and its children) would see an ignored signal instead of a user's.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # Seconds that processes still running at the end get to end on their own (the check's own test
 # sets less): a killed command's workers and forkserver end within a second of it.
 LEFTOVER_GRACE_S = float(os.environ.get("AUGKIT_TEST_LEFTOVER_GRACE_S", "20"))

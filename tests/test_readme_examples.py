@@ -123,7 +123,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (cifar / name).write_bytes(pickle.dumps(batch, protocol=2))
     # What other examples read: a preprocessed flowers-64, and the run folder the README names.
     for command in (
-        "augkit preprocess ~/data/flowers ~/data/flowers-64 --size 64",
+        "augkit preprocess ~/data/flowers ~/data/flowers-64 --size 64 --workers 8 --split-val 0.1",  # as the README's
         "augkit train --epochs 2 -o runs/cnn-20261126-101500",
         "augkit stats -o stats.json",
     ):

@@ -575,3 +575,38 @@ def test_a_packed_dataset_with_unlabelled_images_is_refused_before_any_training(
     assert_fails(invoke(*args), 2, f"{packed.root}: its {split} split holds 1 unlabelled image(s) (label -1) among "
                                    f"{len(labels)}; training and evaluation need a class for every image")  # fmt: skip
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("inside", ["train/0/run", "."])
+def test_a_run_dir_inside_the_dataset_is_refused_before_anything_is_written(tmp_path, inside):
+    # A newcomer's -o inside the data: the run's PNGs then were read as images of class 0 by the
+    # next run ("images differ in size ... curves.png"), with advice to resize the digits.
+    data = tmp_path / "digits"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "sample_data" / "digits", data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    run_dir = data / inside
+    done = subprocess.run([sys.executable, "-m", "augkit", "train", str(data), "--epochs", "1", "-o", str(run_dir)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"Error: RUN_DIR {run_dir} and the dataset {data} overlap: the run's files would be read as images "
+        f"by the next run; choose an -o outside the dataset"
+    ]
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--model", "cnnn"], "unknown model 'cnnn' (did you mean cnn?)"),
+        (["train", "--epochs", "abc"], "'abc' is not a valid integer"),
+        (["preprocess", "sample_data/digits", "out", "--format", "zip"], "'zip' is not one of"),
+        (["diagnose", "probe", "--init", "kaiming"], "did you mean kaiming_normal"),
+        (["trian"], "No such command 'trian'"),
+    ],
+)
+def test_a_bad_option_value_is_one_line_naming_the_help_to_read(tmp_path, args, fragment):
+    done = subprocess.run([sys.executable, "-m", "augkit", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and fragment in line and "--help`)" in line, line

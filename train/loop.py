@@ -226,6 +226,7 @@ def _train(
     problem, restore = None, resume
     if main:  # before the other processes look into RUN_DIR: a stale stats.json is gone by then
         try:
+            _check_outside_data(run_dir, config)
             restore = _prepare_run_dir(run_dir, resume, log)
         except AugkitError as error:
             problem = str(error)
@@ -474,6 +475,20 @@ def _prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) ->
     log(f"{run_dir} holds a run that stopped before its first checkpoint (no {LAST}): starting it afresh"
         + (f", removing {', '.join(p.name for p in removed)}" if removed else ""))  # fmt: skip
     return False
+
+
+def _check_outside_data(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse a RUN_DIR inside the dataset (or the dataset inside it): the next run would read
+    the run's PNGs as images of a class (``preprocess`` refuses an OUT inside its source alike)."""
+    data = Path(config.data) if config.data is not None else augkit.sample_data_dir() / "digits"
+    if not data.is_dir():
+        return
+    source, target = data.resolve(), run_dir.resolve()
+    if target == source or source in target.parents or target in source.parents:
+        raise AugkitError(
+            f"RUN_DIR {run_dir} and the dataset {data} overlap: the run's files would be read as images "
+            f"by the next run; choose an -o outside the dataset"
+        )
 
 
 def _holds_epochs(path: Path) -> bool:
