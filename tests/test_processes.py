@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,7 +45,10 @@ def assert_all_ended(started: list, processes, log: Path) -> None:
     its next result, on the broken pipe)."""
     left = processes.wait_until_ended(started)
     assert not left, "still running after the command was killed:\n" + "\n".join(p.command[:200] for p in left)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    # CPython's resource-sharer thread (a DataLoader worker passing a file descriptor) may print
+    # its own ConnectionResetError when the peer is killed mid-handshake; any other traceback fails.
+    text = re.sub(r"Traceback[^\n]*\n(?:\s+.*\n)*?.*resource_sharer.*(?:\n\s+.*)*\n\w*Error: \[Errno 104\][^\n]*", "", log.read_text())
+    assert "Traceback" not in text, log.read_text()
 
 
 def has(count: int, *names: str) -> Callable[[list], bool]:
