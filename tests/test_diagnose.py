@@ -19,7 +19,7 @@ from torch import nn
 from augkit.cli.main import cli
 from augkit.train.activations import ACTIVATIONS, create_activation, width_factor
 from augkit.train.config import TrainConfig
-from augkit.train.diagnostics import LECTURE_CASES, ProbeCase, open_run, read_activation_history, run_probe
+from augkit.train.diagnostics import LECTURE_CASES, ProbeCase, create_probe_model, open_run, read_activation_history, run_probe
 from augkit.train.hooks import (
     DEAD_FAMILY, HIST_BINS, ActivationStats, ActivationWatcher, LayerStats, activation_layers, find_warnings, hist_range,
 )  # fmt: skip
@@ -248,6 +248,17 @@ def test_probe_runs_with_every_registered_activation_and_init(case):
     result = run_probe(case, depth=3, width=32, batch=8)
     assert [s.layer for s in result.layers] == ["act1", "act2", "act3"]
     assert all(math.isfinite(s.std) and s.grad_norm is not None for s in result.layers)
+
+
+def test_probe_default_init_is_torchs_default_not_uninitialised_memory():
+    # torch's Linear default: kaiming_uniform with a=sqrt(5), U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std 1/sqrt(3 fan_in).
+    # A model built with skip_init and left as is holds whatever memory held (zeros, or NaN some runs).
+    width = 512
+    model = create_probe_model(ProbeCase("tanh", "default"), depth=2, width=width)
+    for layer in (model.fc1, model.fc2):
+        w = layer.weight
+        assert w.abs().max() <= 1 / math.sqrt(width)
+        assert w.std().item() == pytest.approx(1 / math.sqrt(3 * width), rel=0.02)
 
 
 # ----------------------------------------------------------------------------- the training watcher

@@ -16,6 +16,7 @@ histograms recorded during training (``activations.jsonl``).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -91,10 +92,12 @@ def create_probe_model(case: ProbeCase, *, depth: int, width: int, device: torch
     require grad (the probe needs gradients of activations, not of weights).
     """
     factor = width_factor(case.activation, 2)  # maxout: 2 pieces per unit
+    # skip_init: torch's own default init of a 4096 x 4096 layer would be drawn and thrown away;
+    # except for the "default" scheme, which is that init (skipped, the weights are whatever memory held).
+    build = nn.Linear if case.init == "default" else functools.partial(nn.utils.skip_init, nn.Linear)
     layers: list[tuple[str, nn.Module]] = []
     for i in range(1, depth + 1):
-        # skip_init: torch's own default init of a 4096 x 4096 layer would be drawn and thrown away.
-        layers.append((f"fc{i}", nn.utils.skip_init(nn.Linear, width, width * factor, bias=False, device=device)))
+        layers.append((f"fc{i}", build(width, width * factor, bias=False, device=device)))
         layers.append((f"act{i}", create_activation(case.activation, channels=width, pieces=2).to(device)))
     model = nn.Sequential(OrderedDict(layers))
     init_weights(model, case.init, std=case.init_std, activation=case.activation)
