@@ -25,7 +25,7 @@ from augkit.files import atomic_write
 from augkit.pixels import PixelError, check_image
 from augkit.registry import COMPOSITIONS, create_step
 from augkit.seeding import SampleRandom, epoch_key, index_key, process_salt
-from augkit.spec import SPEC_SUFFIXES, parse_spec
+from augkit.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
 from augkit.transforms import AugkitTransform
 
 # Parameters that name files, resolved against the spec file's folder.
@@ -253,7 +253,8 @@ def load_pipeline(
     spec, spec_dir = parse_spec(source)
     if seed is not None:
         spec["seed"] = seed
-    return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
+    with naming_file(spec_file(source)):  # "aug.yaml: steps[2]: ...": which of the user's files
+        return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
 
 
 class _SeededCompose(A.Compose):

@@ -24,8 +24,9 @@ name and parameters are checked by ``augkit.registry``.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,37 @@ def parse_spec(source: str | Path | Mapping[str, Any] | list) -> tuple[dict[str,
     Args:
         source: a spec file path, an inline spec string, a mapping, or a bare list of steps.
     """
+    path = spec_file(source)
+    if path is not None:
+        with naming_file(path):
+            return canonical_spec(_read_spec_file(path)), path.resolve().parent
     if isinstance(source, (Mapping, list)):
         return canonical_spec(source), Path.cwd()
-    path = Path(source)
-    text = str(source)
+    return canonical_spec(parse_inline(str(source))), Path.cwd()
+
+
+def spec_file(source: object) -> Path | None:
+    """The file ``source`` names, or None for an inline spec, a mapping or a list of steps."""
+    if not isinstance(source, (str, Path)):
+        return None
+    path, text = Path(source), str(source)
     looks_like_file = path.suffix.lower() in SPEC_SUFFIXES and "(" not in text and ";" not in text
-    if looks_like_file or (isinstance(source, Path)) or _is_file(path):
-        return canonical_spec(_read_spec_file(path)), path.resolve().parent
-    return canonical_spec(parse_inline(text)), Path.cwd()
+    return path if looks_like_file or isinstance(source, Path) or _is_file(path) else None
+
+
+@contextlib.contextmanager
+def naming_file(path: Path | None) -> Iterator[None]:
+    """Prefix a SpecError raised inside with ``path`` (``aug.yaml: steps[0]: unknown step ...``).
+
+    A message that already starts with the path (a syntax error with its line and column) is
+    left as it is.
+    """
+    try:
+        yield
+    except SpecError as error:
+        if path is None or str(error).startswith(str(path)):
+            raise
+        raise SpecError(f"{path}: {error}") from None
 
 
 def _is_file(path: Path) -> bool:

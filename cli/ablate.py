@@ -31,7 +31,8 @@ from augkit.train.config import TrainConfig, parse_assignment
 @options.threads
 @click.option("-o", "--out", type=options.OutputPath(folder=True),
               help="Folder for the runs and the report; the same command again continues it "
-                   "[default: ablations/lecture, or ablations/KEY-KEY for a grid].")  # fmt: skip
+                   "[default: ablations/lecture, or ablations/KEY-KEY for a grid; KEY-KEY-2, -3, ... "
+                   "where that holds another ablation].")  # fmt: skip
 @options.json_output
 @options.quiet
 def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Path | None, assignments: tuple[str, ...],
@@ -56,7 +57,7 @@ def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Pa
       augkit ablate --grid "hidden=[256],[256,256],[512,512]" --set model=mlp --epochs 10 -o ablations/width
       augkit ablate --grid lr=0.01,0.1,10 --base-config runs/cnn-20261126-101500/config.yaml
     """
-    from augkit.train.ablate import run_ablation
+    from augkit.train.ablate import default_out, run_ablation
     from augkit.train.grid import Study, parse_grid
 
     started = time.perf_counter()
@@ -67,7 +68,8 @@ def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Pa
         grid = parse_grid(grids, base)
         note = f"Base config: {base_config}." if base_config else ""
         studies = [Study(base=base, grid=grid, seeds=seeds, note=note)]
-        out = out if out is not None else Path("ablations") / "-".join(grid)
+        if out is None:
+            out, studies = default_out(Path("ablations") / "-".join(grid), lambda _: studies)
     else:
         from augkit.train.studies import lecture_studies
 
@@ -75,8 +77,10 @@ def ablate(data: str | None, grids: tuple[str, ...], seeds: int, base_config: Pa
         if extra:
             raise AugkitError(f"{', '.join(extra)} needs --grid KEY=V1,V2,...; with no --grid, augkit ablate runs "
                               f"the lecture's comparison on the sample digits")  # fmt: skip
-        out = out if out is not None else Path("ablations") / "lecture"
-        studies = lecture_studies(out / "data", seeds=seeds, epochs=epochs)
+        def make(where: Path) -> list[Study]:
+            return lecture_studies(where / "data", seeds=seeds, epochs=epochs)
+
+        out, studies = default_out(Path("ablations") / "lecture", make) if out is None else (out, make(out))
 
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
     summary = run_ablation(studies, out, workers=workers, threads=threads, log=log)

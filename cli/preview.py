@@ -58,6 +58,7 @@ def preview(
     tiles = build_rows(pipeline, sources, n=n, stages=stages)
     title = f"seed {pipeline.seed}: {format_inline(pipeline.to_spec())}"
     atomic_write(out, render(tiles, title))
-    click.echo(f"wrote {out} ({len(sources)} images x {'stages' if stages else f'{n} variants'})")
+    images = f"{len(sources)} image{'s' if len(sources) != 1 else ''}"
+    click.echo(f"wrote {out} ({images} x {'stages' if stages else f'{n} variant' + ('s' if n != 1 else '')})")
     if open_after:
         click.launch(str(out))

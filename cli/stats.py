@@ -65,8 +65,8 @@ def stats(
     skipped = [{"path": s.path, "reason": s.reason} for s in result.skipped]
     if as_json:
         report = {
-            "count": measured.images,
-            "pixels": measured.count,
+            "images": measured.images,
+            "count": measured.count,  # pixels per channel, as in the file -o writes
             "channels": measured.channels,
             "mean": measured.mean.tolist(),
             "std": measured.std.tolist(),

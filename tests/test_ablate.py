@@ -154,6 +154,10 @@ def test_a_diverging_configuration_is_a_failed_row_not_the_end_of_the_ablation(s
     assert {r["status"] for r in rows if r["lr"] == "1000000.0"} == {"failed"}
     assert {r["status"] for r in rows if r["lr"] == "0.05"} == {"ok"}
     assert all("loss became" in r["reason"] for r in rows if r["status"] == "failed")
+    # In the grid's words (lr=1e+06), not augkit train's flags or its -o advice: the ablation chose them.
+    reasons = [r["reason"] for r in rows if r["status"] == "failed"]
+    assert all("(lr=1e+06; try 100000)" in r and "batchnorm=false; try batchnorm=true" in r for r in reasons), reasons
+    assert not any("--" in r or "-o" in r for r in reasons), reasons
     assert "4 failed" in output
 
 
@@ -195,6 +199,18 @@ def test_a_damaged_run_outcome_is_redone_by_a_rerun_never_a_traceback(tmp_path, 
     assert result.exit_code == 0, result.output
     assert {r["status"] for r in read_rows(out)} == {"ok"}
     assert json.loads(outcome.read_text(encoding="utf-8"))["status"] == "ok"
+
+
+def test_without_o_two_grids_over_the_same_keys_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--set", "model=mlp", "--set", "hidden=8", "--epochs", "1", "--seeds", "1", "--workers", "1", "--json"]
+    first = json.loads(invoke("ablate", "--grid", "dropout=0,0.3", *tiny).output)
+    second = json.loads(invoke("ablate", "--grid", "dropout=0,0.5", *tiny).output)
+    assert first["report"] == str(Path("ablations", "dropout", "report.md"))
+    assert second["report"] == str(Path("ablations", "dropout-2", "report.md"))
+    again = json.loads(invoke("ablate", "--grid", "dropout=0,0.5", *tiny).output)  # the same command continues its own
+    assert again["report"] == second["report"] and again["ran"] == 0
+    assert [r["dropout"] for r in read_rows(tmp_path / "ablations" / "dropout")] == ["0.0", "0.3"]
 
 
 def test_out_holding_another_grid_is_refused_saying_what_differs(small):

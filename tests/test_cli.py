@@ -99,10 +99,18 @@ def test_stats_default_is_the_sample_digits_training_split_and_matches_numpy():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     files = sorted((DIGITS / "train").glob("*/*.png"))
-    assert report["count"] == len(files) and report["channels"] == 1 and report["skipped"] == []  # gray PNGs: 1 channel
+    assert report["images"] == len(files) and report["channels"] == 1 and report["skipped"] == []  # gray PNGs: 1 channel
     expected = pixels_of(files)
     np.testing.assert_allclose(report["mean"], [expected.mean()], rtol=1e-9)
     np.testing.assert_allclose(report["std"], [expected.std()], rtol=1e-9)
+
+
+def test_stats_json_and_the_stats_file_use_the_same_words(tmp_path):
+    report = json.loads(invoke("stats", "--json", "--workers", "1", "-o", str(tmp_path / "s.json")).output)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    files = sorted((DIGITS / "train").glob("*/*.png"))
+    assert report["images"] == saved["images"] == len(files)
+    assert report["count"] == saved["count"] == 64 * len(files)  # pixels per channel: 8 x 8 digits
 
 
 def test_stats_lists_unreadable_files_and_still_succeeds(tmp_path):
@@ -115,7 +123,7 @@ def test_stats_lists_unreadable_files_and_still_succeeds(tmp_path):
     result = invoke("stats", str(tmp_path), "--json", "--workers", "1")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["count"] == 6
+    assert report["images"] == 6
     reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
     assert set(reasons) == {"broken.png", "empty.jpg"} and "empty" in reasons["empty.jpg"]
     human = invoke("stats", str(tmp_path), "--workers", "1")
@@ -135,8 +143,8 @@ def test_stats_output_feeds_standardize(tmp_path):
 def test_stats_val_and_all_splits_count_the_right_files():
     val = json.loads(invoke("stats", "--split", "val", "--json", "--workers", "1").output)
     everything = json.loads(invoke("stats", "--split", "all", "--json", "--workers", "1").output)
-    assert val["count"] == len(list((DIGITS / "val").glob("*/*.png")))
-    assert everything["count"] == len(list(DIGITS.glob("*/*/*.png")))
+    assert val["images"] == len(list((DIGITS / "val").glob("*/*.png")))
+    assert everything["images"] == len(list(DIGITS.glob("*/*/*.png")))
 
 
 @pytest.mark.parametrize(
@@ -189,6 +197,10 @@ def test_preview_of_images_and_a_dataset_with_stages_and_standardize(tmp_path):
     assert "3 images x stages" in result.output
     sheet = cv2.imread(str(out))
     assert sheet is not None and sheet.std() > 10  # not a blank page
+    one = invoke("preview", str(photo), "-p", str(spec), "--stages", "-o", str(tmp_path / "one.png"))
+    assert "(1 image x stages)" in one.output, one.output
+    one = invoke("preview", str(photo), "-p", str(spec), "-n", "1", "-o", str(tmp_path / "one.png"))
+    assert "(1 image x 1 variant)" in one.output, one.output
 
 
 def test_preview_maps_standardized_tiles_back_to_the_original_pixels():

@@ -701,7 +701,7 @@ def test_stats_on_a_folder_holding_a_fifo_skips_it_with_its_reason_and_does_not_
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    assert report["count"] == 3
+    assert report["images"] == 3
     assert report["skipped"] == [{"path": str(tmp_path / "x.png"), "reason": "not a regular file (FIFO)"}]
 
 

@@ -138,10 +138,10 @@ def test_a_stats_file_of_the_wrong_channels_is_one_line_with_both_counts_and_the
     succeeded(invoke("stats", datasets["rgb"][0], "--gray", "-o", gray_stats, "--workers", "1", "-q"))
     result = CliRunner().invoke(cli, ["train", "--stats", str(rgb_stats), *QUICK, "-o", str(tmp_path / "run")])
     assert_fails(result, 2, f"stats file {rgb_stats} has 3 channels but {DIGITS} has 1 (gray",
-                 f"recompute it with `augkit stats {DIGITS} -o {rgb_stats}`")  # fmt: skip
+                 f"compute DATA's own with `augkit stats {DIGITS} -o {tmp_path / 'digits-stats.json'}` and pass")  # fmt: skip
     rgb = datasets["rgb"][0]
     result = CliRunner().invoke(cli, ["train", str(rgb), "--stats", str(gray_stats), *QUICK, "-o", str(tmp_path / "run")])
-    assert_fails(result, 2, f"has 1 channel but {rgb} has 3 (RGB)", f"`augkit stats {rgb} -o {gray_stats}` (without --gray)")
+    assert_fails(result, 2, f"has 1 channel but {rgb} has 3 (RGB)", f"`augkit stats {rgb} -o {tmp_path / (Path(rgb).name + '-stats.json')}` (without --gray)")
     assert not (tmp_path / "run").exists()
 
 

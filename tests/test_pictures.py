@@ -278,6 +278,12 @@ def test_confusion_matrices_keep_their_text_inside_and_apart(n, long_names):
     assert drawn_whole(title, texts) and any(text.startswith("accuracy 0.9806 on") for text in strings(texts))
 
 
+# describe_tricks of a run with most tricks on: the longest titles a run's pictures carry.
+TRICKS = ("cnn 32-64-128, leaky_relu(0.01), init normal(0.02), batchnorm, dropout 0.3, L2 0.0005, L1 1e-05, "
+          "augment crop(size=24, padding=4); rotate(limit=15); hflip; brightness(limit=0.2), standardized, "
+          "label smoothing 0.1, clip 1, adamw lr 0.001 cosine")  # fmt: skip
+
+
 def _layer(name: str, scale: float = 1.0) -> dict:
     hist = np.histogram(np.random.default_rng(0).normal(0, scale, 5000), bins=40, range=(-4, 4))[0]
     return {"layer": name, "hist": hist.tolist(), "range": [-4, 4], "std": scale, "saturated": 0.2, "dead": 0.1}
@@ -289,7 +295,7 @@ def test_diagnosis_and_probe_keep_their_text_inside_and_apart(count):
 
     layers = [_layer(f"stages.{i}.blocks.0.a_long_activation_name_{i}", 1 + i / 4) for i in range(count)]
     history = {row["layer"]: {"steps": [0, 10, 20], "hist": [row["hist"]] * 3, "range": [-4, 4]} for row in layers}
-    assert_texts_fit(draw_diagnosis(layers, history, title=f"run (best.pt) on {LONG_PATH}: cnn, relu, kaiming_normal"))
+    assert_texts_fit(draw_diagnosis(layers, history, title=f"run (best.pt) on {LONG_PATH}: {TRICKS}"))
     cases = [(f"tanh, normal 0.0{i}", layers) for i in range(1, count + 1)]
     assert_texts_fit(draw_probe(cases, title="MLP without biases, depth 6, width 4096, batch 16 of unit-Gaussian inputs, seed 0"))
 

@@ -185,6 +185,27 @@ def test_broken_yaml_and_json_files_are_explained(tmp_path):
         augkit.load_pipeline(tmp_path / "bad.json")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps:\n  - rotat: {limit: 10}\n", "steps[0]: unknown step 'rotat' (did you mean 'rotate'"),
+        ("steps:\n  - hflip\n  - rotate: {limit: 1000000}\n", "steps[1]: step 'rotate': parameter 'limit' got 1000000"),
+        ("steps:\n  - crop: {size: 24, mode: middle}\n", "steps[0]: "),
+        ("seed: -1\nsteps: [hflip]\n", "'seed' must be an integer"),
+    ],
+)
+def test_a_mistake_inside_a_pipeline_file_names_the_file(tmp_path, text, message):
+    # Not only syntax errors: a user with several pipeline files must see which one is wrong.
+    path = tmp_path / "aug.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as error:
+        augkit.load_pipeline(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value), str(error.value)
+    with pytest.raises(SpecError) as error:
+        augkit.load_pipeline(str(path))
+    assert str(error.value).startswith(f"{path}: ")
+
+
 def test_missing_stats_file_is_a_user_error(tmp_path):
     with pytest.raises(augkit.AugkitError, match="nope.json"):
         augkit.load_pipeline({"steps": [{"standardize": {"stats": str(tmp_path / "nope.json")}}]})

@@ -139,6 +139,7 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
     ("args", "expected"),
     [
         (["--activation", "relux"], "did you mean relu"),
+        (["--activation", "Relu"], "unknown activation 'Relu' (did you mean relu?)"),
         (["--init", "kaiming"], "kaiming_normal"),
         (["--model", "vgg"], "choose one of"),
         (["--dropout", "1"], "dropout must be in [0, 1)"),

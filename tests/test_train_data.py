@@ -447,11 +447,12 @@ def test_fit_normalizer_uses_a_given_stats_file(digits, tmp_path):
 
 def test_a_stats_file_for_other_channels_or_without_a_mean_image_is_refused(digits, rgb_batch, tmp_path):
     rgb = ChannelStats().update(rgb_batch).save(tmp_path / "rgb.json")
+    own = tmp_path / f"{Path(digits.source).name}-stats.json"  # a new file: rgb.json may be another dataset's
     with pytest.raises(AugkitError) as error:
         data.fit_normalizer(config(stats=str(rgb)), digits, tmp_path)
     assert str(error.value) == (
         f"stats file {rgb} has 3 channels but {digits.source} has 1 (gray: all its images are stored gray); "
-        f"recompute it with `augkit stats {digits.source} -o {rgb}`"
+        f"compute DATA's own with `augkit stats {digits.source} -o {own}` and pass --stats {own}"
     )
     gray = ChannelStats().update(digits.train_images).save(tmp_path / "gray.json")
     with pytest.raises(AugkitError, match=r"has no mean image.*--mean-image"):
@@ -547,11 +548,13 @@ def test_a_final_normalisation_with_the_harness_statistics_options_is_refused(di
 
 def test_a_final_standardize_of_other_channels_says_both_counts_and_the_fix(digits, rgb_batch, tmp_path):
     rgb = ChannelStats().update(rgb_batch).save(tmp_path / "rgb.json")
+    own = tmp_path / f"{Path(digits.source).name}-stats.json"  # a new file: rgb.json may be another dataset's
     with pytest.raises(AugkitError) as error:
         data.fit_normalizer(config(augment=f"hflip; standardize(stats={rgb})"), digits, tmp_path)
     assert str(error.value) == (
         f"--augment: standardize's statistics file {rgb} has 3 channels but {digits.source} has 1 "
-        f"(gray: all its images are stored gray); recompute it with `augkit stats {digits.source} -o {rgb}`"
+        f"(gray: all its images are stored gray); compute DATA's own with `augkit stats {digits.source} -o {own}` "
+        f"and pass --stats {own}"
     )
     with pytest.raises(AugkitError, match=r"mean/std has 2 channels but .* has 1 .*; give one value$"):
         data.fit_normalizer(config(augment="standardize(mean=[0.1, 0.2], std=[0.3, 0.3])"), digits, tmp_path)

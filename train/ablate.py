@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -73,7 +74,7 @@ def run_ablation(
         raise AugkitError(f"OUT {out} is not empty and holds no ablation ({PLAN}); choose another -o")
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
-        plan = {"augkit_ablate": 1, "studies": [s.to_plan() for s in studies]}
+        plan = _plan(studies)
         try:
             _check_plan(out, plan)
             for study in studies:
@@ -160,6 +161,32 @@ def check_configs(configs: Sequence[TrainConfig], log: Callable[[str], None]) ->
             parts.train_batches.close()
     if seen:
         log(f"checked {len(seen)} configuration(s)")
+
+
+def _plan(studies: Sequence[Study]) -> dict[str, Any]:
+    """What PLAN records: an ablation is continued only by the command that gives the same."""
+    return {"augkit_ablate": 1, "studies": [s.to_plan() for s in studies]}
+
+
+def default_out(base: str | Path, make_studies: Callable[[Path], Sequence[Study]]) -> tuple[Path, list[Study]]:
+    """Where an ablation without -o goes, and its studies: ``base``, or ``base-2``, ``base-3``, ...
+
+    The first of them that is absent, empty, or holds this very plan (so the same command
+    continues its own ablation): two ablations over the same keys never meet in one folder.
+    ``make_studies(out)`` builds the studies for a candidate (the lecture's keep data in it).
+    """
+    base = Path(base)
+    for n in itertools.count(1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        studies = list(make_studies(candidate))
+        if not candidate.exists() or (candidate.is_dir() and not any(p.name != LOCK for p in candidate.iterdir())):
+            return candidate, studies
+        try:
+            if read_document(candidate / PLAN, what="ablation plan", format="json") == _plan(studies):
+                return candidate, studies
+        except (OSError, DocumentError):
+            pass
+    raise AssertionError("unreachable")
 
 
 def _check_plan(out: Path, plan: dict[str, Any]) -> None:
@@ -311,7 +338,7 @@ def run_one(values: dict[str, Any], run_dir: str, state: str, threads: int | Non
         try:
             train(config, folder, resume=state == "resume", quiet=True, log=lambda message: None)
         except NonFiniteLoss as error:  # an outcome (lr too high, init too large), not the ablation's end
-            outcome = {"status": "failed", "reason": str(error)}
+            outcome = {"status": "failed", "reason": error.outcome}  # in config fields: lr=100, not --lr 100
             atomic_write(folder / OUTCOME, json.dumps(outcome, indent=2) + "\n")
             return outcome
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))

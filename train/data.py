@@ -763,7 +763,16 @@ def _channels_message(what: str, found: int, splits: Splits, fix: str) -> str:
 
 
 def _recompute(splits: Splits, path: str | Path, *, gray: bool = False, mean_image: bool = False) -> str:
-    """How to recompute a statistics file ``path`` for ``splits``' DATA."""
+    """How to compute statistics that fit ``splits``' DATA: into a new file, never over ``path``.
+
+    ``path`` may hold the statistics of another dataset the user still needs, so the hint names a
+    file after DATA (``flowers-stats.json``) and says to pass it.
+    """
     option = " --mean-image" if mean_image else ""
     unless_gray = " (without --gray)" if gray and splits.shape[2] != 1 else ""
-    return f"recompute it with `augkit stats {shlex.quote(splits.source)}{option} -o {shlex.quote(str(path))}`{unless_gray}"
+    name = Path(splits.source).name.removesuffix(".npz") or "data"
+    fresh = Path(path).with_name(f"{name}-stats.json")
+    if fresh == Path(path):
+        fresh = Path(path).with_name(f"{name}-stats-{splits.shape[2]}ch.json")
+    out = shlex.quote(str(fresh))
+    return f"compute DATA's own with `augkit stats {shlex.quote(splits.source)}{option} -o {out}`{unless_gray} and pass --stats {out}"

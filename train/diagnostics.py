@@ -174,7 +174,7 @@ def diagnose_run(
         plot: where to draw (default: RUN_DIR/diagnose.png).
         threads: torch's CPU threads (default: chosen, as ``open_run`` does); the report's ``threads``.
     """
-    from augkit.train.plots import plot_diagnosis
+    from augkit.train.plots import describe_tricks, plot_diagnosis
 
     if max_batches is not None and max_batches < 1:
         raise AugkitError(f"--batches must be at least 1, got {max_batches}")
@@ -204,7 +204,7 @@ def diagnose_run(
     history = read_activation_history(run_dir / ACTIVATIONS_FILE)
     target = plot if plot is not None else run_dir / DIAGNOSE
     config = run.config
-    title = f"{run_dir.name} ({run.checkpoint.name}) on {run.splits.source}: {config.model}, {config.activation}, {config.init}"
+    title = f"{run_dir.name} ({run.checkpoint.name}) on {run.splits.source}: {describe_tricks(config)}"
     plot_diagnosis([s.to_dict(hist=True) for s in layers], target, history=history, title=title)
     return {
         "checkpoint": str(run.checkpoint),

@@ -187,7 +187,15 @@ def build(
 
 
 class NonFiniteLoss(RunError):
-    """A loss, or the weights, became NaN or Inf: training stops at once, keeping the last good checkpoint."""
+    """A loss, or the weights, became NaN or Inf: training stops at once, keeping the last good checkpoint.
+
+    ``str()`` is the message for ``augkit train`` (its flags, the checkpoint kept); ``outcome``
+    says the same in config fields (``lr=100``), for a run that is one row of an ablation.
+    """
+
+    def __init__(self, message: str, outcome: str = "") -> None:
+        super().__init__(message)
+        self.outcome = outcome or message
 
 
 def train(
@@ -578,12 +586,21 @@ def _diverged(what: str, parts: Parts, run_dir: Path, history: list[dict[str, fl
     )  # fmt: skip
     if history and parts.main:
         plot_curves(history, run_dir / CURVES, title=f"{run_dir.name} (diverged): {describe_tricks(config)}")
-    causes = [f"a learning rate too high (--lr {config.lr:g}; try {config.lr / 10:g})"]
+    # Each cause as flags (augkit train) and as config fields (a row of an ablation): (given, fix) in each form.
+    causes = [("a learning rate too high ({}; try {})",
+               (f"--lr {config.lr:g}", f"lr={config.lr:g}"), (f"{config.lr / 10:g}", f"{config.lr / 10:g}"))]  # fmt: skip
     if config.init in ("normal", "uniform", "constant"):
-        causes.append(f"weights initialised too large (--init {config.init} --init-std {config.init_std:g}; try kaiming_normal)")
+        causes.append(("weights initialised too large ({}; try {})",
+                       (f"--init {config.init} --init-std {config.init_std:g}", f"init={config.init}, init_std={config.init_std:g}"),
+                       ("--init kaiming_normal", "init=kaiming_normal")))  # fmt: skip
     elif not config.batchnorm:
-        causes.append("a deep network without normalisation (try --batchnorm)")
-    return NonFiniteLoss(f"{what}: usually {' or '.join(causes)}; {kept}")
+        causes.append(("a deep network without normalisation ({}; try {})", ("--no-batchnorm", "batchnorm=false"),
+                       ("--batchnorm", "batchnorm=true")))  # fmt: skip
+
+    def usually(form: int) -> str:
+        return " or ".join(text.format(given[form], fix[form]) for text, given, fix in causes)
+
+    return NonFiniteLoss(f"{what}: usually {usually(0)}; {kept}", outcome=f"{what}: usually {usually(1)}")
 
 
 def _state(parts: Parts, epochs_done: int, history: list[dict[str, float]], best: dict[str, float]) -> dict[str, Any]:

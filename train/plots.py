@@ -50,11 +50,18 @@ def _wrapped(text: str, width_in: float, size: float = TITLE_PT) -> str:
     return "\n".join(wrap_text(printable(text), width_in * 72, size))
 
 
-def _suptitle(figure, text: str, size: float = TITLE_PT) -> None:  # noqa: ANN001  (Figure or SubFigure)
-    """A title across ``figure``, wrapped to its width (less the layout's padding)."""
+def _suptitle(figure, text: str, size: float = TITLE_PT, *, left: bool = False) -> None:  # noqa: ANN001  (Figure or SubFigure)
+    """A title across ``figure``, wrapped to its width (less the layout's padding); centred, or
+    from the left edge (a heading)."""
     if text:
         width = figure.get_figwidth() if hasattr(figure, "get_figwidth") else figure.figure.get_figwidth()
-        figure.suptitle(_wrapped(text, width - 0.3, size), fontsize=size, parse_math=False)
+        where = {"x": 0.01, "ha": "left"} if left else {}
+        figure.suptitle(_wrapped(text, width - 0.3, size), fontsize=size, parse_math=False, **where)
+
+
+def _title_lines(text: str, width_in: float, size: float = TITLE_PT) -> int:
+    """How many lines ``_suptitle`` wraps ``text`` to across a figure ``width_in`` inches wide."""
+    return len(wrap_text(printable(text), (width_in - 0.3) * 72, size)) if text else 0
 
 
 def _short(name: str) -> str:
@@ -283,9 +290,11 @@ def draw_diagnosis(layers: Sequence[dict], history: dict | None = None, title: s
     columns = min(len(layers), 4) or 1
     rows = math.ceil(len(layers) / columns) or 1
     timeline = [(row["layer"], history[row["layer"]]) for row in layers if history and row["layer"] in history]
-    height = 1.9 * rows + (2.2 * math.ceil(len(timeline) / columns) if timeline else 0) + 0.6
-    panel_in = 2.8 - 0.2  # a panel's width, less its share of the padding
-    figure = Figure(figsize=(2.8 * columns + 0.6, height), layout="constrained")
+    width = max(2.8 * columns + 0.6, 5.6 if title else 0)  # a run's title (its tricks) needs a few lines' width
+    title_in = _title_lines(title, width) * TITLE_PT * 1.4 / 72  # the title's lines, added: the panels keep their size
+    height = 1.9 * rows + (2.2 * math.ceil(len(timeline) / columns) if timeline else 0) + 0.6 + title_in
+    panel_in = width / columns - 0.2  # a panel's width, less its share of the padding
+    figure = Figure(figsize=(width, height), layout="constrained")
     parts = figure.subfigures(2, 1, height_ratios=[1.9 * rows, 2.2 * math.ceil(len(timeline) / columns)]) if timeline else [figure]
     axes = parts[0].subplots(rows, columns, squeeze=False).ravel()
     for ax, row in zip(axes, layers):
@@ -415,7 +424,7 @@ def _ablation_row(row, panel: dict) -> None:  # noqa: ANN001  (a SubFigure)
     for axes in (accuracy, gap, curves):
         axes.grid(alpha=0.3)
         axes.tick_params(labelsize=8)
-    _suptitle(row, panel["title"], 10)
+    _suptitle(row, panel["title"], 10, left=True)  # the row's heading, over its first panel's labels
 
 
 def _top_cluster(accuracies: Sequence[float]) -> float:

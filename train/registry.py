@@ -42,7 +42,8 @@ class Registry(Generic[T]):
 
     def unknown(self, name: str) -> str:
         """The message for an unknown ``name``: the choices, and the closest ones if any."""
-        close = difflib.get_close_matches(name, self._entries, n=2, cutoff=0.6)
+        same = [e for e in self._entries if e.lower() == name.lower()]  # "Relu": relu, not elu
+        close = same or difflib.get_close_matches(name, self._entries, n=2, cutoff=0.6)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self._entries)}"
 

@@ -139,7 +139,7 @@ def write_report(studies: Sequence[Study], runs: Sequence[Run], out: Path, error
     atomic_write(out / REPORT, "\n".join(lines) + "\n")
     panels = [
         {
-            "title": study.title or "validation accuracy",
+            "title": study.title or _grid_title(study),
             "bars": [{"label": _chart_label(c.point), "acc": c.mean("best_val_acc"), "acc_std": _std(c.values("best_val_acc")),
                       "gap": c.mean("gap"), "gap_std": _std(c.values("gap")), "curve": c.curve(), "rank": rank, "tie": tie}
                      for c, (rank, tie) in zip(ranked, _ranks(ranked))],  # fmt: skip
@@ -223,6 +223,12 @@ def _write_csv(rows: list[dict[str, Any]], studies: Sequence[Study], path: Path)
     for row in rows:
         writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
     atomic_write(path, buffer.getvalue())
+
+
+def _grid_title(study: Study) -> str:
+    """A lone grid's heading: what it varies, on what, for how long ("dropout × lr on the sample digits, 2 epochs")."""
+    data = study.base.data or "the sample digits"
+    return f"{' × '.join(study.grid)} on {data}, {study.base.epochs} epoch{'s' if study.base.epochs != 1 else ''}"
 
 
 def _chart_label(point: dict[str, Any]) -> str:
