@@ -48,7 +48,8 @@ def steps(name: str | None, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps({"name": name, "summary": summary, "parameters": [p.to_dict() for p in parameters]}, indent=2))
         return
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)
-    click.echo(click.wrap_text(f"{name}: {summary}", width, subsequent_indent="  "))
+    click.echo(click.wrap_text(f"{name}: {summary}", width))
+    click.echo()  # the summary, however many lines it wraps to, then the parameters
     if not parameters:
         click.echo("  (no parameters)")
         return

@@ -295,13 +295,26 @@ def test_steps_lists_augkit_steps_and_describes_one():
 def _parameter_lines(output: str) -> dict[str, list[str]]:
     """``augkit steps NAME``'s output: parameter -> its lines (the head, then the meaning)."""
     blocks: dict[str, list[str]] = {}
-    for line in output.splitlines()[1:]:
+    lines = output.splitlines()
+    for line in lines[lines.index("") + 1 :]:  # the summary (any number of lines), a blank line, the parameters
         if line.startswith("  ") and not line.startswith("   "):
             name, _, rest = line.strip().partition(" ")
             blocks[name] = [rest.strip()]
         else:
             blocks[list(blocks)[-1]].append(line.strip())
     return blocks
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch):
+    """``augkit steps`` wraps to the terminal: the tests read it at 100 columns (its default without one)."""
+    monkeypatch.setenv("COLUMNS", "100")
+
+
+def test_steps_wraps_to_a_narrow_terminal_without_mixing_the_summary_into_the_parameters(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
+    blocks = _parameter_lines(invoke("steps", "crop").output)
+    assert list(blocks) == ["size", "mode", "padding", "scale", "ratio", "border", "fill", "fill_mask", "p"]
 
 
 def test_steps_crop_shows_each_parameters_type_choices_default_and_meaning():

@@ -130,12 +130,22 @@ def test_train_logs_and_records_the_chosen_count_and_the_override(tmp_path):
 
 
 def test_evaluate_diagnose_and_ablate_take_threads_and_report_them(tmp_path):
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
     run_dir = tmp_path / "run"
     assert augkit("train", *QUICK, "-q", "-o", run_dir).returncode == 0
+    # In this process (train and ablate above and below run as real processes): each command
+    # sets torch's threads, put back after each.
     for command in (["evaluate", run_dir], ["diagnose", run_dir], ["diagnose", "probe", "--width", "64", "-o", tmp_path / "p.png"]):
-        auto, given = augkit(*command, "--json"), augkit(*command, "--json", "--threads", "2")
-        assert auto.returncode == 0 and given.returncode == 0, (auto.stderr, given.stderr)
-        assert json.loads(auto.stdout)["threads"] == 1 and json.loads(given.stdout)["threads"] == 2, command
+        for given, expected in (([], 1), (["--threads", "2"], 2)):
+            try:
+                result = CliRunner().invoke(cli, [*map(str, command), "--json", *given], catch_exceptions=False)
+            finally:
+                torch.set_num_threads(TORCH_DEFAULT)
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.stdout)["threads"] == expected, command
 
     out = tmp_path / "ablation"
     result = augkit("ablate", "--grid", "dropout=0,0.5", "--set", "model=mlp", "--set", "hidden=64", "--seeds", "1",

@@ -344,10 +344,10 @@ def test_packed_datasets_train_evaluate_and_ablate_without_third_party_warnings(
         return result
 
     run("preprocess", Path(__file__).parents[1] / "sample_data" / "digits", data, "--size", "16", "-q")
-    run("train", data, "--epochs", "1", "-o", run_dir)
-    run("evaluate", run_dir)
+    mlp = ["--set", "model=mlp", "--set", "hidden=16"]  # the warning came from reading the data, whatever the model
+    run("train", data, "--epochs", "1", "--model", "mlp", "--hidden", "16", "-o", run_dir)
     run("evaluate", run_dir, data, "--checkpoint", "last")
-    run("ablate", data, "--grid", "dropout=0,0.5", "--seeds", "1", "--epochs", "1", "--workers", "1", "-o", tmp_path / "ablation")
+    run("ablate", data, "--grid", "dropout=0,0.5", *mlp, "--seeds", "1", "--epochs", "1", "--workers", "1", "-o", tmp_path / "ablation")
 
 
 def test_an_existing_run_dir_is_never_overwritten(quick_run):

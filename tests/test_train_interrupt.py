@@ -79,6 +79,29 @@ def test_ctrl_c_during_train_keeps_the_last_good_checkpoint_and_says_how_to_cont
     assert epochs_in_metrics(run_dir) == list(range(1, 41))
 
 
+def test_ctrl_c_during_a_save_is_held_and_then_names_the_epoch_just_saved(tmp_path, monkeypatch):
+    # The race the test above met now and then: a Ctrl-C while last.pt was written was held
+    # until the save ended, then raised before the loop noted the epoch, so the line said
+    # "no checkpoint was saved" beside a good last.pt. Here the Ctrl-C comes inside the save.
+    from augkit.errors import RunError
+    from augkit.train import loop
+    from augkit.train.config import TrainConfig
+
+    real_save = loop._save_epoch
+
+    def save_then_ctrl_c(*args, **kwargs):
+        real_save(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # held by sigint_deferred, raised on its way out
+
+    monkeypatch.setattr(loop, "_save_epoch", save_then_ctrl_c)
+    run_dir = tmp_path / "run"
+    config = TrainConfig(model="mlp", hidden=(16,), epochs=3, threads=1)
+    with pytest.raises(RunError) as error:
+        loop.train(config, run_dir, quiet=True)
+    assert str(error.value).startswith("interrupted; last.pt holds epoch 1 of 3, the last good checkpoint"), error.value
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+
+
 def test_ctrl_c_in_the_first_epoch_says_no_checkpoint_was_saved_and_the_same_command_starts_again(tmp_path):
     run_dir = tmp_path / "run"
     # One epoch of a wide CNN takes seconds; --watch-activations 1 writes a line at its first step.

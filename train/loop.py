@@ -306,7 +306,9 @@ def _train(
                 if main:
                     with sigint_deferred():  # a Ctrl-C waits for the save: last.pt, best.pt and metrics.csv agree
                         _save_epoch(parts, run_dir, history, best, is_best)
-                saved = epoch + 1
+                        saved = epoch + 1  # before the held Ctrl-C is raised on the way out: the message names it
+                else:
+                    saved = epoch + 1
                 if tensorboard is not None:
                     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                         tensorboard.add_scalar(key, row[key], epoch + 1)
