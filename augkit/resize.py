@@ -106,7 +106,9 @@ def _cv2_resize(image: np.ndarray, height: int, width: int, interpolation: int) 
         return np.concatenate(
             [_cv2_resize(image[..., c : c + _CV2_MAX_CHANNELS], height, width, interpolation) for c in groups], axis=2
         )
-    out = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
+    # No np.ascontiguousarray: OpenCV reads a view with strided rows (a crop) in place, and
+    # copies any other layout itself; the random-resized crop relies on it (5% at 512 px).
+    out = cv2.resize(image, (width, height), interpolation=interpolation)
     return out[..., None] if out.ndim == 2 and image.ndim == 3 else out
 
 
