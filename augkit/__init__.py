@@ -20,27 +20,27 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
-    "read_image": "augkit.images",
-    "write_image": "augkit.images",
-    "open_dataset": "augkit.datasets",
-    "Dataset": "augkit.datasets",
-    "sample_data_dir": "augkit.datasets",
+    "read_image": "augkit.io.images",
+    "write_image": "augkit.io.images",
+    "open_dataset": "augkit.io.datasets",
+    "Dataset": "augkit.io.datasets",
+    "sample_data_dir": "augkit.io.datasets",
     "ChannelStats": "augkit.stats",
     "compute_stats": "augkit.stats",
-    "Pipeline": "augkit.pipeline",
-    "load_pipeline": "augkit.pipeline",
-    "list_steps": "augkit.registry",
-    "get_step": "augkit.registry",
-    "create_step": "augkit.registry",
+    "Pipeline": "augkit.pipeline.core",
+    "load_pipeline": "augkit.pipeline.core",
+    "list_steps": "augkit.pipeline.registry",
+    "get_step": "augkit.pipeline.registry",
+    "create_step": "augkit.pipeline.registry",
 }
 
 __all__ = ["AugkitError", "AugkitWarning", "DatasetError", "ImageReadError", "SpecError", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from augkit.datasets import Dataset, open_dataset, sample_data_dir
-    from augkit.images import read_image, write_image
-    from augkit.pipeline import Pipeline, load_pipeline
-    from augkit.registry import create_step, get_step, list_steps
+    from augkit.io.datasets import Dataset, open_dataset, sample_data_dir
+    from augkit.io.images import read_image, write_image
+    from augkit.pipeline.core import Pipeline, load_pipeline
+    from augkit.pipeline.registry import create_step, get_step, list_steps
     from augkit.stats import ChannelStats, compute_stats
 
 

@@ -39,6 +39,9 @@ FULL_SCALE: dict[np.dtype, float] = {
 
 CONTRACT = "uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]"
 
+# The largest output side: OpenCV's warpAffine and remap refuse sides of SHRT_MAX and more.
+MAX_SIDE = 32767
+
 
 class PixelError(AugkitError):
     """An array that is not an image under augkit's pixel contract (dtype or value range)."""

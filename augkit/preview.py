@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from augkit import functional as F
-from augkit._albumentations import A
-from augkit.datasets import Dataset, open_dataset, stored_channels
 from augkit.errors import AugkitError, AugkitWarning, ImageReadError
-from augkit.images import is_image_file, read_image
-from augkit.pipeline import Pipeline
+from augkit.io.datasets import Dataset, open_dataset, stored_channels
+from augkit.io.images import is_image_file, read_image
+from augkit.pipeline import functional as F
+from augkit.pipeline._albumentations import A
+from augkit.pipeline.core import Pipeline
+from augkit.pipeline.registry import COMPOSITIONS
+from augkit.pipeline.steps import Scale, Standardize, SubtractMean
 from augkit.pixels import to_uint8
-from augkit.registry import COMPOSITIONS
-from augkit.transforms import Scale, Standardize, SubtractMean
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -98,7 +98,7 @@ def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[
     for item in inputs:
         path = Path(item)
         if is_image_file(path) and not path.is_dir():  # a FIFO or a broken link too: the reader says what it is
-            # The gray rule (augkit.datasets) for an image on its own: a gray file stays one channel.
+            # The gray rule (augkit.io.datasets) for an image on its own: a gray file stays one channel.
             sources.append(Source(read_image(path, gray=stored_channels(path) == 1), path.name, len(sources)))
             continue
         dataset = open_dataset(path)

@@ -47,7 +47,7 @@ import numpy as np
 
 from augkit.documents import short_repr
 from augkit.errors import AugkitError
-from augkit.images import DEFAULT_MAX_PIXELS
+from augkit.io.images import DEFAULT_MAX_PIXELS
 
 RESIZE_MODES = ("center-crop", "exact", "pad", "shorter")
 

@@ -46,7 +46,7 @@ import numpy as np
 from augkit.documents import DocumentError, open_regular, read_document, short_repr
 from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write, read_npy_header
-from augkit.images import DEFAULT_MAX_PIXELS
+from augkit.io.images import DEFAULT_MAX_PIXELS
 from augkit.pixels import FULL_SCALE, check_image
 from augkit.processes import worker_pool
 
@@ -56,7 +56,7 @@ from augkit.processes import worker_pool
 MIN_STD = 1e-6
 
 if TYPE_CHECKING:
-    from augkit.datasets import Dataset
+    from augkit.io.datasets import Dataset
 
 FORMAT = "augkit.stats/1"
 MAX_CHANNELS = 65535  # far past hyperspectral cubes (hundreds of bands); bounds what a stats file may claim
@@ -398,7 +398,7 @@ def compute_stats(
     """Per-channel statistics of every image of ``dataset``; unreadable files are skipped.
 
     The statistics have ``dataset.channels`` channels (1 for a gray dataset, 3 otherwise: the
-    gray rule of ``augkit.datasets``), the channels ``augkit train`` sees in the same dataset,
+    gray rule of ``augkit.io.datasets``), the channels ``augkit train`` sees in the same dataset,
     so a statistics file computed here always fits training on it.
 
     Args:

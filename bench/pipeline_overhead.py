@@ -34,8 +34,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augkit  # noqa: E402
-from augkit._albumentations import A  # noqa: E402
-from augkit import transforms as T  # noqa: E402
+from augkit.pipeline import steps as T  # noqa: E402
+from augkit.pipeline._albumentations import A  # noqa: E402
 from _repeats import interleaved  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

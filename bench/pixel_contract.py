@@ -27,7 +27,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augkit  # noqa: E402
-import augkit.pipeline  # noqa: E402
+import augkit.pipeline.core  # noqa: E402
 from _repeats import interleaved  # noqa: E402
 
 
@@ -38,20 +38,20 @@ def photos(side: int) -> list[np.ndarray]:
 
 def timed(pipeline: augkit.Pipeline, images: list[np.ndarray], calls: int, check: bool) -> float:
     """Microseconds per call."""
-    real = augkit.pipeline.check_image
-    augkit.pipeline.check_image = real if check else (lambda image, what="image": 1.0)
+    real = augkit.pipeline.core.check_image
+    augkit.pipeline.core.check_image = real if check else (lambda image, what="image": 1.0)
     try:
         start = time.perf_counter()
         for i in range(calls):
             pipeline(images[i % len(images)], index=i)
         return (time.perf_counter() - start) / calls * 1e6
     finally:
-        augkit.pipeline.check_image = real
+        augkit.pipeline.core.check_image = real
 
 
 def alone(images: list[np.ndarray], calls: int) -> float:
     """Microseconds per ``check_image`` call on the pipeline's inputs, in the same order."""
-    check = augkit.pipeline.check_image
+    check = augkit.pipeline.core.check_image
     start = time.perf_counter()
     for i in range(calls):
         check(images[i % len(images)])

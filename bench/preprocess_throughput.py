@@ -56,8 +56,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augkit  # noqa: E402
-from augkit.datasets import Dataset, open_dataset  # noqa: E402
-from augkit.images import read_image  # noqa: E402
+from augkit.io.datasets import Dataset, open_dataset  # noqa: E402
+from augkit.io.images import read_image  # noqa: E402
 from augkit.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from augkit.resize import resize_to  # noqa: E402
 from augkit.stats import compute_stats  # noqa: E402

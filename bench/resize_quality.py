@@ -2,7 +2,7 @@
 
 Contenders, one thread each, on the same uint8 RGB photo crops:
 
-  augkit        ``augkit.functional.resize`` (``augkit.resize.resample``): OpenCV's area filter when
+  augkit        ``augkit.pipeline.functional.resize`` (``augkit.resize.resample``): OpenCV's area filter when
                 both axes shrink; the shrinking axis alone with it, then linear, when one grows
   cv2 area      ``cv2.resize(..., INTER_AREA)``: what augkit used before (it aliases when one axis
                 shrinks and the other grows)
@@ -34,7 +34,7 @@ import PIL  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import augkit  # noqa: E402
-from augkit import functional as F  # noqa: E402
+from augkit.pipeline import functional as F  # noqa: E402
 from augkit.resize import resize_to  # noqa: E402
 from _repeats import interleaved  # noqa: E402  bench/, the folder of this script
 

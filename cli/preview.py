@@ -43,11 +43,11 @@ def preview(
       augkit preview ~/data/flowers --rows 6 -n 8 -p aug.yaml --seed 3
       augkit preview -p aug.yaml --stages photo.jpg
     """
-    from augkit.datasets import sample_data_dir
     from augkit.files import atomic_write
+    from augkit.io.datasets import sample_data_dir
     from augkit.pipeline import load_pipeline
+    from augkit.pipeline.spec import format_inline
     from augkit.preview import DEFAULT_PIPELINE, build_rows, collect_sources, render
-    from augkit.spec import format_inline
 
     if out.suffix.lower() != ".png":
         from augkit.errors import AugkitError

@@ -52,7 +52,7 @@ def stats(
       augkit stats ~/data/flowers -o flowers-stats.json --workers 8
       augkit stats cifar-10-batches-py --json
     """
-    from augkit.datasets import open_dataset
+    from augkit.io.datasets import open_dataset
     from augkit.stats import compute_stats
 
     dataset = open_dataset(data, split=split)

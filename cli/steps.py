@@ -28,8 +28,8 @@ def steps(name: str | None, show_all: bool, as_json: bool) -> None:
       augkit steps RandomGamma --json
       augkit steps --all
     """
-    from augkit.parameters import describe_step, format_value
-    from augkit.registry import list_steps
+    from augkit.pipeline.parameters import describe_step, format_value
+    from augkit.pipeline.registry import list_steps
 
     if name is None:
         listing = {"augkit": list_steps("augkit"), "albumentations": list_steps("albumentations")}

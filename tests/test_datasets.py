@@ -1,4 +1,4 @@
-"""augkit.datasets / augkit.cifar: each layout is found, indexed in a fixed order, and read exactly."""
+"""augkit.io.datasets / augkit.io.cifar: each layout is found, indexed in a fixed order, and read exactly."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-import augkit.datasets
-from augkit import cifar, packed
-from augkit.datasets import Dataset, list_splits, open_dataset, sample_data_dir
+import augkit.io.datasets
 from augkit.errors import DatasetError, ImageReadError
+from augkit.io import cifar, packed
+from augkit.io.datasets import Dataset, list_splits, open_dataset, sample_data_dir
 
 
 def color(i: int) -> np.ndarray:
@@ -549,7 +549,7 @@ def test_a_folder_named_digits_wins_over_the_builtin(in_empty_dir, write_png):
 
 
 def test_no_path_opens_the_sample_digits_or_the_builtin_when_absent(tmp_path, write_png, monkeypatch):
-    monkeypatch.setattr(augkit.datasets, "sample_data_dir", lambda: tmp_path)
+    monkeypatch.setattr(augkit.io.datasets, "sample_data_dir", lambda: tmp_path)
     pytest.importorskip("sklearn")
     assert open_dataset().kind == "digits"
     write_png(tmp_path / "digits" / "train" / "3" / "1.png", color(3))
@@ -826,7 +826,7 @@ def test_allowed_names_called_in_ways_real_batches_never_do_are_refused(tmp_path
     if "hex" in message:  # the payload is live: a short chain of it grows as promised
         assert len(pickle.loads(pickle.dumps(_hex_doubled(10), protocol=2))) == 1024
     (tmp_path / "data_batch_1").write_bytes(blob)
-    code = f"import augkit.cifar as c; from pathlib import Path; c.load_pickle(Path({str(tmp_path / 'data_batch_1')!r}))"
+    code = f"import augkit.io.cifar as c; from pathlib import Path; c.load_pickle(Path({str(tmp_path / 'data_batch_1')!r}))"
     done = limited([sys.executable, "-c", code])
     assert done.returncode == 1 and "DatasetError" in done.stderr, done.stderr
     assert f"not a CIFAR batch (UnpicklingError: {message})" in done.stderr.strip().splitlines()[-1]

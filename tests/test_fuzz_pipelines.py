@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import augkit
-from augkit.registry import COMPOSITIONS, get_step, list_steps, step_parameters
+from augkit.pipeline.registry import COMPOSITIONS, get_step, list_steps, step_parameters
 
 # Seconds one build or call may take before the watchdog ends the run; only a hang gets there
 # (the slowest legitimate call here takes milliseconds).

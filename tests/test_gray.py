@@ -1,4 +1,4 @@
-"""The gray rule (augkit.datasets): one channel count per dataset, the same in every command and
+"""The gray rule (augkit.io.datasets): one channel count per dataset, the same in every command and
 the Python API, so that `augkit stats -o FILE` on a dataset always feeds `augkit train --stats FILE`."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PIL import Image
 
 import augkit
 from augkit.cli.main import cli
-from augkit.datasets import files_channels, open_dataset, stored_channels
+from augkit.io.datasets import files_channels, open_dataset, stored_channels
 from augkit.preview import collect_sources
 from augkit.stats import ChannelStats, compute_stats
 from augkit.train import data
@@ -208,7 +208,7 @@ def test_the_scan_is_done_once_for_a_dataset_its_subsets_and_its_pickled_copies(
     subset = dataset.subset([3, 1])
     assert subset.channels == 1
     calls = []
-    monkeypatch.setattr(augkit.datasets, "files_channels", lambda files: calls.append(files) or 3)
+    monkeypatch.setattr(augkit.io.datasets, "files_channels", lambda files: calls.append(files) or 3)
     copy = pickle.loads(pickle.dumps(dataset))
     assert (dataset.channels, dataset.subset([0]).channels, copy.channels) == (1, 1, 1) and calls == []
     assert open_dataset(datasets["gray"][0]).channels == 3 and len(calls) == 1  # a fresh open scans again

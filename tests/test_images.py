@@ -1,4 +1,4 @@
-"""augkit.images: every kind of image file -> the same RGB/gray uint8 arrays; every failure -> one reason."""
+"""augkit.io.images: every kind of image file -> the same RGB/gray uint8 arrays; every failure -> one reason."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import pytest
 from PIL import Image, ImageOps
 
 import augkit.files
-import augkit.images
+import augkit.io.images
 from augkit.errors import AugkitError, ImageReadError
-from augkit.images import (
+from augkit.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     WRITE_EXTENSIONS,
@@ -376,7 +376,7 @@ _UNDER_MEMORY_LIMIT = """
 import json, resource, sys
 import cv2, numpy as np
 from augkit.errors import ImageReadError
-from augkit.images import read_image
+from augkit.io.images import read_image
 read_image(sys.argv[1])  # whatever reading allocates once (thread pools, codecs) is counted in the base
 size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (size + (384 << 20), size + (384 << 20)))
@@ -471,7 +471,7 @@ def test_truncated_file_without_an_end_marker_is_refused_as_corrupt(tmp_path, fm
 _READ_IN_A_SUBPROCESS = """
 import json, sys
 from augkit.errors import ImageReadError
-from augkit.images import read_image
+from augkit.io.images import read_image
 reasons = []
 for path in sys.argv[1:]:
     try:
@@ -816,7 +816,7 @@ def test_a_file_that_no_reader_accepts_is_refused_before_the_rest_of_it_is_read(
     with open(path, "wb") as f:
         f.truncate(1 << 30)
     asked: list[int] = []
-    real_open = augkit.images.open_regular
+    real_open = augkit.io.images.open_regular
 
     def recording_open(p):
         file = real_open(p)
@@ -824,7 +824,7 @@ def test_a_file_that_no_reader_accepts_is_refused_before_the_rest_of_it_is_read(
         file.read = lambda n=-1: (asked.append(n), read(n))[1]  # type: ignore[method-assign]
         return file
 
-    monkeypatch.setattr(augkit.images, "open_regular", recording_open)
+    monkeypatch.setattr(augkit.io.images, "open_regular", recording_open)
     with pytest.raises(ImageReadError, match="not an image"):
         read_image(path)
     assert sum(asked) <= 16

@@ -1,4 +1,4 @@
-"""augkit.parameters: every step's parameters described from the step itself (schema, signature,
+"""augkit.pipeline.parameters: every step's parameters described from the step itself (schema, signature,
 docstring), for augkit's steps and albumentations' transforms alike."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from augkit.parameters import ParameterInfo, describe_step, format_value
-from augkit.registry import create_step, list_steps, step_parameters, get_step
+from augkit.pipeline.parameters import ParameterInfo, describe_step, format_value
+from augkit.pipeline.registry import create_step, list_steps, step_parameters, get_step
 
 
 @pytest.mark.parametrize("name", list_steps("all"))

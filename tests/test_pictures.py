@@ -192,8 +192,8 @@ LONG_PIPELINE = ("crop(size=24, padding=2, mode=random, border=reflect); rotate(
     ],
 )
 def test_sheet_texts_stay_inside_apart_and_off_the_tiles(tmp_path, inputs, spec, n, stages):
+    from augkit.pipeline.spec import format_inline
     from augkit.preview import DEFAULT_PIPELINE
-    from augkit.spec import format_inline
 
     pipeline = augkit.load_pipeline(spec if spec is not None else DEFAULT_PIPELINE)
     sources = collect_sources(inputs, rows=2, seed=0)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 import augkit
-from augkit._albumentations import A
 from augkit.errors import SpecError
-from augkit.spec import format_inline
+from augkit.pipeline._albumentations import A
+from augkit.pipeline.spec import format_inline
 
 IMAGE = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
 
@@ -92,6 +92,24 @@ def test_a_file_written_by_albumentations_save_loads_and_augments_identically(tm
         assert [next(iter(s)) for s in loaded.to_spec()["steps"]] == ["crop", "rotate", "HorizontalFlip", "RandomGamma", "OneOf"]
         for index in range(8):
             np.testing.assert_array_equal(loaded(IMAGE, index=index), ours(IMAGE, index=index))
+
+
+def test_a_file_saved_before_the_package_re_layout_still_loads(tmp_path):
+    # albumentations.save names augkit's classes by module path; before augkit/pipeline/ they
+    # lived in augkit.transforms, and files written then must keep loading.
+    crop = {"__class_fullname__": "augkit.transforms.Crop", "p": 1.0, "size": 24, "mode": "random", "padding": 2}
+    rotate = {"__class_fullname__": "augkit.transforms.Rotate", "p": 0.5, "limit": 15.0, "border": "reflect"}
+    brightness = {"__class_fullname__": "augkit.transforms.Brightness", "p": 0.5, "limit": 0.2}
+    one_of = {"__class_fullname__": "OneOf", "p": 0.5, "transforms": [brightness, {"__class_fullname__": "Blur", "p": 0.5}]}
+    saved = {"__version__": "2.0.8", "transform": {"__class_fullname__": "Compose", "p": 1.0, "seed": 3,
+                                                   "transforms": [crop, rotate, one_of]}}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    loaded = augkit.load_pipeline(tmp_path / "old.json")
+    assert [next(iter(s)) for s in loaded.to_spec()["steps"]] == ["crop", "rotate", "OneOf"]
+    assert next(iter(loaded.to_spec()["steps"][2]["OneOf"]["transforms"][0])) == "brightness"
+    inline = augkit.load_pipeline("crop(size=24, padding=2); rotate(limit=15, p=0.5); OneOf(transforms=[brightness(p=0.5), Blur(p=0.5)], p=0.5)", seed=3)
+    for index in range(8):
+        np.testing.assert_array_equal(loaded(IMAGE, index=index), inline(IMAGE, index=index))
 
 
 def test_a_plain_albumentations_pipeline_file_loads_with_a_warning_that_it_has_no_seed(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augkit.images import read_image
+from augkit.io.images import read_image
 
 
 @pytest.fixture

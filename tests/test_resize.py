@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import augkit
-from augkit import functional as F
 from augkit.errors import AugkitError
-from augkit.images import read_image
+from augkit.io.images import read_image
+from augkit.pipeline import functional as F
 from augkit.resize import RESIZE_MODES, resample, resize_to
 
 MAX_MEAN_DIFFERENCE = 3.0  # gray levels, from Pillow's antialiased resize (issue 9)
@@ -116,7 +116,7 @@ def test_issue_example_stripes_resized_exact_keep_their_mean(tmp_path, write_png
     result = preprocess_cli(tmp_path / "src", tmp_path / "out", "--size", "128", "--resize-mode", "exact")
     assert result.exit_code == 0, result.output
     images = np.load(tmp_path / "out" / "train_images.npy")
-    assert images.shape == (1, 128, 128, 1)  # a gray PNG: a gray dataset (augkit.datasets)
+    assert images.shape == (1, 128, 128, 1)  # a gray PNG: a gray dataset (augkit.io.datasets)
     assert abs(images.mean() - 127.5) < 1
     assert images.min() >= 126 and images.max() <= 129  # uniform: the stripes averaged, not sampled
 
@@ -251,7 +251,7 @@ import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 import cv2
-from augkit.images import read_image
+from augkit.io.images import read_image
 from augkit.resize import resample, resize_to
 image = read_image(sys.argv[2])
 for mode in ("center-crop", "pad", "exact"):

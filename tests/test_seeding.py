@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import augkit
-from augkit._albumentations import A
-from augkit.pipeline import _draws_from_numpy
-from augkit.registry import create_step, list_steps
-from augkit.seeding import SampleRandom, SplitMixRandom, sample_key
+from augkit.pipeline._albumentations import A
+from augkit.pipeline.core import _draws_from_numpy
+from augkit.pipeline.registry import create_step, list_steps
+from augkit.pipeline.seeding import SampleRandom, SplitMixRandom, sample_key
 
 IMAGE = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
 SPEC = "crop(size=24, padding=4); rotate(limit=30, p=1); brightness(p=1); hflip"

@@ -17,9 +17,9 @@ from hypothesis.extra.numpy import arrays
 import augkit
 import augkit.processes
 import augkit.stats
-from augkit.datasets import open_dataset
 from augkit.errors import AugkitError
-from augkit.images import encode_image, read_image, write_image
+from augkit.io.datasets import open_dataset
+from augkit.io.images import encode_image, read_image, write_image
 from augkit.stats import ChannelStats, Skipped, compute_stats
 
 RTOL = 1e-9

@@ -1,6 +1,6 @@
 """The fast paths of augkit's steps give exactly what the plain numpy formulas give.
 
-``augkit.functional`` computes the normalisations on H x (W*C) rows, the uint8 lookups with
+``augkit.pipeline.functional`` computes the normalisations on H x (W*C) rows, the uint8 lookups with
 StringZilla, the contrast mean from OpenCV's sum, and crops a window it resizes as a view; each
 is checked here, bit for bit, against the straightforward formula on real photos, in every
 dtype of the pixel contract and every layout (H x W, H x W x 1, RGB, 4 channels), so the speed
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import augkit
-from augkit import functional as F
-from augkit import transforms as T
 from augkit.errors import AugkitError
+from augkit.pipeline import functional as F
+from augkit.pipeline import steps as T
 from augkit.pixels import PixelError
 from augkit.resize import resample
 

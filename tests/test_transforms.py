@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from augkit import functional as F
-from augkit._albumentations import A
-from augkit.pipeline import UINT16_ALBUMENTATIONS
-from augkit.registry import COMPOSITIONS, create_step, get_step, list_steps, step_parameters
+from augkit.pipeline import functional as F
+from augkit.pipeline._albumentations import A
+from augkit.pipeline.core import UINT16_ALBUMENTATIONS
+from augkit.pipeline.registry import COMPOSITIONS, create_step, get_step, list_steps, step_parameters
 
 RNG = np.random.default_rng(1234)
 IMAGE = RNG.integers(0, 256, (40, 56, 3), dtype=np.uint8)

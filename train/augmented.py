@@ -2,7 +2,7 @@
 
 A pipeline called as ``pipeline(image)`` inside ``Dataset.__getitem__`` does not know which
 sample it is augmenting. augkit keeps such calls from repeating across DataLoader workers and
-epochs (``augkit.seeding.process_salt``), but cannot make them reproducible: which worker
+epochs (``augkit.pipeline.seeding.process_salt``), but cannot make them reproducible: which worker
 loads which sample is up to the DataLoader. Passing the sample's index and the epoch makes
 every sample's draws a function of (pipeline seed, epoch, index) alone, the same with 0, 2 or
 16 workers, fork or spawn, on every run::
@@ -99,7 +99,7 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
 
 def _pil_pixels(image: Image.Image) -> np.ndarray:
-    """A PIL image's pixels as augkit reads a file's (the gray rule of ``augkit.datasets``): gray
+    """A PIL image's pixels as augkit reads a file's (the gray rule of ``augkit.io.datasets``): gray
     (1, L; LA with its alpha composited onto white) is uint8 H x W x 1, 16-bit gray uint16
     H x W x 1, everything else RGB H x W x 3 (palette images are their colours, not their
     indices; CMYK, YCbCr and alpha are converted)."""

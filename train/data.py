@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 import augkit
-from augkit import packed
-from augkit.datasets import Dataset, list_splits, open_dataset
 from augkit.errors import AugkitError, ImageReadError
+from augkit.io import packed
+from augkit.io.datasets import Dataset, list_splits, open_dataset
 from augkit.preprocess.plan import stratified_split
 from augkit.processes import exit_with_parent, worker_context
 from augkit.stats import MIN_STD, ChannelStats
@@ -83,7 +83,7 @@ def open_splits(config: TrainConfig) -> Splits:
     stratified and seeded. ``config.train_subset`` then keeps that many training images, an equal
     share per class as far as the classes allow. Images have ``Dataset.channels`` channels: 1
     when every image of DATA is stored gray, 3 (RGB) otherwise (the gray rule of
-    ``augkit.datasets``, which ``augkit stats`` follows too).
+    ``augkit.io.datasets``, which ``augkit stats`` follows too).
 
     Raises:
         AugkitError: DATA is missing, empty, unreadable or has one class; an image of train or
@@ -378,7 +378,7 @@ class Loader:
             if workers:
                 # torch, albumentations and OpenCV imported once in the forkserver, not in every
                 # worker it forks: 4 workers started in 19.7 s without this on 2 cores.
-                context = worker_context(preload=["augkit.train.data", "augkit.pipeline"])
+                context = worker_context(preload=["augkit.train.data", "augkit.pipeline.core"])
             self._loader = torch.utils.data.DataLoader(
                 _AugmentedImages(images, self.labels, self.augment, shared=workers > 0),
                 batch_sampler=self._sampler,

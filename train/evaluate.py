@@ -136,7 +136,7 @@ def open_run(
     classes, shape = list(state["classes"]), tuple(state["shape"])
     if list(splits.classes) != classes:
         raise AugkitError(f"{splits.source} has classes {_short(splits.classes)}, the run was trained on {_short(classes)}")
-    if tuple(splits.shape[:2]) == shape[:2] and splits.shape[2] != shape[2]:  # augkit.datasets' gray rule
+    if tuple(splits.shape[:2]) == shape[:2] and splits.shape[2] != shape[2]:  # augkit.io.datasets' gray rule
         fix = (f"write a gray copy with `augkit preprocess {splits.source} OUT --gray` and evaluate on OUT" if shape[2] == 1
                else "evaluate on colour images (a dataset whose images are all stored gray reads as one channel)")
         raise AugkitError(f"{splits.source} has {_size(splits.shape)} images, the run was trained on {_size(shape)}; {fix}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError
-from augkit.spec import split_top_level
+from augkit.pipeline.spec import split_top_level
 from augkit.train.config import TrainConfig, parse_assignment
 
 

@@ -129,7 +129,7 @@ def _run_local(
         return
     # Ctrl-C or a failure terminates the pool: the other shards stop now; what is done stays done.
     # The shard code (numpy, OpenCV, albumentations: ~0.15 s) is imported once, in the forkserver.
-    preload = ["augkit.preprocess.shard", "augkit.pipeline"]
+    preload = ["augkit.preprocess.shard", "augkit.pipeline.core"]
     with worker_pool(min(workers, len(tasks)), initializer=_single_threaded_opencv, preload=preload) as pool:
         yield from pool.imap_unordered(function, tasks)
 

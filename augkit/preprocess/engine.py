@@ -54,7 +54,7 @@ from augkit import __version__
 from augkit.documents import MAX_MANIFEST_BYTES, read_document, short_repr
 from augkit.errors import DISK_FULL, AugkitError, DatasetError, RunError
 from augkit.files import TEMPORARY_NAME, atomic_write
-from augkit.packed import (
+from augkit.io.packed import (
     DAMAGED,
     FORMAT,
     MANIFEST,
@@ -81,7 +81,7 @@ from augkit.stats import ChannelStats
 
 STATS = "stats.json"
 # The manifest, as the engine writes it and checks it when it reads it back
-# (augkit.packed.check_structure): the header says which run OUT holds; a complete one adds
+# (augkit.io.packed.check_structure): the header says which run OUT holds; a complete one adds
 # what the run wrote.
 HEADER = {
     "format": str, "augkit_version": str, "source": {"path": str, "kind": str},
@@ -169,7 +169,7 @@ def preprocess(
         source = Path(source).resolve()
     splits = open_splits(source, config)
     any_split = next(iter(splits.values()))
-    if not config.gray and any_split.channels == 1:  # augkit.datasets' gray rule: a gray source is written gray
+    if not config.gray and any_split.channels == 1:  # augkit.io.datasets' gray rule: a gray source is written gray
         config = replace(config, gray=True)
     _check_paths(any_split.root, out)
     header = {

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from augkit.datasets import Dataset, list_splits, open_dataset
 from augkit.errors import AugkitError
-from augkit.images import DEFAULT_MAX_PIXELS, WHITE, background_color
+from augkit.io.datasets import Dataset, list_splits, open_dataset
+from augkit.io.images import DEFAULT_MAX_PIXELS, WHITE, background_color
+from augkit.pixels import MAX_SIDE
 from augkit.resize import RESIZE_MODES
 
 FORMATS = ("packed", "folder")
@@ -123,8 +124,6 @@ def _check_size(size: tuple[int, int], mode: str) -> None:
     """Refuse an output size that no image can be resized to: a side past ``MAX_SIDE``, or more
     pixels than the pixel limit (with ``mode`` "shorter", a square of the shorter side, the
     least it makes)."""
-    from augkit.transforms import MAX_SIDE  # deferred: it loads albumentations, which workers need not
-
     height, width = size
     if not all(type(side) is int and 1 <= side <= MAX_SIDE for side in size):
         raise AugkitError(

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from augkit.datasets import Dataset
 from augkit.documents import MAX_MANIFEST_BYTES, open_regular, read_document
 from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write
-from augkit.images import encode_image
-from augkit.packed import check_structure, is_relative_path, npy_header
+from augkit.io.datasets import Dataset
+from augkit.io.images import encode_image
+from augkit.io.packed import check_structure, is_relative_path, npy_header
 from augkit.preprocess.plan import PreprocessConfig, Shard
 from augkit.resize import draft_size, resize_to
 from augkit.stats import ChannelStats
@@ -102,7 +102,7 @@ _pipelines: dict[str, Any] = {}  # per process: built once, used for every shard
 def _pipeline(spec: dict[str, Any]) -> Any:
     key = json.dumps(spec, sort_keys=True)
     if key not in _pipelines:
-        from augkit.pipeline import load_pipeline
+        from augkit.pipeline.core import load_pipeline
 
         _pipelines[key] = load_pipeline(spec)
     return _pipelines[key]
@@ -226,7 +226,7 @@ def _write_files(task: ShardTask, j: int, label: int, variants: list[np.ndarray]
     return written
 
 
-# What ``run_shard`` records; a record read back must have this structure (augkit.packed.check_structure).
+# What ``run_shard`` records; a record read back must have this structure (augkit.io.packed.check_structure).
 RECORD = {
     "id": str, "split": str, "start": int, "stop": int, "inputs": str, "count": int,
     "labels": {str: int},  # label ("-1" unlabelled, "0", "1", ...) -> images written with it

@@ -19,7 +19,7 @@ each as ``name`` or ``name(key=value, ...)``, values in YAML syntax::
 ``parse_spec`` accepts either, a file saved by ``albumentations.save`` (its transforms by
 class name), or an already-parsed mapping, and returns the canonical form
 ``{"seed": int, "steps": [{name: {params}}, ...]}``. Structure is checked here; each step's
-name and parameters are checked by ``augkit.registry``.
+name and parameters are checked by ``augkit.pipeline.registry``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import yaml
 
 from augkit.documents import DocumentError, parse_document, read_document, short_repr
 from augkit.errors import AugkitWarning, SpecError
-from augkit.registry import COMPOSITIONS
+from augkit.pipeline.registry import COMPOSITIONS, get_step, list_steps
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 _ALBUMENTATIONS_KEYS = ("__class_fullname__", "__version__", "transform")
@@ -232,13 +232,12 @@ def _from_albumentations_steps(items: Any, path: Path | str) -> list[dict[str, A
 
 
 def _from_albumentations_step(item: Any, path: Path | str) -> dict[str, Any]:
-    from augkit.registry import get_step, list_steps
-
     class_name = item.get("__class_fullname__") if isinstance(item, Mapping) else None
     if not isinstance(class_name, str):
         raise SpecError(f"{path}: a transform must be a mapping with '__class_fullname__', got {short_repr(item)}")
     params = {k: v for k, v in item.items() if k not in _ALBUMENTATIONS_KEYS and k != "strict"}
-    # augkit's own steps are saved under their module path (augkit.transforms.Crop).
+    # augkit's own steps are saved under their module path (augkit.pipeline.steps.Crop; before
+    # the package re-layout, augkit.transforms.Crop): any augkit.* path maps by its class name.
     name = class_name
     if class_name.startswith("augkit."):
         by_class = {get_step(n).__name__: n for n in list_steps("augkit")}

@@ -16,17 +16,14 @@ import math
 import numbers
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from augkit.documents import short_repr
 from augkit.errors import AugkitError, SpecError
-from augkit.images import DEFAULT_MAX_PIXELS
-
-T = TypeVar("T", bound=type)
-
-_AUGKIT_STEPS: dict[str, type] = {}
+from augkit.io.images import DEFAULT_MAX_PIXELS
+from augkit.pixels import MAX_SIDE
 
 # Steps that hold other steps; a spec gives them a ``transforms`` list.
 COMPOSITIONS = ("OneOf", "SomeOf", "Sequential", "RandomOrder")
@@ -49,25 +46,16 @@ UNSUPPORTED = {
 _NOT_STEPS = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "ReplayCompose", "Compose", "BaseCompose", "SelectiveChannelTransform"}
 
 
-def register_step(name: str) -> Callable[[T], T]:
-    """Class decorator: make a transform available in pipeline specs under ``name``."""
+def _augkit_steps() -> dict[str, type]:
+    # Deferred: augkit.pipeline.steps loads albumentations, which a spec can be parsed without.
+    from augkit.pipeline.steps import AUGKIT_STEPS
 
-    def decorator(cls: T) -> T:
-        if name in _AUGKIT_STEPS and _AUGKIT_STEPS[name] is not cls:
-            raise ValueError(f"step name {name!r} is already registered to {_AUGKIT_STEPS[name].__name__}")
-        _AUGKIT_STEPS[name] = cls
-        return cls
-
-    return decorator
-
-
-def _ensure_augkit_steps() -> None:
-    import augkit.transforms  # noqa: F401  (registers augkit's steps on import)
+    return AUGKIT_STEPS
 
 
 @cache
 def _albumentations_steps() -> dict[str, type]:
-    from augkit._albumentations import A
+    from augkit.pipeline._albumentations import A  # deferred: albumentations takes 0.5 s to import
 
     base = A.core.transforms_interface.BasicTransform
     composition = A.core.composition.BaseCompose
@@ -84,15 +72,13 @@ def _albumentations_steps() -> dict[str, type]:
 
 
 def _all_steps() -> dict[str, type]:
-    _ensure_augkit_steps()
-    return {**_albumentations_steps(), **_AUGKIT_STEPS}
+    return {**_albumentations_steps(), **_augkit_steps()}
 
 
 def list_steps(source: str = "all") -> list[str]:
     """Step names, sorted: ``source`` is "all", "augkit" (the lecture's steps) or "albumentations"."""
-    _ensure_augkit_steps()
     if source == "augkit":
-        return sorted(_AUGKIT_STEPS)
+        return sorted(_augkit_steps())
     if source == "albumentations":
         return sorted(_albumentations_steps())
     if source == "all":
@@ -115,7 +101,7 @@ def get_step(name: str | type) -> type:
         return steps[name]
     if name in UNSUPPORTED:
         raise SpecError(f"step {name!r} cannot be used in an augkit pipeline: {UNSUPPORTED[name]}; augkit pipelines transform images")
-    augkit_names = ", ".join(sorted(_AUGKIT_STEPS))
+    augkit_names = ", ".join(sorted(_augkit_steps()))
     raise SpecError(
         f"unknown step {name!r}{_choices_hint(name, sorted(steps))}; augkit's steps are {augkit_names}, "
         "and every albumentations transform by its class name (`augkit steps --all` lists them all)"
@@ -192,8 +178,6 @@ def cost_bound(key: str) -> float:
 
 def size_bound(key: str) -> int | None:
     """The largest output side an albumentations parameter named ``key`` may ask for, if it is one."""
-    from augkit.transforms import MAX_SIDE  # deferred: augkit.transforms imports this module
-
     return MAX_SIDE if key in _SIZE_KEYS else None
 
 
@@ -209,7 +193,6 @@ def _check_numbers(name: str, key: str, value: Any) -> None:
 
 def _check_sizes(name: str, params: Mapping[str, Any]) -> None:
     """Output sizes (albumentations' height/width/size...) within MAX_SIDE and the pixel limit."""
-    from augkit.transforms import MAX_SIDE  # deferred: augkit.transforms imports this module
 
     def sides(key: str) -> list[float]:
         value = params.get(key)

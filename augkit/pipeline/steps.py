@@ -3,7 +3,7 @@
 Each class follows the albumentations contract: ``InitSchema`` validates the parameters,
 ``get_params_dependent_on_data`` draws the randomness (from the generators the pipeline
 re-seeds per sample), and ``apply`` only forwards to a pure function in
-``augkit.functional``. Because they are albumentations transforms, they mix freely with every
+``augkit.pipeline.functional``. Because they are albumentations transforms, they mix freely with every
 albumentations transform in one ``Compose``, and ``albumentations.save`` writes them.
 
 ``describe(params)`` turns the parameters drawn for one sample into a short caption
@@ -12,7 +12,7 @@ albumentations transform in one ``Compose``, and ``albumentations.save`` writes 
 Every numeric parameter is finite and bounded, and the bound is in the error: an angle of
 1e308 or a NaN crop size is refused when the spec is read, not found by OpenCV spinning
 forever. Outputs are bounded by ``MAX_SIDE`` per side (OpenCV's warps refuse larger ones)
-and by ``augkit.images.DEFAULT_MAX_PIXELS`` in all. Geometric steps move masks with
+and by ``augkit.io.images.DEFAULT_MAX_PIXELS`` in all. Geometric steps move masks with
 nearest-neighbour sampling, so a mask's labels come out as labels (a subset of the input's,
 plus ``fill_mask`` where a constant border shows).
 """
@@ -20,24 +20,23 @@ plus ``fill_mask`` where a constant border shows).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from augkit import functional as F
-from augkit._albumentations import A
 from augkit.errors import AugkitError
-from augkit.images import DEFAULT_MAX_PIXELS
-from augkit.registry import register_step
+from augkit.io.images import DEFAULT_MAX_PIXELS
+from augkit.pipeline import functional as F
+from augkit.pipeline._albumentations import A
+from augkit.pixels import MAX_SIDE
 from augkit.stats import MIN_STD, ChannelStats
 
 BaseInitSchema = A.core.transforms_interface.BaseTransformInitSchema
 Border = Literal["constant", "reflect", "replicate"]
 
-# The largest output side: OpenCV's warpAffine and remap refuse sides of SHRT_MAX and more.
-MAX_SIDE = 32767
 # Padding is built window by window (functional.crop), so it costs no memory; the bound
 # only keeps numbers sane.
 MAX_PADDING = MAX_SIDE
@@ -45,6 +44,24 @@ MAX_ANGLE = 360.0  # degrees: a rotation limit beyond a full turn means nothing 
 # fill values are in the image's own units: at most a uint16 pixel (uint8 saturates at 255).
 MAX_FILL = 65535.0
 RATIO_BOUNDS = (0.01, 100.0)  # aspect ratios (width / height) of random-resized crops
+
+# augkit's steps by their spec names; ``augkit.pipeline.registry`` reads this table (this
+# module imports nothing from the registry, so the two never import each other).
+AUGKIT_STEPS: dict[str, type] = {}
+
+T = TypeVar("T", bound=type)
+
+
+def _step(name: str) -> Callable[[T], T]:
+    """Class decorator: list a transform in AUGKIT_STEPS as ``name``."""
+
+    def decorator(cls: T) -> T:
+        if name in AUGKIT_STEPS:
+            raise ValueError(f"step name {name!r} is already registered to {AUGKIT_STEPS[name].__name__}")
+        AUGKIT_STEPS[name] = cls
+        return cls
+
+    return decorator
 
 
 def _check_number(name: str, value: float, low: float, high: float) -> None:
@@ -97,7 +114,7 @@ class AugkitTransform:
 # ----------------------------------------------------------------------------- geometry
 
 
-@register_step("crop")
+@_step("crop")
 class Crop(AugkitTransform, A.DualTransform):
     """Crop to ``size``: a random window, the centre, or a random-resized crop (Inception-style).
 
@@ -246,7 +263,7 @@ class Crop(AugkitTransform, A.DualTransform):
         return ("size", "mode", "padding", "scale", "ratio", "border", "fill", "fill_mask")
 
 
-@register_step("rotate")
+@_step("rotate")
 class Rotate(AugkitTransform, A.DualTransform):
     """Rotate by an angle drawn uniformly from ``limit`` degrees (15 means -15..15).
 
@@ -336,7 +353,7 @@ class _Jitter(AugkitTransform, A.ImageOnlyTransform):
         return ("limit",)
 
 
-@register_step("brightness")
+@_step("brightness")
 class Brightness(_Jitter):
     """Add a brightness offset drawn from ``limit`` (a fraction of the full range: 0.2 = ±51 of 255)."""
 
@@ -347,7 +364,7 @@ class Brightness(_Jitter):
         return f"bright {_signed(params['delta'])}"
 
 
-@register_step("contrast")
+@_step("contrast")
 class Contrast(_Jitter):
     """Scale contrast about the image mean by ``1 + delta``, with ``delta`` drawn from ``limit``."""
 
@@ -399,7 +416,7 @@ class _Normalization(AugkitTransform, A.ImageOnlyTransform):
         return ""
 
 
-@register_step("standardize")
+@_step("standardize")
 class Standardize(_Normalization):
     """Per-channel ``(x/255 - mean) / std`` (ResNet-style), from a stats file or given numbers.
 
@@ -448,7 +465,7 @@ class Standardize(_Normalization):
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
-@register_step("subtract_mean")
+@_step("subtract_mean")
 class SubtractMean(_Normalization):
     """Subtract the training mean: per channel (VGG-style) or the mean image (AlexNet-style).
 
@@ -503,7 +520,7 @@ class SubtractMean(_Normalization):
         return {"mean": self.mean.tolist(), "mode": self.mode}
 
 
-@register_step("scale")
+@_step("scale")
 class Scale(_Normalization):
     """Map pixels to float32 on [0, 1]."""
 
@@ -521,5 +538,5 @@ class Scale(_Normalization):
 
 
 # Flips need nothing albumentations lacks: the short names point at its transforms.
-register_step("hflip")(A.HorizontalFlip)
-register_step("vflip")(A.VerticalFlip)
+AUGKIT_STEPS["hflip"] = A.HorizontalFlip
+AUGKIT_STEPS["vflip"] = A.VerticalFlip

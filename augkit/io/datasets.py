@@ -3,12 +3,12 @@
 Layouts, detected in this order:
 
 - **augkit preprocess output**: a folder whose ``manifest.json`` says ``"format":
-  "augkit.preprocess/1"`` (see ``augkit.packed``). A "packed" output is N x H x W x C uint8
+  "augkit.preprocess/1"`` (see ``augkit.io.packed``). A "packed" output is N x H x W x C uint8
   arrays, memory-mapped, with train and, if written, val; a "folder" output is an ImageFolder
   with splits beside its manifest and opens as one. An unfinished run is refused.
 - **CIFAR-10 / CIFAR-100** python folders (``batches.meta`` + ``data_batch_1..5`` + ``test_batch``;
   ``meta`` + ``train`` + ``test``): train and val (= the test batch). CIFAR-100 uses the 100
-  fine labels. The pickles are read through a restricted unpickler (``augkit.cifar``).
+  fine labels. The pickles are read through a restricted unpickler (``augkit.io.cifar``).
 - **ImageFolder with splits**: ``root/train/<class>/...``, and for val the first of ``val/``,
   ``valid/``, ``validation/``, ``test/`` that exists (other folders beside them are ignored).
   The classes are the class folders of both splits together, so a class missing from one split
@@ -69,11 +69,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from augkit import cifar, packed
 from augkit.errors import PROCESS_ERRORS, DatasetError
 from augkit.files import open_regular
-from augkit.images import _FORMATS as _HEADER_FORMATS  # the formats read_image reads, by Pillow's names
-from augkit.images import IMAGE_EXTENSIONS, WHITE, DraftSize, convert_channels, is_image_file, read_image
+from augkit.io import cifar, packed
+from augkit.io.images import _FORMATS as _HEADER_FORMATS  # the formats read_image reads, by Pillow's names
+from augkit.io.images import IMAGE_EXTENSIONS, WHITE, DraftSize, convert_channels, is_image_file, read_image
 
 # Pillow's modes of images stored with one gray channel (alpha aside): the gray rule's "stored gray".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})

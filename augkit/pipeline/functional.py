@@ -1,6 +1,6 @@
 """The arithmetic of augkit's transforms, as small pure functions on HxWxC arrays.
 
-Transforms in ``augkit.transforms`` draw their random parameters and forward here, so every
+Transforms in ``augkit.pipeline.steps`` draw their random parameters and forward here, so every
 formula can be tested on its own. Inputs follow augkit's pixel contract (``augkit.pixels``):
 uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]; intensity steps keep the dtype and its
 range, normalisation steps return float32. Outputs keep the input's layout (HxWxC, C >= 1) even

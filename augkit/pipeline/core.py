@@ -1,7 +1,7 @@
 """``Pipeline``: an albumentations Compose built from a spec, with per-sample seeding and replay.
 
 ``pipeline(image, index=i, epoch=e)`` re-seeds the generators its transforms draw from with
-(spec seed, e, i) before running them (see ``augkit.seeding``), so an augmented sample is a
+(spec seed, e, i) before running them (see ``augkit.pipeline.seeding``), so an augmented sample is a
 pure function of its inputs: the same in a preview, an offline augmentation run and any
 DataLoader worker. ``replay`` also returns the parameters each step drew, ``stages`` the image after
 each step, and ``to_spec`` gives back the spec the pipeline was built from.
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from augkit._albumentations import A
 from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
+from augkit.pipeline._albumentations import A
+from augkit.pipeline.registry import COMPOSITIONS, create_step
+from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
+from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
+from augkit.pipeline.steps import AugkitTransform
 from augkit.pixels import PixelError, check_image
-from augkit.registry import COMPOSITIONS, create_step
-from augkit.seeding import SampleRandom, epoch_key, index_key, process_salt
-from augkit.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
-from augkit.transforms import AugkitTransform
 
 # Parameters that name files, resolved against the spec file's folder.
 _PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
@@ -110,7 +110,7 @@ class Pipeline:
         Without ``index``, calls are numbered 0, 1, 2, ... within this object: reproducible in
         the main process; in worker processes (a DataLoader's, a multiprocessing pool's) the
         numbering is mixed with the worker's own seed, so workers and epochs never repeat each
-        other (``augkit.seeding.process_salt``), but only ``index`` makes a sample reproducible
+        other (``augkit.pipeline.seeding.process_salt``), but only ``index`` makes a sample reproducible
         (``augkit.train.augmented.AugmentedDataset`` passes it for a torch Dataset).
 
         Raises:

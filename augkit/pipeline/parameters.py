@@ -6,7 +6,7 @@ are described the same way and the description cannot drift from the code:
 - the type, the allowed values (a ``Literal``) and the bounds (pydantic's ``Field(ge=...)``,
   albumentations' ``check_range_bounds``) from the step's pydantic ``InitSchema``;
 - augkit's own bounds on albumentations' parameters (kernel sizes, counts, output sizes) from
-  ``augkit.registry``, which enforces them;
+  ``augkit.pipeline.registry``, which enforces them;
 - the default from the signature of ``__init__``;
 - the meaning from the ``Args:`` section of the class docstring (Google style, as both augkit
   and albumentations write them), the first sentence, without its "Default: ..." note.
@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from augkit.registry import COMPOSITIONS, MAX_PARAMETER, cost_bound, get_step, size_bound, step_parameters
+from augkit.pipeline.registry import COMPOSITIONS, MAX_PARAMETER, cost_bound, get_step, size_bound, step_parameters
 
 # OpenCV flags that albumentations takes as plain integers, by the name people know them by.
 _CV2_FLAGS = {
@@ -176,7 +176,7 @@ _ANNOTATED_BOUNDS = (("ge", True, True), ("gt", False, True), ("le", True, False
 
 def _bounds(key: str, metadata: list[Any]) -> str:
     """The declared bounds of a parameter in words, or augkit's own bound on its numbers
-    (``augkit.registry`` checks it for every step) when that is tighter."""
+    (``augkit.pipeline.registry`` checks it for every step) when that is tighter."""
     low = high = None  # (value, inclusive)
     each = False
     for item in metadata:
