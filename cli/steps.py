@@ -13,9 +13,16 @@ from augkit.cli import options
 @click.command()
 @click.argument("name", required=False)
 @click.option("--all", "show_all", is_flag=True, help="Also list every albumentations transform.")
+@click.option(
+    "--plan",
+    "plan_spec",
+    metavar="SPEC",
+    help="Show how pipeline SPEC (a file or inline spec) runs compiled: which steps merge into one warp, "
+    "one lookup table, one normalisation.",
+)
 @options.json_output
-def steps(name: str | None, show_all: bool, as_json: bool) -> None:
-    """List pipeline steps, or show the parameters of step NAME.
+def steps(name: str | None, show_all: bool, plan_spec: str | None, as_json: bool) -> None:
+    """List pipeline steps, or show the parameters of step NAME, or the plan of a pipeline.
 
     For each parameter of NAME: its type, the values it allows (choices or bounds), its
     default, and what it means, all read from the step itself (its schema and docstring),
@@ -27,10 +34,16 @@ def steps(name: str | None, show_all: bool, as_json: bool) -> None:
       augkit steps crop
       augkit steps RandomGamma --json
       augkit steps --all
+      augkit steps --plan "crop(size=32, padding=4); rotate; brightness; contrast; hflip"
     """
     from augkit.pipeline.parameters import describe_step, format_value
     from augkit.pipeline.registry import list_steps
 
+    if plan_spec is not None:
+        if name is not None:
+            raise click.UsageError("give a step NAME or --plan SPEC, not both")
+        _show_plan(plan_spec, as_json)
+        return
     if name is None:
         listing = {"augkit": list_steps("augkit"), "albumentations": list_steps("albumentations")}
         if as_json:
@@ -66,3 +79,38 @@ def steps(name: str | None, show_all: bool, as_json: bool) -> None:
         if parameter.meaning:
             indent = " " * column
             click.echo(click.wrap_text(parameter.meaning, width, initial_indent=indent, subsequent_indent=indent))
+
+
+# What each group of a plan does, as `augkit steps --plan` says it.
+_GROUPS = {
+    "warp": "one warp per sample into the output size (a copy where only whole pixels move); a second "
+    "border or a shrinking resize starts another",
+    "table": "one 256-level lookup table per sample on uint8 images (other dtypes: the steps one by one)",
+    "normalise": "folded into the lookup table: uint8 to float32 in one pass",
+    "as is": "runs as its own step",
+}
+
+
+def _show_plan(spec: str, as_json: bool) -> None:
+    from augkit import load_pipeline
+    from augkit.pipeline.plan import Plan
+
+    pipeline = load_pipeline(spec)
+    plan = pipeline.plan or Plan(pipeline.steps, pipeline.compose.transforms)
+    groups = plan.describe()
+    if as_json:
+        listing = [{"runs": label, "steps": names} for label, names in groups]
+        click.echo(json.dumps({"compiled": pipeline.plan is not None, "groups": listing}, indent=2))
+        return
+    if pipeline.plan is None:
+        click.echo("compile: false: this pipeline runs its steps one by one; compiled, its plan would be:")
+    else:
+        click.echo(f"compiled plan of {len(pipeline)} steps (`compile: false` in the spec turns it off):")
+    width = min(shutil.get_terminal_size((100, 24)).columns, 120)
+    names_width = max(len(", ".join(names)) for _, names in groups)
+    for number, (label, names) in enumerate(groups, 1):
+        head = f"  {number}. {label:<10} {', '.join(names):<{names_width}}  "
+        what = _GROUPS[label]
+        if label == "warp" and number > 1 and groups[number - 2][0] == "table" and set(names) <= {"hflip", "vflip"}:
+            what = "runs before the table (a flip commutes with it)"
+        click.echo(click.wrap_text(head + what, width, subsequent_indent=" " * len(head)))

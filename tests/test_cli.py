@@ -292,6 +292,25 @@ def test_steps_lists_augkit_steps_and_describes_one():
     assert_user_error(invoke("steps", "crp"), "did you mean 'crop'", "`augkit steps --all` lists them all")
 
 
+def test_steps_plan_shows_what_merges_and_what_runs_as_it_is(tmp_path):
+    spec = "crop(size=32, padding=4); rotate; brightness; contrast; hflip; GaussianBlur; standardize(mean=0.5, std=0.25)"
+    result = subprocess.run([sys.executable, "-m", "augkit", "steps", "--plan", spec], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("compiled plan of 7 steps")
+    groups = [line.split()[1:3] for line in lines[1:] if line[2:3].isdigit()]
+    assert groups == [["warp", "crop,"], ["table", "brightness,"], ["warp", "hflip"], ["as", "is"], ["normalise", "standardize"]]
+    assert "runs before the table" in result.stdout
+    listing = json.loads(invoke("steps", "--plan", spec, "--json").output)
+    assert listing["compiled"] is True and listing["groups"][0] == {"runs": "warp", "steps": ["crop", "rotate"]}
+    (tmp_path / "p.yaml").write_text("compile: false\nsteps: [hflip, rotate]\n")
+    off = invoke("steps", "--plan", str(tmp_path / "p.yaml"))
+    assert off.exit_code == 0 and off.output.startswith("compile: false: this pipeline runs its steps one by one")
+    assert_user_error(invoke("steps", "--plan", "hflip; nosuch"), "steps[1]: unknown step 'nosuch'")
+    assert_user_error(invoke("steps", "crop", "--plan", "hflip"), "give a step NAME or --plan SPEC, not both")
+
+
 def _parameter_lines(output: str) -> dict[str, list[str]]:
     """``augkit steps NAME``'s output: parameter -> its lines (the head, then the meaning)."""
     blocks: dict[str, list[str]] = {}

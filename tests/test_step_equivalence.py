@@ -316,7 +316,7 @@ def crop_pixels_reference(
     """numpy pads the whole image, slices the window, and augkit's one resize makes the size."""
     widths = [(pad[0], pad[1]), (pad[2], pad[3])] + [(0, 0)] * (image.ndim - 2)
     mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[border]
-    kwargs = {"constant_values": F._saturate(fill, image.dtype)} if border == "constant" else {}
+    kwargs = {"constant_values": F.saturate(fill, image.dtype)} if border == "constant" else {}
     y, x, h, w = window
     cut = np.pad(image, widths, mode=mode, **kwargs)[y : y + h, x : x + w].copy()
     return resample(cut, *out)
@@ -358,3 +358,19 @@ def test_crop_resized_equals_cropping_then_resizing_and_is_never_a_view(window, 
     assert_identical(got, resample(F.crop(image, *window, border="reflect"), *size))
     got[...] = 0
     assert_identical(image, before)
+
+
+@pytest.mark.parametrize("border", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_three_channel_warp_through_four_channels_is_the_three_channel_warp_bit_for_bit(dtype, border):
+    # warp_affine adds a fourth channel from _WARP_AS_FOUR_CHANNELS pixels on (OpenCV 5 warps
+    # 4 channels about twice as fast): every channel must come out as OpenCV's own 3-channel warp.
+    for photo in PHOTOS:
+        image = _dtype(cv2.resize(photo, (67, 59), interpolation=cv2.INTER_AREA), dtype)
+        assert image.shape[0] * image.shape[1] >= F._WARP_AS_FOUR_CHANNELS
+        for angle in (-13.7, 4.2, 90.0):
+            matrix = cv2.getRotationMatrix2D((33.0, 29.0), angle, 1.1)
+            fill = 0.3 if dtype == "float32" else 40
+            expected = cv2.warpAffine(image, matrix, (67, 59), flags=cv2.INTER_LINEAR, borderMode=F.BORDERS[border],
+                                      borderValue=(F.saturate(fill, image.dtype),) * 4)
+            assert_identical(F.warp_affine(image, matrix, 59, 67, border, fill), expected)

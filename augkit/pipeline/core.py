@@ -22,6 +22,7 @@ import yaml
 from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
 from augkit.pipeline._albumentations import A
+from augkit.pipeline.plan import Plan
 from augkit.pipeline.registry import COMPOSITIONS, create_step
 from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
@@ -75,6 +76,8 @@ class Pipeline:
         self.compose.set_random_state(self._random.numpy, self._random.python)
         self._calls = 0
         self._epoch_key: tuple[tuple[int, int] | None, int] = (None, 0)
+        # The compiled form (augkit.pipeline.plan): the same draws, merged warps and tables.
+        self.plan: Plan | None = Plan(self.steps, transforms) if spec.get("compile", True) else None
 
     def _build(self, step: dict[str, dict[str, Any]], where: str) -> Any:
         """The transform for one canonical step (compositions recursively); errors say where."""
@@ -127,26 +130,57 @@ class Pipeline:
                 index ^= salt  # a stream of this worker's own (the key scatters every bit)
         else:
             index = _counter("index", index)
-        if self._epoch_key[0] != (self.seed, epoch):  # two of sample_key's three mixes, kept
-            self._epoch_key = ((self.seed, epoch), epoch_key(self.seed, epoch))
-        key = index_key(self._epoch_key[1], index)
+        key = self._key(index, epoch)
         self._random.reseed(key)
-        # What Compose.__call__ does for an image alone, minus its set-up for boxes, keypoints
-        # and shape checks across targets (an image pipeline has none of those): about 5% of a
-        # 32x32 pipeline's time (bench/pipeline_overhead.py).
-        data = {"image": image}
         try:
-            for transform in self._top_level:
-                data = transform(**data)
+            if self.plan is not None and self.plan.accepts(image):
+                out = self.plan(image)
+            else:
+                out = self._run_steps(image)
         except AugkitError:
             raise
         except Exception:  # noqa: BLE001 (any step's failure becomes one line, below)
             pass
         else:
-            out = data["image"]
             if type(out) is np.ndarray and 1 < out.ndim < 4 and out.size:
                 return out
         raise self._failure(image, key)
+
+    def _key(self, index: int, epoch: int) -> int:
+        """The sample's key (``augkit.pipeline.seeding``): the epoch's part is kept between calls."""
+        if self._epoch_key[0] != (self.seed, epoch):  # two of sample_key's three mixes, kept
+            self._epoch_key = ((self.seed, epoch), epoch_key(self.seed, epoch))
+        return index_key(self._epoch_key[1], index)
+
+    def _run_steps(self, image: np.ndarray) -> Any:
+        """The top-level steps one after another: what Compose.__call__ does for an image alone,
+        minus its set-up for boxes, keypoints and shape checks across targets (an image pipeline
+        has none of those): about 5% of a 32x32 pipeline's time (bench/pipeline_overhead.py)."""
+        data = {"image": image}
+        for transform in self._top_level:
+            data = transform(**data)
+        return data["image"]
+
+    def draw(self, shape: tuple[int, ...], *, index: int, epoch: int = 0) -> list[tuple[str, dict[str, Any] | None]]:
+        """What each top-level step draws for sample (``epoch``, ``index``) of an image of ``shape``,
+        without touching pixels: ``(name, params)`` in spec order, params None where the step's
+        probability skipped it. The same values ``replay`` reports and the pipeline applies.
+
+        Args:
+            shape: the input image's H x W or H x W x C.
+
+        Raises:
+            AugkitError: a step whose draws depend on the pixels (a composition such as
+                ``OneOf``, or an albumentations step outside the plan's kinds: ``Plan.drawable``).
+        """
+        if self.plan is None or not self.plan.drawable:
+            plan = Plan(self.steps, self._top_level)
+            if not plan.drawable:
+                raise AugkitError(f"draw: step {plan.undrawable!r} draws from the image itself; only replay reads its draws")
+        else:
+            plan = self.plan
+        self._random.reseed(self._key(_counter("index", index), _counter("epoch", epoch)))
+        return plan.draws(tuple(shape))
 
     def _failure(self, image: np.ndarray, key: int) -> AugkitError:
         """The one line for a call that raised or returned no image: the same draws again, step by
@@ -168,7 +202,11 @@ class Pipeline:
         """Like calling the pipeline, and also return what each applied step drew."""
         for leaf in self._leaves:  # children a OneOf did not pick keep their last draw otherwise
             leaf.transform.params = {}
-        output = self(image, index=index, epoch=epoch)
+        plan, self.plan = self.plan, None  # step by step: each transform keeps what it drew
+        try:
+            output = self(image, index=index, epoch=epoch)
+        finally:
+            self.plan = plan
         applied = [
             Applied(
                 leaf.name,

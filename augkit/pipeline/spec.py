@@ -18,7 +18,8 @@ each as ``name`` or ``name(key=value, ...)``, values in YAML syntax::
 
 ``parse_spec`` accepts either, a file saved by ``albumentations.save`` (its transforms by
 class name), or an already-parsed mapping, and returns the canonical form
-``{"seed": int, "steps": [{name: {params}}, ...]}``. Structure is checked here; each step's
+``{"seed": int, "steps": [{name: {params}}, ...]}`` (plus ``"compile": False`` when a spec turns
+the compiled plan off, ``augkit.pipeline.plan``). Structure is checked here; each step's
 name and parameters are checked by ``augkit.pipeline.registry``.
 """
 
@@ -161,14 +162,21 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
 
 
 def canonical_spec(data: Any) -> dict[str, Any]:
-    """Check the structure and return ``{"seed": int, "steps": [{name: params}, ...]}``."""
+    """Check the structure and return ``{"seed": int, "steps": [{name: params}, ...]}``, with
+    ``"compile": False`` when the spec says so (a plan runs by default: ``augkit.pipeline.plan``)."""
     if isinstance(data, list):
         data = {"steps": data}
     if not isinstance(data, Mapping):
         raise SpecError(f"a pipeline spec is a mapping with 'steps' (and optionally 'seed'), got {type(data).__name__}")
-    unknown = set(data) - {"seed", "steps"}
+    unknown = set(data) - {"seed", "steps", "compile"}
     if unknown:
-        raise SpecError(f"pipeline spec: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected 'seed' and 'steps'")
+        raise SpecError(
+            f"pipeline spec: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected 'seed', 'steps' "
+            f"and optionally 'compile'"
+        )
+    compile_ = data.get("compile", True)
+    if not isinstance(compile_, (bool, np.bool_)):
+        raise SpecError(f"pipeline spec: 'compile' must be true or false, got {short_repr(compile_)}")
     seed = data.get("seed", 0)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         # 64-bit: seeds 5 and 5 + 2**64 would draw the same numbers.
@@ -176,7 +184,10 @@ def canonical_spec(data: Any) -> dict[str, Any]:
     seed = int(seed)
     if "steps" not in data or not isinstance(data["steps"], list):
         raise SpecError("pipeline spec: 'steps' must be a list of steps, e.g. [{hflip: {p: 0.5}}]")
-    return {"seed": seed, "steps": [_canonical_step(step, f"steps[{i}]") for i, step in enumerate(data["steps"])]}
+    spec = {"seed": seed, "steps": [_canonical_step(step, f"steps[{i}]") for i, step in enumerate(data["steps"])]}
+    if not compile_:  # the default (true) is left out, so specs read as they did before plans
+        spec["compile"] = False
+    return spec
 
 
 def _canonical_step(step: Any, where: str) -> dict[str, dict[str, Any]]:

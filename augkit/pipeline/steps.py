@@ -82,7 +82,7 @@ def _on_labels(mask: np.ndarray, move: Any) -> np.ndarray:
     return move(mask)
 
 
-def _symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
+def symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
     """``15`` means the range (-15, 15); a pair is taken as it is."""
     if isinstance(limit, (int, float)):
         return (-abs(float(limit)), abs(float(limit)))
@@ -282,7 +282,7 @@ class Rotate(AugkitTransform, A.DualTransform):
 
         @model_validator(mode="after")
         def _check(self) -> Rotate.InitSchema:
-            low, high = _symmetric(self.limit)
+            low, high = symmetric(self.limit)
             if not -MAX_ANGLE <= low <= high <= MAX_ANGLE:  # False for NaN too
                 raise ValueError(
                     f"limit must be degrees within [-{MAX_ANGLE:g}, {MAX_ANGLE:g}]: a number a (meaning -a..a) "
@@ -307,7 +307,7 @@ class Rotate(AugkitTransform, A.DualTransform):
         self.fill_mask = fill_mask
 
     def get_params(self) -> dict[str, Any]:
-        return {"angle": self.py_random.uniform(*_symmetric(self.limit))}
+        return {"angle": self.py_random.uniform(*symmetric(self.limit))}
 
     def apply(self, img: np.ndarray, angle: float, **params: Any) -> np.ndarray:
         return F.rotate(img, angle, border=self.border, fill=self.fill)
@@ -337,7 +337,7 @@ class _Jitter(AugkitTransform, A.ImageOnlyTransform):
 
         @model_validator(mode="after")
         def _check(self) -> _Jitter.InitSchema:
-            low, high = _symmetric(self.limit)
+            low, high = symmetric(self.limit)
             if not -1 <= low <= high <= 1:
                 raise ValueError(f"limit must lie within [-1, 1] (low <= high), got {self.limit}")
             return self
@@ -347,7 +347,7 @@ class _Jitter(AugkitTransform, A.ImageOnlyTransform):
         self.limit = limit
 
     def get_params(self) -> dict[str, Any]:
-        return {"delta": self.py_random.uniform(*_symmetric(self.limit))}
+        return {"delta": self.py_random.uniform(*symmetric(self.limit))}
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("limit",)
