@@ -7,6 +7,8 @@ The contract, in the order a spec travels::
                parameters checked against its schema and augkit's bounds, then built
     steps      augkit's own transforms: draw their randomness, forward to functional
     Pipeline   the steps in one albumentations Compose, re-seeded per sample
+    plan       how the Pipeline runs them (by default): the same draws, one warp, one table,
+               one normalisation per sample where steps compose (``compile: false`` turns it off)
 
     >>> pipeline = load_pipeline("crop(size=24, padding=2); rotate(limit=15); hflip", seed=0)
     >>> out = pipeline(image, index=7, epoch=3)            # the same array in every process
@@ -17,7 +19,8 @@ Per-sample seeding: before each image the pipeline re-seeds its generators from 
 index), so a sample's augmentation does not depend on which worker process loaded it, and any
 sample can be replayed alone. ``replay`` returns the parameters each step drew, ``stages`` the
 image after each step, ``to_spec`` / ``save`` the spec back (albumentations' own ``save``
-writes the Compose too, and ``load_pipeline`` reads such files).
+writes the Compose too, and ``load_pipeline`` reads such files). ``draw`` gives one sample's
+draws without pixels, ``draw_batch`` many samples' as arrays (what batched augmentation applies).
 
 Modules, each importing (at its top) only modules listed before it:
 
@@ -28,6 +31,8 @@ Modules, each importing (at its top) only modules listed before it:
     spec             parse and check a spec's structure (inline, YAML/JSON, albumentations files)
     steps            augkit's transforms (crop, rotate, brightness, ..., standardize): AUGKIT_STEPS
     parameters       each step's parameters described for people (``augkit steps NAME``)
+    plan             the compiled form of a pipeline's top-level steps (``Plan``)
+    batch            the steps' draws for a batch of samples at once (``draw_batch``)
     core             ``Pipeline``, ``load_pipeline``, ``Applied``, captions
 
 Image inputs follow ``augkit.pixels``: uint8, uint16 or float32 on [0, 1]; anything else raises
