@@ -21,12 +21,12 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access (PEP 562).
 _LAZY = {
     "read_image": "augkit.io.images",
-    "write_image": "augkit.io.images",
+    "write_image": "augkit.io.writer",
     "open_dataset": "augkit.io.datasets",
     "Dataset": "augkit.io.datasets",
     "sample_data_dir": "augkit.io.datasets",
-    "ChannelStats": "augkit.stats",
-    "compute_stats": "augkit.stats",
+    "ChannelStats": "augkit.stats.channel_stats",
+    "compute_stats": "augkit.stats.dataset",
     "Pipeline": "augkit.pipeline.core",
     "load_pipeline": "augkit.pipeline.core",
     "list_steps": "augkit.pipeline.registry",
@@ -38,7 +38,8 @@ __all__ = ["AugkitError", "AugkitWarning", "DatasetError", "ImageReadError", "Sp
 
 if TYPE_CHECKING:
     from augkit.io.datasets import Dataset, open_dataset, sample_data_dir
-    from augkit.io.images import read_image, write_image
+    from augkit.io.images import read_image
+    from augkit.io.writer import write_image
     from augkit.pipeline.core import Pipeline, load_pipeline
     from augkit.pipeline.registry import create_step, get_step, list_steps
     from augkit.stats import ChannelStats, compute_stats

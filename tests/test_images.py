@@ -24,14 +24,12 @@ from augkit.errors import AugkitError, ImageReadError
 from augkit.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
-    WRITE_EXTENSIONS,
     background_color,
     default_max_bytes,
-    encode_image,
     is_image_file,
     read_image,
-    write_image,
 )
+from augkit.io.writer import WRITE_EXTENSIONS, encode_image, write_image
 
 # 2 x 2 RGB pixels whose channels all differ, so a swapped channel order cannot pass.
 RGB = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [10, 120, 230]]], dtype=np.uint8)

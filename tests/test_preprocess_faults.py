@@ -170,7 +170,7 @@ FLAGS = ["--size", "16", "--shard-size", "2"]  # 7 images: 4 shards
 
 @pytest.mark.parametrize(
     ("module", "nth"),
-    [("augkit.preprocess.shard", 4), ("augkit.stats", 1), ("augkit.preprocess.engine", 2)],
+    [("augkit.preprocess.shard", 4), ("augkit.stats.channel_stats", 1), ("augkit.preprocess.assembly", 1)],
     ids=["shard-file", "stats", "final-manifest"],
 )
 def test_disk_full_stops_with_one_line_and_a_rerun_resumes(

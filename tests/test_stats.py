@@ -16,10 +16,11 @@ from hypothesis.extra.numpy import arrays
 
 import augkit
 import augkit.processes
-import augkit.stats
+import augkit.stats.dataset
 from augkit.errors import AugkitError
 from augkit.io.datasets import open_dataset
-from augkit.io.images import encode_image, read_image, write_image
+from augkit.io.images import read_image
+from augkit.io.writer import encode_image, write_image
 from augkit.stats import ChannelStats, Skipped, compute_stats
 
 RTOL = 1e-9
@@ -516,7 +517,7 @@ def test_compute_stats_gives_bit_identical_results_for_any_number_of_workers(
     png_folder, monkeypatch
 ):
     root, images, broken = png_folder
-    monkeypatch.setattr(augkit.stats, "CHUNK_IMAGES", 3)  # several chunks from a few files
+    monkeypatch.setattr(augkit.stats.dataset, "CHUNK_IMAGES", 3)  # several chunks from a few files
     dataset = open_dataset(root)
     reports: dict[int, list[int]] = {1: [], 2: []}
     serial = compute_stats(dataset, workers=1, mean_image=False, progress=reports[1].append)
@@ -533,7 +534,7 @@ def test_compute_stats_gives_bit_identical_results_for_any_number_of_workers(
 def test_compute_stats_workers_also_run_where_there_is_no_fork(png_folder, monkeypatch):
     # Windows and macOS start workers with spawn: the job must survive pickling.
     root, _, _ = png_folder
-    monkeypatch.setattr(augkit.stats, "CHUNK_IMAGES", 5)
+    monkeypatch.setattr(augkit.stats.dataset, "CHUNK_IMAGES", 5)
     dataset = open_dataset(root)
     forked = compute_stats(dataset, workers=2)
     monkeypatch.setattr(augkit.processes.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
@@ -544,7 +545,7 @@ def test_compute_stats_workers_also_run_where_there_is_no_fork(png_folder, monke
 
 def test_compute_stats_in_workers_measures_the_same_as_numpy(png_folder, monkeypatch):
     root, images, _ = png_folder
-    monkeypatch.setattr(augkit.stats, "CHUNK_IMAGES", 4)
+    monkeypatch.setattr(augkit.stats.dataset, "CHUNK_IMAGES", 4)
     stats = compute_stats(open_dataset(root), workers=3).stats
     everything = pixels_of(images)
     np.testing.assert_allclose(stats.mean, everything.mean(axis=0), rtol=RTOL)
@@ -566,7 +567,7 @@ def test_compute_stats_mean_image_over_equal_sized_files(tmp_path, monkeypatch):
     images = random_images(17, [(6, 6)] * 7)
     for i, image in enumerate(images):
         write_image(tmp_path / f"{i}.png", image)
-    monkeypatch.setattr(augkit.stats, "CHUNK_IMAGES", 3)
+    monkeypatch.setattr(augkit.stats.dataset, "CHUNK_IMAGES", 3)
     for workers in (1, 2):
         stats = compute_stats(open_dataset(tmp_path), mean_image=True, workers=workers).stats
         expected = np.mean([im / 255.0 for im in images], axis=0)

@@ -1,8 +1,10 @@
 """Images and datasets in: files read as they are shown, folders opened as (source, label) indexes.
 
-    images    ``read_image`` / ``write_image``: every format to RGB (or gray) arrays under the
-              pixel contract, EXIF orientation applied, alpha composited, sizes checked from the
-              header before any decode; one ``ImageReadError`` per unreadable file
+    images    ``read_image``: every format to RGB (or gray) arrays under the pixel contract,
+              EXIF orientation applied, alpha composited, sizes checked from the header before
+              any decode; one ``ImageReadError`` per unreadable file
+    writer    ``write_image`` / ``encode_image``: uint8 RGB or gray to PNG, JPEG, WebP, BMP,
+              TIFF, written atomically
     datasets  ``open_dataset``: ImageFolder (with or without splits), flat folders, CIFAR,
               scikit-learn's digits and ``augkit preprocess`` outputs, as one ``Dataset`` index
     cifar     CIFAR-10/100 pickles through a restricted unpickler
@@ -15,6 +17,7 @@
 """
 
 from augkit.io.datasets import Dataset, open_dataset, sample_data_dir
-from augkit.io.images import read_image, write_image
+from augkit.io.images import read_image
+from augkit.io.writer import write_image
 
 __all__ = ["Dataset", "open_dataset", "read_image", "sample_data_dir", "write_image"]

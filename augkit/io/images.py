@@ -1,4 +1,4 @@
-"""Image files in and out: one reader for every command, one writer.
+"""Image files in: one reader for every command (the one writer is ``augkit.io.writer``).
 
 Everything augkit reads comes through ``read_image``, in four steps; each can refuse the file
 with ``ImageReadError`` (the path and a one-line reason), which callers skip and report, or stop on:
@@ -60,7 +60,7 @@ from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin,
 from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
 from augkit.errors import PROCESS_ERRORS, AugkitError, ImageReadError
-from augkit.files import NotRegularFileError, atomic_write, open_regular
+from augkit.files import NotRegularFileError, open_regular
 from augkit.pixels import PixelError, check_image, full_scale, to_uint8
 
 # PIL's Image.MAX_IMAGE_PIXELS (about 9459 x 9459), so what PIL opens without a warning opens here.
@@ -89,18 +89,6 @@ _PREFIX_BYTES = 16
 
 WHITE = (255, 255, 255)
 _NAMED_COLORS = {"white": WHITE, "black": (0, 0, 0)}
-
-# extension -> the encoder parameter that takes ``quality`` (None: the format has no quality).
-_WRITERS: dict[str, int | None] = {
-    ".png": None,
-    ".jpg": cv2.IMWRITE_JPEG_QUALITY,
-    ".jpeg": cv2.IMWRITE_JPEG_QUALITY,
-    ".webp": cv2.IMWRITE_WEBP_QUALITY,
-    ".bmp": None,
-    ".tif": None,
-    ".tiff": None,
-}
-WRITE_EXTENSIONS = tuple(_WRITERS)
 
 # EXIF orientation -> (transpose, flip rows, flip columns), in that order: the transposition
 # PIL.ImageOps.exif_transpose makes for each value (6: rotate 90 degrees clockwise, ...).
@@ -225,7 +213,7 @@ def read_image(
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as e:
         # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS) and other assertions land here.
-        raise ImageReadError(path, f"cannot decode ({_cv2_reason(e)})") from None
+        raise ImageReadError(path, f"cannot decode ({cv2_reason(e)})") from None
     if image is None:
         raise ImageReadError(path, _truncated(kind, data) or f"corrupt {kind} (the decoder failed)")
     _check_pixels(path, image.shape[1], image.shape[0], max_pixels)
@@ -253,51 +241,6 @@ def convert_channels(image: np.ndarray, *, gray: bool) -> np.ndarray:
     plane = image if image.ndim == 2 else image[..., 0]
     plane = np.ascontiguousarray(plane)
     return plane[..., None] if gray else cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB)
-
-
-def encode_image(image: np.ndarray, ext: str, quality: int = 95) -> bytes:
-    """Encode a uint8 RGB or gray image (H x W x 3, H x W x 1 or H x W) in the format of ``ext``.
-
-    Args:
-        ext: ".png" (lossless), ".jpg"/".jpeg", ".webp", ".bmp", ".tif"/".tiff"; dot optional.
-        quality: 1-100, for JPEG and WebP; ignored by the other formats.
-    """
-    ext = ext.lower() if ext.startswith(".") else f".{ext.lower()}"
-    if ext not in _WRITERS:
-        raise AugkitError(
-            f"cannot write {ext!r} images; use one of: {', '.join(WRITE_EXTENSIONS)}"
-        )
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise AugkitError(f"quality must be an integer from 1 to 100, got {quality!r}")
-    image = np.asarray(image)
-    channels = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
-    if image.dtype != np.uint8 or channels not in (1, 3):
-        raise AugkitError(
-            f"write_image takes uint8 RGB (H x W x 3) or gray (H x W x 1) images, "
-            f"got {image.dtype} with shape {image.shape}"
-        )
-    # OpenCV encoders expect BGR channel order.
-    pixels = image
-    if channels == 3:
-        pixels = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    param = _WRITERS[ext]
-    try:
-        ok, buf = cv2.imencode(ext, pixels, [] if param is None else [param, quality])
-    except cv2.error as e:
-        raise AugkitError(f"cannot encode {ext} image: {_cv2_reason(e)}") from None
-    if not ok:
-        raise AugkitError(f"cannot encode {ext} image of shape {image.shape}")
-    return buf.tobytes()
-
-
-def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> Path:
-    """Write a uint8 RGB or gray image to ``path``, encoded by its extension, atomically.
-
-    A reader never sees a half-written file: the bytes go to a temporary file in the same folder
-    that is then renamed over ``path``. The folder must exist.
-    """
-    path = Path(path)
-    return atomic_write(path, encode_image(image, path.suffix, quality))
 
 
 def _read_file(path: str | Path, max_bytes: int | None) -> bytes:
@@ -534,6 +477,6 @@ def _reorient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _cv2_reason(error: cv2.error) -> str:
-    """What a cv2.error says went wrong, without OpenCV's source file and line."""
+def cv2_reason(error: cv2.error) -> str:
+    """What a cv2.error says went wrong, without OpenCV's source file and line (also for the writer)."""
     return getattr(error, "err", None) or str(error).strip()

@@ -26,8 +26,8 @@ from augkit.documents import MAX_MANIFEST_BYTES, open_regular, read_document
 from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write
 from augkit.io.datasets import Dataset
-from augkit.io.images import encode_image
 from augkit.io.packed import check_structure, is_relative_path, npy_header
+from augkit.io.writer import encode_image
 from augkit.preprocess.plan import PreprocessConfig, Shard
 from augkit.resize import draft_size, resize_to
 from augkit.stats import ChannelStats
@@ -134,7 +134,7 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     draft = draft_size(config.size, config.resize_mode) if config.size is not None and config.jpeg_draft else None
     if config.format == "folder":
         # Listed before the first is written: a run killed mid-shard leaves files no record
-        # names, and --overwrite must still know them for augkit's own (engine._clear).
+        # names, and --overwrite must still know them for augkit's own (out_folder._clear).
         started = {"id": shard.id, "files": planned_files(task)}
         atomic_write(started_path(task.out, shard.id), json.dumps(started) + "\n", durable=False)
     for j in range(len(dataset)):

@@ -25,9 +25,6 @@ then squared deviations from it). Pixels follow augkit's pixel contract (``augki
 uint8, uint16, or float32 on [0, 1]; anything else is refused) and statistics are on the [0, 1]
 scale (uint8 / 255, uint16 / 65535), the convention of torchvision's and albumentations'
 ``Normalize``: an image and the same image in 16 bits (x * 257) have the same statistics.
-
-``compute_stats`` reads a whole dataset, in parallel if asked, and merges the partial results
-in a fixed order, so the answer is bit-identical whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -35,42 +32,30 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
-from augkit.documents import DocumentError, open_regular, read_document, short_repr
-from augkit.errors import AugkitError, ImageReadError
-from augkit.files import atomic_write, read_npy_header
-from augkit.io.images import DEFAULT_MAX_PIXELS
+from augkit.documents import read_document, short_repr
+from augkit.errors import AugkitError
+from augkit.files import atomic_write
 from augkit.pixels import FULL_SCALE, check_image
-from augkit.processes import worker_pool
+from augkit.stats.stats_file import FORMAT, check_fields, checked_mean_image, read_mean_image, shape_text
 
 # Per-channel statistics are on the [0, 1] scale; below MIN_STD a channel is constant to
 # within a 16-bit step (1 / 65535 = 1.5e-5), and dividing by it would blow pixels up to 1e6+:
 # the standardize step refuses such a std, the training harness only centres such a channel.
 MIN_STD = 1e-6
 
-if TYPE_CHECKING:
-    from augkit.io.datasets import Dataset
-
-FORMAT = "augkit.stats/1"
 MAX_CHANNELS = 65535  # far past hyperspectral cubes (hundreds of bands); bounds what a stats file may claim
 
 # Integer pixel types and the value that maps to 1.0.
 _SCALES = {dtype: int(scale) for dtype, scale in FULL_SCALE.items() if dtype.kind == "u"}
 
-# Images per unit of work in compute_stats. The chunks, and the order in which their results
-# are merged, depend only on the dataset, never on the number of workers: that is what makes
-# the result bit-identical for any --workers. 256 small images are a few milliseconds of work,
-# enough to hide the cost of sending a task to a process.
-CHUNK_IMAGES = 256
-
-# compute_stats stacks consecutive images of the same shape into batches of up to this many
+# update_many stacks consecutive images of the same shape into batches of up to this many
 # bytes before updating: an update costs ~5 us of Python and numpy overhead, more than measuring
 # a 32 x 32 image (~1 us in a batch), while a 224 x 224 RGB image (150 kB) is updated alone,
 # straight after decoding, while it is still in the CPU cache (stacking 20 of them measured
@@ -210,7 +195,7 @@ class ChannelStats:
         if self.mean_image is not None and self.mean_image.shape != other.mean_image.shape:
             raise AugkitError(
                 f"cannot merge mean images of different sizes "
-                f"({_shape_text(self.mean_image)} and {_shape_text(other.mean_image)}); "
+                f"({shape_text(self.mean_image)} and {shape_text(other.mean_image)}); "
                 f"{_RESIZE_HINT}"
             )
         self._mean, self._m2 = _chan_merge(
@@ -247,58 +232,20 @@ class ChannelStats:
     ) -> ChannelStats:
         """Statistics from a dict made by ``to_dict`` (and the mean image, if there was one).
 
-        Every value must be one that ``to_dict`` can write: counts that fit int64, with at least
-        one pixel per image; finite means on [0, 1] and variances of at most 1/4 (the largest a
-        value on [0, 1] can have), so a file on another scale (0..255) is refused, not used.
+        Every value must be one that ``to_dict`` can write (``stats_file.check_fields``): counts
+        that fit int64, with at least one pixel per image; finite means on [0, 1] and variances of
+        at most 1/4 (the largest a value on [0, 1] can have), so a file on another scale (0..255)
+        is refused, not used; a std that is not sqrt(m2 / count) (edited by hand) likewise.
 
         Raises:
             AugkitError: a missing or invalid value; the message names the key.
         """
-        if not isinstance(data, dict):
-            raise AugkitError(f"expected a JSON object, got {type(data).__name__}")
-        found = data.get("format")
-        if found != FORMAT:
-            raise AugkitError(
-                f"format is {found!r}, expected {FORMAT!r}; write the file with "
-                f"ChannelStats.save or `augkit stats -o FILE`"
-            )
-        count = _get_int(data, "count", minimum=0)
-        images = _get_int(data, "images", minimum=0)
-        channels = None if data.get("channels") is None else _get_int(data, "channels", minimum=1)
-        if (count == 0) != (images == 0):
-            raise AugkitError(
-                f"'count' ({count}) and 'images' ({images}) must both be 0 or both be positive"
-            )
-        if count < images:
-            raise AugkitError(f"'count' ({count}) counts pixels and cannot be less than 'images' ({images})")
-        if count and channels is None:
-            raise AugkitError("'channels' is missing")
-        width = channels or 0
-        mean = _get_floats(data, "mean", width)
-        m2 = _get_floats(data, "m2", width)
-        std = _get_floats(data, "std", width)
-        if (m2 < 0).any():
-            raise AugkitError(f"'m2' must not be negative, got {short_repr(m2.tolist())}")
-        # Pixels on [0, 1] have their mean there and a variance of at most 1/4 (half at 0, half at 1).
-        slack = 1e-9
-        if ((mean < -slack) | (mean > 1 + slack)).any() or (count and (m2 / count > 0.25 + slack).any()):
-            raise AugkitError(
-                f"'mean' {short_repr(mean.tolist())} and 'std' {short_repr(std.tolist())} are not on the [0, 1] "
-                f"pixel scale (mean in [0, 1], std at most 0.5); recompute them with `augkit stats`"
-            )
-        # std is derived from m2 and count; a hand-edited std would otherwise be silently ignored.
-        expected = np.sqrt(m2 / count) if count else m2
-        if not np.allclose(std, expected, rtol=1e-9, atol=1e-12):
-            raise AugkitError(
-                f"'std' {short_repr(std.tolist())} does not match sqrt(m2 / count) = {short_repr(expected.tolist())}; "
-                f"std is derived from m2: edit neither by hand, recompute the statistics"
-            )
-
-        stats = cls(channels, mean_image=mean_image is not None)
-        stats.count, stats.images = count, images
-        stats._mean, stats._m2 = mean.tolist(), m2.tolist()
+        fields = check_fields(data)
+        stats = cls(fields.channels, mean_image=mean_image is not None)
+        stats.count, stats.images = fields.count, fields.images
+        stats._mean, stats._m2 = fields.mean, fields.m2
         if mean_image is not None:
-            stats.mean_image = _checked_mean_image(mean_image, channels, count, images)
+            stats.mean_image = checked_mean_image(mean_image, fields.channels, fields.count, fields.images)
         return stats
 
     def save(self, path: str | Path) -> Path:
@@ -345,7 +292,10 @@ class ChannelStats:
                     "image to NaN; compute them with `augkit stats DATA -o FILE`"
                 )
             if data.get("mean_image") is not None:
-                stats = cls.from_dict(data, mean_image=_read_mean_image(path, data["mean_image"], stats))
+                image = read_mean_image(
+                    path, data["mean_image"], count=stats.count, images=stats.images, channels=stats.channels
+                )
+                stats = cls.from_dict(data, mean_image=image)
             return stats
         except AugkitError as e:
             raise AugkitError(f"{path}: {e}") from None
@@ -354,7 +304,7 @@ class ChannelStats:
         def numbers(values: np.ndarray) -> str:
             return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
 
-        extra = "" if self.mean_image is None else f", mean_image={_shape_text(self.mean_image)}"
+        extra = "" if self.mean_image is None else f", mean_image={shape_text(self.mean_image)}"
         return (
             f"ChannelStats(channels={self.channels}, images={self.images}, count={self.count}, "
             f"mean={numbers(self.mean)}, std={numbers(self.std)}{extra})"
@@ -369,116 +319,6 @@ class ChannelStats:
                 f"got {what} with {channels} channel(s), but these statistics have "
                 f"{self.channels}; measure color and gray images separately (gray: --gray)"
             )
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file that was not measured, and why."""
-
-    path: str
-    reason: str
-
-
-@dataclass
-class StatsResult:
-    """What ``compute_stats`` found: the statistics, and the files it skipped."""
-
-    stats: ChannelStats
-    skipped: list[Skipped]
-
-
-def compute_stats(
-    dataset: Dataset,
-    *,
-    workers: int = 1,
-    mean_image: bool = False,
-    gray: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> StatsResult:
-    """Per-channel statistics of every image of ``dataset``; unreadable files are skipped.
-
-    The statistics have ``dataset.channels`` channels (1 for a gray dataset, 3 otherwise: the
-    gray rule of ``augkit.io.datasets``), the channels ``augkit train`` sees in the same dataset,
-    so a statistics file computed here always fits training on it.
-
-    Args:
-        dataset: the images, e.g. ``open_dataset(path, split="train")``.
-        workers: processes reading images at the same time; the result does not depend on it.
-        mean_image: also compute the mean image (all images must be the same size).
-        gray: measure every image converted to one gray channel (luma), also in a colour
-            dataset; False: the dataset's own channels.
-        progress: called with the number of images finished since its last call.
-
-    Raises:
-        AugkitError: ``workers`` < 1, or no image could be read.
-    """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise AugkitError(f"workers must be a positive integer, got {workers!r}")
-    if len(dataset) == 0:
-        raise AugkitError(f"no readable images in {_describe(dataset)}: it is empty")
-    chunks = [
-        (start, min(start + CHUNK_IMAGES, len(dataset)))
-        for start in range(0, len(dataset), CHUNK_IMAGES)
-    ]
-    # The gray rule's answer found here, once, rather than in every worker.
-    job = _Job(dataset, gray or dataset.channels == 1, mean_image)
-    workers = min(workers, len(chunks))
-    if workers == 1:
-        results = _run_serial(job, chunks, progress)
-    else:
-        results = _run_pool(job, chunks, workers, progress)
-
-    total = ChannelStats(mean_image=mean_image)
-    skipped: list[Skipped] = []
-    for part, part_skipped in results:  # in chunk order, whatever order they finished in
-        total.merge(part)
-        skipped += part_skipped
-    if total.count == 0:
-        first = skipped[0]
-        raise AugkitError(
-            f"no readable images in {_describe(dataset)}: all {len(skipped)} were skipped "
-            f"(the first, {first.path}: {first.reason})"
-        )
-    return StatsResult(total, skipped)
-
-
-# ---------------------------------------------------------------------------------------------
-# compute_stats: chunks of images, in this process or in a pool
-
-
-@dataclass(frozen=True)
-class _Job:
-    dataset: Dataset
-    gray: bool  # one channel (True) or RGB
-    mean_image: bool
-
-
-def _chunk_stats(
-    job: _Job, start: int, stop: int, progress: Callable[[int], None] | None = None
-) -> tuple[ChannelStats, list[Skipped]]:
-    """Statistics of images ``start`` to ``stop`` of the job's dataset, and the files skipped."""
-    stats = ChannelStats(mean_image=job.mean_image)
-    skipped: list[Skipped] = []
-    stats.update_many(_readable_images(job, range(start, stop), skipped, progress))
-    return stats, skipped
-
-
-def _readable_images(
-    job: _Job,
-    indices: Iterable[int],
-    skipped: list[Skipped],
-    progress: Callable[[int], None] | None,
-) -> Iterator[np.ndarray]:
-    """The images at ``indices`` that can be read; the others are appended to ``skipped``."""
-    for i in indices:
-        try:
-            image = job.dataset.read(i, gray=job.gray)
-        except ImageReadError as e:
-            skipped.append(Skipped(e.path, e.reason))
-        else:
-            yield image
-        if progress is not None:
-            progress(1)
 
 
 def _same_shape_batches(images: Iterable[np.ndarray], max_bytes: int) -> Iterator[np.ndarray]:
@@ -499,51 +339,6 @@ def _same_shape_batches(images: Iterable[np.ndarray], max_bytes: int) -> Iterato
             run = []
     if run:
         yield np.stack(run) if len(run) > 1 else run[0][None]
-
-
-def _run_serial(
-    job: _Job, chunks: Sequence[tuple[int, int]], progress: Callable[[int], None] | None
-) -> Iterator[tuple[ChannelStats, list[Skipped]]]:
-    for start, stop in chunks:
-        yield _chunk_stats(job, start, stop, progress)
-
-
-def _run_pool(
-    job: _Job,
-    chunks: Sequence[tuple[int, int]],
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> Iterator[tuple[ChannelStats, list[Skipped]]]:
-    # Not "fork" (augkit.processes): a child forked while OpenCV's thread pool is in use
-    # inherits its locks held and hangs in its first parallel OpenCV call (seen here:
-    # cv2.setNumThreads in a forked worker never returned). The dataset index is pickled once
-    # per worker, and each task is only a pair of indices.
-    with worker_pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
-        # imap hands results back in chunk order; progress therefore moves one chunk at a time.
-        for (start, stop), result in zip(chunks, pool.imap(_worker_chunk_stats, chunks)):
-            if progress is not None:
-                progress(stop - start)
-            yield result
-
-
-_worker_job: _Job | None = None
-
-
-def _init_worker(job: _Job) -> None:
-    global _worker_job
-    _worker_job = job
-    # One OpenCV thread per worker: the pool already keeps every core busy.
-    cv2.setNumThreads(1)
-
-
-def _worker_chunk_stats(bounds: tuple[int, int]) -> tuple[ChannelStats, list[Skipped]]:
-    assert _worker_job is not None, "the pool initializer sets the job"
-    return _chunk_stats(_worker_job, *bounds)
-
-
-def _describe(dataset: Dataset) -> str:
-    where = dataset.root if dataset.root is not None else f"the {dataset.kind} dataset"
-    return f"{where} (split {dataset.split!r})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,123 +434,3 @@ def _merge_means(n_a: int, mean_a: np.ndarray | None, n_b: int, mean_b: np.ndarr
     if mean_a is None:
         return mean_b
     return mean_a + (mean_b - mean_a) * (n_b / (n_a + n_b))
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading files back
-
-
-_INT64_MAX = 2**63 - 1
-
-# A mean image is the mean of images augkit read, so it is no larger than they may be: RGBA at
-# the pixel limit. Its .npy header is checked against this and against the statistics before
-# any of it is allocated (a 100-byte header may claim 100000 x 100000 x 3, 224 GiB).
-_MAX_MEAN_IMAGE_VALUES = 4 * DEFAULT_MAX_PIXELS
-
-
-def _get_int(data: dict[str, Any], key: str, *, minimum: int) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _INT64_MAX:
-        raise AugkitError(f"'{key}' must be an integer in [{minimum}, 2**63 - 1], got {short_repr(value)}")
-    return value
-
-
-def _get_floats(data: dict[str, Any], key: str, length: int) -> np.ndarray:
-    value = data.get(key)
-    if (
-        not isinstance(value, list)
-        or len(value) != length
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        or not all(math.isfinite(v) for v in value)
-    ):
-        raise AugkitError(f"'{key}' must be a list of {length} finite numbers, got {short_repr(value)}")
-    return np.array(value, dtype=np.float64)
-
-
-def _read_mean_image(path: Path, name: Any, stats: ChannelStats) -> np.ndarray:
-    """The mean image named ``name`` beside the statistics file ``path``, float H x W x C.
-
-    The .npy header must describe what ``stats`` implies (a float array H x W x channels with
-    H * W = count / images, within ``_MAX_MEAN_IMAGE_VALUES``) and the file must hold exactly
-    the bytes it announces; only then is the data read.
-    """
-    # Only a plain file name beside the JSON: a statistics file must not point anywhere else.
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise AugkitError(f"'mean_image' must be the name of a file beside it, got {short_repr(name)}")
-    sidecar = path.with_name(name)
-    pixels, leftover = divmod(stats.count, stats.images)
-    if leftover:
-        raise AugkitError(
-            f"names a mean image, but 'count' ({stats.count}) is not a multiple of 'images' "
-            f"({stats.images}): the images were not all one size, so they have no mean image"
-        )
-    try:
-        with open_regular(sidecar, "mean image") as f:
-            shape, dtype, fortran, available = read_npy_header(f)
-            _check_mean_image_header(name, shape, dtype, pixels, stats.channels)
-            nbytes = math.prod(shape) * dtype.itemsize
-            if available != nbytes:
-                state = "is truncated" if available < nbytes else "has bytes after its data"
-                raise AugkitError(
-                    f"its mean image {name} {state}: its header announces {nbytes:,} bytes of data, "
-                    f"the file holds {available:,}; write the statistics again"
-                )
-            data = f.read(nbytes)
-    except FileNotFoundError:
-        raise AugkitError(f"its mean image {name} is missing (expected at {sidecar})") from None
-    except DocumentError as e:
-        raise AugkitError(str(e)) from None
-    except (OSError, ValueError, EOFError, SyntaxError) as e:
-        raise AugkitError(f"its mean image {name} is not a readable .npy file ({_reason(e)})") from None
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def _check_mean_image_header(name: str, shape: tuple[int, ...], dtype: np.dtype, pixels: int, channels: int | None) -> None:
-    """The header of a mean image's .npy file against the image the statistics imply."""
-    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.shape != ():
-        raise AugkitError(
-            f"its mean image {name} holds {dtype} values; a mean image is float16, float32 or float64"
-        )
-    if len(shape) != 3 or shape[2] != channels or shape[0] * shape[1] != pixels:
-        raise AugkitError(
-            f"its mean image {name} is {' x '.join(map(str, shape)) or 'a scalar'}; these statistics need "
-            f"shape H x W x {channels} with H x W = {pixels:,} (count / images): the two do not belong together"
-        )
-    if math.prod(shape) > _MAX_MEAN_IMAGE_VALUES:
-        raise AugkitError(
-            f"its mean image {name} is {' x '.join(map(str, shape))}: {math.prod(shape):,} values, more than "
-            f"{_MAX_MEAN_IMAGE_VALUES:,} (an RGBA image at augkit's pixel limit of {DEFAULT_MAX_PIXELS:,})"
-        )
-
-
-def _checked_mean_image(image: np.ndarray, channels: int | None, count: int, images: int) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != channels or image.dtype.kind != "f":
-        raise AugkitError(
-            f"the mean image must be a float array of shape H x W x {channels}, "
-            f"got {image.dtype} {image.shape}"
-        )
-    if count == 0:
-        raise AugkitError("statistics of no images cannot have a mean image")
-    if image.shape[0] * image.shape[1] * images != count:
-        raise AugkitError(
-            f"the mean image is {_shape_text(image)}, but 'count' / 'images' = {count / images:g} "
-            f"pixels per image: the mean image belongs to other statistics"
-        )
-    if not np.isfinite(image).all():
-        raise AugkitError("the mean image holds NaN or infinite values")
-    if image.min() < 0 or image.max() > 1:
-        raise AugkitError(
-            f"the mean image holds values from {image.min():g} to {image.max():g}; "
-            f"statistics are on the [0, 1] pixel scale"
-        )
-    return image.astype(np.float64)
-
-
-def _shape_text(image: np.ndarray) -> str:
-    return " x ".join(str(d) for d in image.shape)
-
-
-def _reason(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
