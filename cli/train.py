@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from augkit.cli import options
-from augkit.train.config import SMALL_STEP_FLOPS, TrainConfig, parse_assignment
+from augkit.train.config import AUGMENT_ON, SMALL_STEP_FLOPS, TrainConfig, parse_assignment
 
 DEFAULTS = TrainConfig()
 
@@ -68,7 +68,9 @@ def flag(name: str, key: str, help: str) -> Any:  # noqa: A002
 
 
 # Flags that may change when continuing a run (where and how fast it runs, not what it computes).
-RUNTIME_KEYS = ("device", "workers", "threads")
+# augment_on too: both paths draw the same parameters for every sample, so a run keeps its
+# augmentation distribution when it moves to the other.
+RUNTIME_KEYS = ("device", "workers", "threads", "augment_on")
 
 CONFIG_OPTIONS = [
     option("--model", key="model", type=RegistryChoice("augkit.train.models:MODELS"), help="Architecture."),
@@ -84,6 +86,9 @@ CONFIG_OPTIONS = [
     option("--weight-decay", key="weight_decay", type=float, help="L2 on weights only (decoupled for adamw). 0 to 1."),
     option("--l1", key="l1", type=float, help="L1 penalty strength on weights. 0 to 1."),
     option("--augment", key="augment", metavar="PIPELINE", help="augkit pipeline for training images (file or inline spec)."),
+    option("--augment-on", key="augment_on", type=click.Choice(AUGMENT_ON),
+           help="Where --augment runs: cpu (per image, in the --workers processes) or device (whole batches on the "
+                "training device, the same draws; crop, rotate, hflip, vflip, brightness and contrast only)."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
@@ -171,6 +176,9 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
             dict(parse_assignment(a) for a in assignments), source="--set"
         )
         run_dir = out if out is not None else _default_run_dir(config)
+
+    if config.augment_on == "device" and not config.augment:
+        raise click.UsageError("--augment-on device needs --augment (the pipeline to run on the device)")
 
     # The run prints its config once DATA, the device, --augment, --stats and RUN_DIR are checked.
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))

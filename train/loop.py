@@ -145,9 +145,11 @@ def build(
     height, width, channels = splits.shape
     torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
     model = create_model(config, (channels, height, width), len(splits.classes))
-    # The DataLoader workers keep a core each busy; the processes of a torchrun run share the rest.
+    # The DataLoader workers keep a core each busy (none run with --augment-on device); the
+    # processes of a torchrun run share the rest.
     processes = distributed.world_size if distributed is not None else 1
-    share = max(1, (free - config.workers) // processes)
+    workers = config.workers if config.augment_on == "cpu" else 0
+    share = max(1, (free - workers) // processes)
     step_flops = count_step_flops(model, (channels, height, width), config.batch_size // processes)
     threads = apply_threads(choose_threads(step_flops, config.threads, free=share))
     model = model.to(device)
@@ -156,6 +158,9 @@ def build(
     main = distributed is None or distributed.main
     normalizer = datalib.fit_normalizer(config, splits, run_dir, write=main).to(device)
     augment = datalib.load_augment(config.augment, config.seed)
+    device_augment = None
+    if config.augment_on == "device" and augment is not None:  # the workers only slice batches
+        device_augment, augment = datalib.create_device_augment(augment, splits.train_images), None
     pin = device.type == "cuda"
     train_loader = datalib.Loader(
         splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
@@ -168,7 +173,8 @@ def build(
     channels_last = uses_channels_last(config, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_batches = datalib.DeviceBatches(train_loader, normalizer, device, channels_last=channels_last)
+    train_batches = datalib.DeviceBatches(train_loader, normalizer, device, channels_last=channels_last,
+                                          augment=device_augment)  # fmt: skip
     val_batches = datalib.DeviceBatches(val_loader, normalizer, device, channels_last=channels_last)
     optimizer = create_optimizer(model, config)
     scheduler = create_scheduler(optimizer, config, len(train_loader))
@@ -715,6 +721,11 @@ def _describe(parts: Parts, log: Callable[[str], None]) -> None:
     log(f"model: {config.model}, {count_parameters(parts.model):,} parameters, on {parts.device}{threads}")
     if config.amp and parts.device.type != "cuda":
         log(f"note: --amp applies on CUDA only; training in float32 on {parts.device}")
+    if parts.train_batches.augment is not None:
+        log(f"augment: on {parts.device}, whole batches (--augment-on device): {parts.train_batches.augment.pipeline.steps}")
+        if config.workers:
+            log(f"note: --workers {config.workers} is not used with --augment-on device: batches are sliced in "
+                f"this process and augmented on {parts.device}")
 
 
 @contextlib.contextmanager
