@@ -52,8 +52,9 @@ import torch.nn.functional as F
 import augkit
 from augkit.train.config import TrainConfig
 from augkit.train.data import open_splits
-from augkit.train.loop import METRICS, train, uses_channels_last
+from augkit.train.loop import train, uses_channels_last
 from augkit.train.models import create_model
+from augkit.train.run_dir import METRICS
 from _repeats import interleaved  # bench/, the folder of this script
 
 TARGET = 0.95

@@ -87,8 +87,9 @@ CONFIG_OPTIONS = [
     option("--l1", key="l1", type=float, help="L1 penalty strength on weights. 0 to 1."),
     option("--augment", key="augment", metavar="PIPELINE", help="augkit pipeline for training images (file or inline spec)."),
     option("--augment-on", key="augment_on", type=click.Choice(AUGMENT_ON),
-           help="Where --augment runs: cpu (per image, in the --workers processes) or device (whole batches on the "
-                "training device, the same draws; crop, rotate, hflip, vflip, brightness and contrast only)."),
+           help="Where --augment runs: cpu (per image, in the --workers processes), device (whole batches on the "
+                "training device, the same draws; crop, rotate, hflip, vflip, brightness and contrast only), or auto "
+                "(the default: device when every step can, and none is a random-resized crop; else cpu)."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
@@ -156,8 +157,8 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
       torchrun --nproc_per_node=4 -m augkit train ~/data/flowers-64 --model resnet --batch-size 512 --amp
     """
     from augkit.train.distributed import Distributed
-    from augkit.train.loop import check_run_dir_name
     from augkit.train.loop import train as run
+    from augkit.train.run_dir import check_run_dir_name
 
     for folder in (out, resume):  # before the config is printed with the name (train checks it again)
         if folder is not None:

@@ -282,6 +282,7 @@ def test_an_epoch_that_leaves_a_non_finite_optimiser_value_is_not_saved(tmp_path
     """The weights check alone: after the last step of epoch 2 a momentum buffer turns NaN (the
     weights and losses of epoch 2 stay finite). last.pt and best.pt stay at epoch 1."""
     import augkit.train.loop as loop
+    from augkit.train.divergence import NonFiniteLoss
 
     steps_per_epoch = 1437 // 64
     real_create = loop.create_optimizer
@@ -301,7 +302,7 @@ def test_an_epoch_that_leaves_a_non_finite_optimiser_value_is_not_saved(tmp_path
 
     monkeypatch.setattr(loop, "create_optimizer", create_optimizer)
     run_dir = tmp_path / "run"
-    with pytest.raises(loop.NonFiniteLoss, match=r"^1 weights or optimiser values became NaN or Inf in epoch 2: .*\(epoch 1\) is kept"):
+    with pytest.raises(NonFiniteLoss, match=r"^1 weights or optimiser values became NaN or Inf in epoch 2: .*\(epoch 1\) is kept"):
         loop.train(TrainConfig(model="mlp", hidden=(16,), epochs=3), run_dir, quiet=True, log=lambda m: None)
     assert_good(run_dir / "last.pt", 1)
     assert_good(run_dir / "best.pt", 1)

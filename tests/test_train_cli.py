@@ -421,6 +421,7 @@ def test_a_diverging_run_stops_at_once_with_exit_1_naming_epoch_and_step(tmp_pat
 def test_a_loss_that_turns_nan_later_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     """The guard itself: the model's output turns NaN at a chosen step of epoch 2."""
     import augkit.train.loop as loop
+    from augkit.train.divergence import NonFiniteLoss
 
     real_create = loop.create_model
     calls = {"n": 0}
@@ -441,7 +442,7 @@ def test_a_loss_that_turns_nan_later_keeps_the_last_good_checkpoint(tmp_path, mo
     steps_per_epoch = 1437 // 64
     monkeypatch.setattr(loop, "create_model", lambda *a, **k: NaNAfter(real_create(*a, **k), steps_per_epoch + 5))
     run_dir = tmp_path / "run"
-    with pytest.raises(loop.NonFiniteLoss, match=r"epoch 2, step 5: .*learning rate.*epoch 1\) is kept"):
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 5: .*learning rate.*epoch 1\) is kept"):
         loop.train(TrainConfig(model="mlp", hidden=(32,), epochs=3), run_dir, quiet=True, log=lambda m: None)
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
     assert len(read_metrics(run_dir)) == 1

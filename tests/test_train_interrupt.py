@@ -87,13 +87,13 @@ def test_ctrl_c_during_a_save_is_held_and_then_names_the_epoch_just_saved(tmp_pa
     from augkit.train import loop
     from augkit.train.config import TrainConfig
 
-    real_save = loop._save_epoch
+    real_save = loop.save_epoch
 
     def save_then_ctrl_c(*args, **kwargs):
         real_save(*args, **kwargs)
         signal.raise_signal(signal.SIGINT)  # held by sigint_deferred, raised on its way out
 
-    monkeypatch.setattr(loop, "_save_epoch", save_then_ctrl_c)
+    monkeypatch.setattr(loop, "save_epoch", save_then_ctrl_c)
     run_dir = tmp_path / "run"
     config = TrainConfig(model="mlp", hidden=(16,), epochs=3, threads=1)
     with pytest.raises(RunError) as error:

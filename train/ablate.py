@@ -326,7 +326,8 @@ def run_one(values: dict[str, Any], run_dir: str, state: str, threads: int | Non
 
     ``threads``: torch's CPU threads for this run (``--threads``), in place of the config's.
     """
-    from augkit.train.loop import NonFiniteLoss, train
+    from augkit.train.divergence import NonFiniteLoss
+    from augkit.train.loop import train
 
     config, folder = TrainConfig.from_dict(values), Path(run_dir)
     if threads is not None:  # where and how fast it runs, not what it computes: kept out of the plan

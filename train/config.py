@@ -70,8 +70,10 @@ MAX_INIT_STD = 10.0
 MAX_PENALTY = 1.0  # weight_decay and l1; typical values are 1e-5 to 0.1
 MAX_LEAKY_SLOPE = 1.0  # |slope|: 1 is the identity, -1 the absolute value; beyond, the leak outgrows the unit
 # Where --augment runs: per image in the DataLoader workers, or on whole batches on the device
-# (the same draws; crop, rotate, flips, brightness and contrast only).
-AUGMENT_ON = ("cpu", "device")
+# (the same draws; crop, rotate, flips, brightness and contrast only); auto: the device when
+# every step has a batched form and none is a random-resized crop (the one the device path
+# does not antialias), else the workers.
+AUGMENT_ON = ("auto", "cpu", "device")
 FLOAT32_MAX = 3.4028234663852886e38  # lr, clip_grad: what multiplies float32 parameters and gradients
 
 
@@ -103,7 +105,7 @@ class TrainConfig:
     weight_decay: float = 5e-4  # L2 on weights only (not biases or norm parameters); decoupled for adamw. <= 1
     l1: float = 0.0  # L1 penalty l1 * sum(|w|) on weights, added to the loss. <= 1
     augment: str | None = None  # augkit pipeline (file or inline spec) for training images; None: none
-    augment_on: str = "cpu"  # cpu: per image in the DataLoader workers | device: whole batches on the device (train/device_augment.py)
+    augment_on: str = "auto"  # cpu: per image in the workers | device: whole batches on the device (train/device_augment.py) | auto
     standardize: bool = True  # divide by the training split's per-channel std (after subtracting a mean)
     mean_image: bool = False  # subtract the training split's mean image (AlexNet) instead of per-channel means
     stats: str | None = None  # stats.json to standardise with; None: computed on the training split, cached in RUN_DIR
@@ -157,7 +159,7 @@ class TrainConfig:
                     raise AugkitError(f"{name} is {len(value):,} characters long, more than {MAX_TEXT:,}: "
                                       f"give a shorter path (or put a long pipeline in a file)")  # fmt: skip
         if self.augment_on not in AUGMENT_ON:
-            raise AugkitError(f"augment_on must be {' or '.join(AUGMENT_ON)}, got {short_repr(self.augment_on)}")
+            raise AugkitError(f"augment_on must be {', '.join(AUGMENT_ON)}, got {short_repr(self.augment_on)}")
         if self.init_mode not in ("fan_in", "fan_out"):
             raise AugkitError(f"init_mode must be fan_in or fan_out, got {short_repr(self.init_mode)}")
         self._check_widths()

@@ -33,7 +33,8 @@ from augkit.preprocess.plan import stratified_split
 from augkit.train.batches import NORMALIZATION_STEPS, Loader, _SharedImages, load_augment  # noqa: F401
 from augkit.train.config import TrainConfig
 from augkit.train.device import (  # noqa: F401
-    CPU_CACHE_BYTES, STATS_FILE, DeviceBatches, Normalizer, create_device_augment, fit_normalizer, to_device,
+    CPU_CACHE_BYTES, STATS_FILE, DeviceBatches, Normalizer, augments_on_device, create_device_augment, fit_normalizer,
+    to_device,
 )  # fmt: skip
 
 # The fraction of train carved into val when DATA has no val split and --val-split is not given.

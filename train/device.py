@@ -180,6 +180,22 @@ class DeviceBatches:
         self.loader.close()
 
 
+def augments_on_device(config: TrainConfig, pipeline: Pipeline) -> bool:
+    """Whether ``config.augment_on`` puts ``pipeline`` on the device: "device" always (a step
+    without a batched form is then refused by ``create_device_augment``), "auto" when every
+    top-level step has a batched form and none is a random-resized crop (whose shrinking the
+    device path does not antialias), "cpu" never."""
+    if config.augment_on != "auto":
+        return config.augment_on == "device"
+    from augkit.train.device_augment import BATCHED_STEPS  # torch-side steps: only for runs that use them
+
+    kinds = {"HorizontalFlip": "hflip", "VerticalFlip": "vflip"}
+    for name, transform in zip(pipeline.steps, pipeline.compose.transforms):
+        if kinds.get(name, name) not in BATCHED_STEPS or getattr(transform, "mode", None) == "random_resized":
+            return False
+    return True
+
+
 def create_device_augment(pipeline: Pipeline, images: np.ndarray) -> DeviceAugment:
     """``pipeline`` as ``--augment-on device`` runs it, checked like the workers' pipeline (``Loader``):
     on the first of ``images`` (uint8 N x H x W x C), it must keep the size and the dtype.

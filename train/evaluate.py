@@ -19,8 +19,9 @@ from augkit.errors import AugkitError
 from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, checkpoint_config, load_checkpoint, load_weights
 from augkit.train.config import MAX_THREADS, TrainConfig, check_range, check_utf8
-from augkit.train.loop import Parts, evaluate_batches, resolve_device, uses_channels_last
+from augkit.train.loop import evaluate_batches, resolve_device, uses_channels_last
 from augkit.train.models import create_model
+from augkit.train.parts import Parts
 from augkit.train.plots import plot_confusion
 from augkit.train.threads import ThreadChoice, apply_threads, choose_threads, count_step_flops, free_cores
 
