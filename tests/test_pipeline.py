@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -335,3 +336,29 @@ def test_spec_files_of_odd_structure_are_one_line(tmp_path, text, name, message)
     (tmp_path / name).write_text(text)
     with pytest.raises(SpecError, match=message):
         augkit.load_pipeline(tmp_path / name)
+
+
+@pytest.mark.parametrize("compile_", [True, False], ids=["compiled", "step-by-step"])
+def test_steps_that_grow_an_image_past_the_pixel_limit_are_one_line(compile_):
+    # Pad: refused before it allocates (24032 x 24032 took 8 s and 1.7 GB).
+    pipeline = augkit.load_pipeline({"steps": [{"hflip": {}}, {"Pad": {"padding": 12000}}], "compile": compile_})
+    with pytest.raises(augkit.AugkitError, match=r"step 'Pad' would make a 24032 x 24032 image \(577,537,024 pixels\)"):
+        pipeline(np.zeros((32, 32, 3), np.uint8), index=0)
+    # A growth only the output shows: measured on each step's output.
+    grow = augkit.load_pipeline({"steps": [{"Affine": {"scale": 16, "keep_ratio": True, "fit_output": True, "p": 1}}],
+                                 "compile": compile_})
+    with pytest.raises(augkit.AugkitError, match=r"step 'Affine' made a 9602 x 9602 image \(92,198,404 pixels\)"):
+        grow(np.zeros((600, 600), np.uint8), index=0)
+    with pytest.raises(augkit.AugkitError, match=r"the pipeline made a 24032 x 24032 image"):
+        augkit.load_pipeline("Pad(padding=12000)").compose(image=np.zeros((32, 32, 3), np.uint8))
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("RandomScale(scale_limit=[600, 600], p=1)", "parameter 'scale_limit' got [600, 600]; its numbers must be finite and within +-16"),
+    ("Affine(scale=500, fit_output=True)", "parameter 'scale' got 500; its numbers must be finite and within +-16"),
+    ("CropAndPad(px=60000)", "parameter 'px' got 60000; its numbers must be finite and within +-4096"),
+    ("CropAndPad(percent=600)", "parameter 'percent' got 600; its numbers must be finite and within +-16"),
+])
+def test_growth_factors_of_albumentations_steps_are_bounded_when_built(spec, fragment):
+    with pytest.raises(augkit.SpecError, match=re.escape(fragment)):
+        augkit.load_pipeline(spec)

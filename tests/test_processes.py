@@ -61,8 +61,8 @@ FORKSERVER, TRACKER = "multiprocessing.forkserver", "multiprocessing.resource_tr
 
 def test_kill_9_of_train_with_augmentation_workers_ends_its_forkserver_worker_and_tracker(tmp_path, processes):
     # The case of the report: forkserver, worker and resource tracker lived on under PID 1.
-    args = ["-m", "augkit", "train", "--workers", "1", "--augment", "rotate(limit=10)", "--epochs", "50", "-q",
-            "-o", tmp_path / "run"]  # fmt: skip
+    args = ["-m", "augkit", "train", "--workers", "1", "--augment", "rotate(limit=10)", "--augment-on", "cpu",
+            "--epochs", "50", "-q", "-o", tmp_path / "run"]  # fmt: skip
     process = start(args, tmp_path / "stderr")
     # The worker runs the forkserver's command line too: it is forked from it.
     started = kill_when_ready(process, has(2, FORKSERVER), processes, tmp_path / "stderr")
@@ -73,6 +73,7 @@ def test_kill_9_of_train_with_augmentation_workers_ends_its_forkserver_worker_an
 def test_kill_9_of_ablate_ends_its_workers_and_the_dataloader_workers_they_started(tmp_path, processes):
     # ablate's worker trains with augmentation: a forkserver of its own, and its DataLoader's worker.
     args = ["-m", "augkit", "ablate", "--grid", "lr=0.01,0.1", "--set", "augment=rotate(limit=10)", "--set", "workers=1",
+            "--set", "augment_on=cpu",
             "--epochs", "50", "--seeds", "1", "--workers", "1", "-q", "-o", tmp_path / "out"]  # fmt: skip
     process = start(args, tmp_path / "stderr")
     started = kill_when_ready(process, has(4, FORKSERVER), processes, tmp_path / "stderr")

@@ -370,8 +370,8 @@ def test_resume_refuses_changes_to_what_the_run_computes(quick_run):
 # ----------------------------------------------------------------------------- resume after kill -9
 
 # Dropout (torch's RNG) and augmentation (seeded per sample) both matter for an exact resume.
-RESUMABLE = ["--model", "mlp", "--hidden", "512,512", "--dropout", "0.2", "--epochs", "6",
-             "--augment", "rotate(limit=10)", "--workers", "1", "--batch-size", "32", "-q"]  # fmt: skip
+RESUMABLE = ["--model", "mlp", "--hidden", "512,512", "--dropout", "0.2", "--epochs", "6", "--augment", "rotate(limit=10)",
+             "--augment-on", "cpu", "--workers", "1", "--batch-size", "32", "-q"]  # fmt: skip
 
 
 def _train_process(*args: object) -> subprocess.Popen:

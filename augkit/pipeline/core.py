@@ -23,7 +23,7 @@ from augkit.errors import AugkitError, SpecError
 from augkit.files import atomic_write
 from augkit.pipeline._albumentations import A
 from augkit.pipeline.batch import StepDraws, draw_batch
-from augkit.pipeline.plan import Plan
+from augkit.pipeline.plan import Plan, check_output_size, check_padding
 from augkit.pipeline.registry import COMPOSITIONS, create_step
 from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
@@ -158,8 +158,10 @@ class Pipeline:
         minus its set-up for boxes, keypoints and shape checks across targets (an image pipeline
         has none of those): about 5% of a 32x32 pipeline's time (bench/pipeline_overhead.py)."""
         data = {"image": image}
-        for transform in self._top_level:
+        for name, transform in zip(self.steps, self._top_level):
+            check_padding(f"step {name!r}", transform, data["image"])
             data = transform(**data)
+            check_output_size(f"step {name!r}", data["image"])
         return data["image"]
 
     def draw(self, shape: tuple[int, ...], *, index: int, epoch: int = 0) -> list[tuple[str, dict[str, Any] | None]]:
@@ -191,8 +193,10 @@ class Pipeline:
         for position, transform in enumerate(self._top_level):
             before = data["image"]
             try:
+                check_padding(f"step {self.steps[position]!r}", transform, data["image"])
                 data = transform(**data)
                 _check_output(data["image"])
+                check_output_size(f"step {self.steps[position]!r}", data["image"])
             except AugkitError as error:
                 return error
             except Exception as error:  # noqa: BLE001
@@ -333,7 +337,9 @@ class _SeededCompose(A.Compose):
         for key in ("mask", "masks"):
             if key in data:
                 data[key] = _label_map(data[key], key)
-        return super().__call__(*args, force_apply=force_apply, **data)
+        out = super().__call__(*args, force_apply=force_apply, **data)
+        check_output_size("the pipeline", out.get("image"))  # its steps ran inside albumentations' Compose
+        return out
 
     def to_dict_private(self) -> dict[str, Any]:
         data = super().to_dict_private()

@@ -46,6 +46,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from augkit.errors import AugkitError
+from augkit.io.images import DEFAULT_MAX_PIXELS
 from augkit.pipeline import functional as F
 from augkit.pipeline._albumentations import A
 from augkit.pipeline.steps import Brightness, Contrast, Crop, Rotate, Scale, Standardize, SubtractMean, symmetric
@@ -410,6 +412,45 @@ def _apply_table(image: np.ndarray, table: np.ndarray) -> np.ndarray:
     return cv2.LUT(image, np.ascontiguousarray(table).reshape(1, 256, channels)).reshape(image.shape)
 
 
+def check_output_size(what: str, image: Any) -> None:
+    """Refuse an image larger than the pixel limit (``DEFAULT_MAX_PIXELS``) that ``what`` (e.g.
+    "step 'Pad'") made.
+
+    augkit's own steps are bounded when they are built; albumentations' steps that grow an image
+    (``Pad``, ``CropAndPad``, ``RandomScale``, ``Affine(fit_output=True)``) can only be measured
+    on an image of a given size, so the pipeline checks every step's output, and ``Pad``'s before
+    it runs (``check_padding``).
+
+    Raises:
+        AugkitError: one line naming the step and the size it made.
+    """
+    if isinstance(image, np.ndarray) and image.ndim >= 2:
+        _refuse_size(what, "made", image.shape[0], image.shape[1])
+
+
+def check_padding(what: str, transform: Any, image: np.ndarray) -> None:
+    """Refuse, before it allocates anything, an albumentations ``Pad`` that would take ``image``
+    past the pixel limit (its ``padding``: one int, (x, y), or (left, top, right, bottom)).
+
+    Raises:
+        AugkitError: one line naming the step and the size it would make.
+    """
+    if type(transform) is not A.Pad:
+        return
+    padding = transform.padding
+    sides = (padding,) * 4 if isinstance(padding, (int, float)) else tuple(padding)
+    left, top, right, bottom = sides * 2 if len(sides) == 2 else sides
+    _refuse_size(what, "would make", image.shape[0] + top + bottom, image.shape[1] + left + right)
+
+
+def _refuse_size(what: str, made: str, height: int, width: int) -> None:
+    if height * width > DEFAULT_MAX_PIXELS:
+        raise AugkitError(
+            f"{what} {made} a {height} x {width} image ({height * width:,} pixels), more than the pixel limit "
+            f"({DEFAULT_MAX_PIXELS:,}); lower the parameters that grow it (padding, scale, px, ...)"
+        )
+
+
 def _apply(kind: _Kind, params: dict[str, Any], image: np.ndarray) -> np.ndarray:
     """The step itself on ``image`` with the parameters drawn, as its own call applies them."""
     return kind.transform.apply_with_params(params, image=image)["image"]
@@ -461,7 +502,9 @@ class Plan:
             if code == _AS_IS:
                 image = _finish(image, warp, table)
                 warp, table = None, None
+                check_padding(f"step {kind.name!r}", kind.transform, image)
                 image = kind.transform(image=image)["image"]
+                check_output_size(f"step {kind.name!r}", image)
                 height, width = image.shape[:2]
                 continue
             drawn = kind.draw(height, width)

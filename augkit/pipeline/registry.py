@@ -142,6 +142,12 @@ _COSTLY = (
     (re.compile(r"blur_limit|kernel_size|sigma_limit|max_delta"), 255),
     (re.compile(r"^num_|^number_of|n_segments|iterations"), 1024),
     (re.compile(r"max_factor"), 16),
+    # Factors that grow the output (RandomScale's scale_limit, Affine's scale, CropAndPad's
+    # percent): 16 takes a 512 x 512 image to 8704 x 8704 at most; CropAndPad's px, in pixels.
+    # Growth that only an image's size can measure (Pad's padding) is checked on each step's
+    # output (plan.check_output_size).
+    (re.compile(r"^scale$|scale_limit|^percent$"), 16),
+    (re.compile(r"^px$"), 4096),
 )
 
 
