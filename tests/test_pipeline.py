@@ -362,3 +362,18 @@ def test_steps_that_grow_an_image_past_the_pixel_limit_are_one_line(compile_):
 def test_growth_factors_of_albumentations_steps_are_bounded_when_built(spec, fragment):
     with pytest.raises(augkit.SpecError, match=re.escape(fragment)):
         augkit.load_pipeline(spec)
+
+
+@pytest.mark.parametrize("step", ["standardize", "subtract_mean"])
+@pytest.mark.parametrize("compile_", [True, False], ids=["compiled", "step-by-step"])
+def test_a_stats_file_of_other_channels_than_the_image_is_refused_not_broadcast(tmp_path, step, compile_):
+    # A gray stats file (1 channel) on colour images standardised every channel with the gray
+    # statistics, silently; numbers given by hand (one value for every channel) still broadcast.
+    gray = augkit.ChannelStats(1).update(np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8))
+    gray.save(tmp_path / "gray.json")
+    pipeline = augkit.load_pipeline({"steps": [{step: {"stats": "gray.json"}}], "compile": compile_}, base_dir=tmp_path)
+    with pytest.raises(augkit.AugkitError, match=r"gray.json holds statistics of 1 channel\(s\) but the image has 3"):
+        pipeline(np.zeros((8, 8, 3), np.uint8), index=0)
+    assert pipeline(np.zeros((8, 8, 1), np.uint8), index=0).shape == (8, 8, 1)
+    by_hand = augkit.load_pipeline({"steps": [{step: {"mean": 0.5, **({"std": 0.25} if step == "standardize" else {})}}]})
+    assert by_hand(np.zeros((8, 8, 3), np.uint8), index=0).shape == (8, 8, 3)

@@ -412,8 +412,21 @@ class _NormalizationSchema(BaseInitSchema):
 class _Normalization(AugkitTransform, A.ImageOnlyTransform):
     """Shared by the deterministic preprocessing steps: applied always, nothing to caption."""
 
+    stats: str | None = None
+
     def describe(self, params: dict[str, Any]) -> str:
         return ""
+
+    def _check_file_channels(self, img: np.ndarray, mean: np.ndarray) -> None:
+        """A stats file measured on other images than ``img``'s kind: one value given by hand
+        means every channel, but a file's channel count is what its data had (a gray file on
+        colour images would standardise every channel with the gray statistics)."""
+        channels = img.shape[2] if img.ndim == 3 else 1
+        if self.stats is not None and mean.ndim == 1 and mean.size != channels:
+            raise AugkitError(
+                f"{self.stats} holds statistics of {mean.size} channel(s) but the image has {channels}; compute "
+                f"them on images read the same way: augkit stats DATA{' --gray' if channels == 1 else ''} -o stats.json"
+            )
 
 
 @_step("standardize")
@@ -457,6 +470,7 @@ class Standardize(_Normalization):
         self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        self._check_file_channels(img, self.mean)
         return F.standardize(img, self.mean, self.std)
 
     def get_transform_init_args(self) -> dict[str, Any]:
@@ -512,6 +526,7 @@ class SubtractMean(_Normalization):
         self._mean32 = self.mean.astype(np.float32)
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        self._check_file_channels(img, self.mean)
         return F.subtract_mean(img, self._mean32)
 
     def get_transform_init_args(self) -> dict[str, Any]:
