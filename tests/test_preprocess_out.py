@@ -1,7 +1,8 @@
 """What `augkit preprocess` reads back from OUT and what it may delete there: a damaged manifest is
 one line and OUT is kept; a complete manifest untrue to its files is never "already complete"
 and `--overwrite` rebuilds it; a damaged shard record is done again; a damaged packed array is
-one line from `open_dataset`; `--overwrite` deletes only what augkit wrote; a full disk at the
+one line from `open_dataset`; `--overwrite` deletes only what augkit wrote, as it wrote it (a
+user's file named like one a copied manifest lists is kept); a full disk at the
 first manifest (a real tmpfs) is one line; names that are not UTF-8 are processed or skipped,
 and the manifest keeps them exactly.
 """
@@ -15,7 +16,9 @@ import json
 import os
 import re
 import subprocess
+import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import pytest
 
 from augkit import open_dataset
 from augkit.errors import DatasetError
+from augkit.stats import ChannelStats
 from test_preprocess_faults import fill_the_disk_at
 
 FLAGS = ["--size", "16", "--shard-size", "2"]  # 7 images: 4 shards
@@ -142,8 +146,6 @@ UNTRUE_MANIFESTS = {
                                            "its manifest's 'counts.train.images' is 9 where its files say 7", False),
     "an empty split, as an earlier version wrote it": (as_an_earlier_version_wrote_an_empty_split,
                                                        "its train split holds no image", True),
-    "statistics that do not load": (lambda out, m: (out / "stats.json").write_text("{"), "its statistics do not load",
-                                    False),
 }  # fmt: skip
 
 
@@ -308,8 +310,9 @@ def test_overwrite_of_a_folder_with_a_manifest_that_claims_to_be_augkits_deletes
 @pytest.mark.parametrize(
     ("out_format", "state"),
     [("packed", "complete"), ("folder", "complete"), ("packed", "stopped part-way"), ("folder", "stopped part-way"),
-     ("folder", "stopped mid-shard")],
-)
+     ("folder", "stopped mid-shard"), ("packed", "stopped while assembling"), ("packed", "stopped at its manifest"),
+     ("packed", "complete, as an older augkit wrote it")],
+)  # fmt: skip
 def test_overwrite_deletes_every_file_augkit_wrote_and_ends_as_a_clean_run(
     src, preprocess_cli, tree_digest, tmp_path, monkeypatch, out_format, state
 ):
@@ -327,14 +330,161 @@ def test_overwrite_deletes_every_file_augkit_wrote_and_ends_as_a_clean_run(
         assert preprocess_cli(src, out, *OTHER, "--format", out_format).exit_code == 1
         monkeypatch.undo()
         assert manifest(out)["complete"] is False and any((out / ".shards").glob("*.json"))
+    elif state.startswith("stopped"):  # final files that no manifest lists yet: what the shards make
+        fill_the_disk_at(monkeypatch, STOPPED_WHILE_FINISHING[state], 1)
+        assert preprocess_cli(src, out, *OTHER).exit_code == 1
+        monkeypatch.undo()
+        assert manifest(out)["complete"] is False and (out / "train_images.npy").is_file()
+        assert (out / "stats.json").is_file() is (state == "stopped at its manifest")
     else:
         assert preprocess_cli(src, out, *OTHER, "--format", out_format).exit_code == 0
+        if state == "complete, as an older augkit wrote it":  # no checksum of its statistics
+            data = manifest(out)
+            del data["stats_sha256"]
+            write_json(out / "manifest.json", data)
     result = preprocess_cli(src, out, *flags, "--overwrite")
     assert result.exit_code == 0, result.output
     assert tree_digest(out) == tree_digest(clean)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()) == sorted(
         p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.is_dir()
     )
+
+
+# where the disk fills -> what a run stopped while finishing leaves
+STOPPED_WHILE_FINISHING = {
+    "stopped while assembling": "augkit.stats.channel_stats",  # the final arrays; not stats.json
+    "stopped at its manifest": "augkit.preprocess.assembly",  # the final arrays and stats.json
+}
+
+
+def users_stats(path: Path) -> None:
+    """A user's own statistics file, as `augkit stats` writes one, of 5 images of their own."""
+    images = np.random.default_rng(3).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    ChannelStats().update_many(list(images)).save(path)
+
+
+@pytest.fixture(scope="module")
+def digits_out(tmp_path_factory) -> Path:
+    """`augkit preprocess sample_data/digits OUT`, a real, complete output."""
+    out = tmp_path_factory.mktemp("digits") / "OUT"
+    done = subprocess.run(augkit_preprocess(DIGITS, out), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+DIGITS = Path(__file__).resolve().parents[1] / "sample_data" / "digits"
+
+
+def augkit_preprocess(*args: object) -> list[str]:
+    return [sys.executable, "-m", "augkit", "preprocess", *map(str, args)]
+
+
+def as_an_older_augkit_wrote_it(data: dict) -> None:
+    del data["stats_sha256"]  # manifests before stats.json had a checksum: checked by what it holds
+
+
+def unfinished_with_other_settings(data: dict) -> None:
+    data.update(complete=False, config={**data["config"], "size": [4, 4]})
+
+
+# the user's file -> (its content, what becomes of the copied manifest)
+USERS_FILES = {
+    "train_images.npy, as QA found": ("train_images.npy", lambda path: path.write_text("MY OWN DATA\n"), None),
+    "train_images.npy beside an unfinished run's manifest": (
+        "train_images.npy", lambda path: path.write_text("MY OWN DATA\n"), unfinished_with_other_settings),
+    "stats.json": ("stats.json", users_stats, None),
+    "stats.json beside an older augkit's manifest": ("stats.json", users_stats, as_an_older_augkit_wrote_it),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("users_file", USERS_FILES)
+def test_overwrite_keeps_a_users_file_named_like_one_a_copied_manifest_lists(
+    digits_out, tree_digest, tmp_path, users_file
+):
+    # `augkit preprocess sample_data/digits OUT; mkdir f; cp OUT/manifest.json f/;
+    #  echo 'MY OWN DATA' > f/train_images.npy; augkit preprocess sample_data/digits f --overwrite`
+    # exited 0 and replaced the user's file: it was augkit's by its name alone.
+    name, write, change = USERS_FILES[users_file]
+    folder = tmp_path / "f"
+    folder.mkdir()
+    data = manifest(digits_out)
+    if change is not None:
+        change(data)
+    write_json(folder / "manifest.json", data)
+    write(folder / name)
+    before = tree_digest(folder)
+    done = subprocess.run(augkit_preprocess(DIGITS, folder, "--overwrite"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"Error: OUT ({folder}) holds what augkit did not write") and f"({name})" in line, line
+    assert "nothing was deleted" in line
+    assert tree_digest(folder) == before  # the user's file byte for byte, and nothing written
+
+
+@pytest.mark.parametrize("manifest_kind", ["recorded", "as an older augkit wrote it"])
+def test_a_changed_stats_json_is_named_and_kept_until_moved_then_overwrite_rebuilds(
+    src, clean, preprocess_cli, assert_fails, tree_digest, manifest_kind
+):
+    expected = tree_digest(clean)
+    if manifest_kind != "recorded":
+        data = manifest(clean)
+        as_an_older_augkit_wrote_it(data)
+        write_json(clean / "manifest.json", data)
+    (clean / "stats.json").write_text("{")
+    before = tree_digest(clean)
+    says = "stats.json changed since" if manifest_kind == "recorded" else "its statistics do not load"
+    assert_fails(preprocess_cli(src, clean, *FLAGS), 2, says, "move it elsewhere first", "--overwrite")
+    assert_fails(preprocess_cli(src, clean, *FLAGS, "--overwrite"), 2, "(stats.json)", "nothing was deleted")
+    assert tree_digest(clean) == before
+    (clean / "stats.json").unlink()  # moved away, as the line says: the rest is augkit's
+    assert preprocess_cli(src, clean, *FLAGS, "--overwrite").exit_code == 0
+    assert tree_digest(clean) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "name"),
+    [("stopped part-way", "train_images.npy"), ("stopped while assembling", "train_images.npy"),
+     ("stopped at its manifest", "train_images.npy"), ("stopped at its manifest", "stats.json")],
+)  # fmt: skip
+def test_overwrite_keeps_a_users_file_where_a_stopped_run_would_write_its_own(
+    src, preprocess_cli, assert_fails, tree_digest, tmp_path, monkeypatch, state, name
+):
+    out = tmp_path / "out"
+    if state == "stopped part-way":
+        fill_the_disk_at(monkeypatch, "augkit.preprocess.shard", 4)  # the first shard's 3 writes done
+    else:
+        fill_the_disk_at(monkeypatch, STOPPED_WHILE_FINISHING[state], 1)
+    assert preprocess_cli(src, out, *OTHER).exit_code == 1
+    monkeypatch.undo()
+    # Valid files of the kind augkit's would be (an array of their shape and type, statistics):
+    # only their content is the user's.
+    if name == "stats.json":
+        users_stats(out / name)
+    else:
+        np.save(out / name, np.full((7, 8, 8, 3), 7, np.uint8))
+    before = tree_digest(out)
+    assert_fails(preprocess_cli(src, out, *FLAGS, "--overwrite"), 2, f"({name})", "nothing was deleted")
+    assert tree_digest(out) == before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kills a process group")
+def test_overwrite_clears_what_a_run_killed_with_kill_9_left(make_image_folder, preprocess_cli, tree_digest, tmp_path):
+    src = make_image_folder({f"class{c}": 100 for c in range(4)}, sizes=((48, 48),))
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    assert preprocess_cli(src, clean, *FLAGS).exit_code == 0
+    process = subprocess.Popen(augkit_preprocess(src, out, "--workers", "2", "--shard-size", "10", "-q"),
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any((out / ".shards").glob("*.json")):  # a shard's record, or its start: then kill
+        assert process.poll() is None, "the run ended before a shard was written"
+        assert time.monotonic() < deadline, "no shard was written"
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL and manifest(out)["complete"] is False
+    result = preprocess_cli(src, out, *FLAGS, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert tree_digest(out) == tree_digest(clean)
 
 
 # ----------------------------------------------------------------------------- a full disk (real)

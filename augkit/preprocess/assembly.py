@@ -26,7 +26,7 @@ from augkit.errors import AugkitError
 from augkit.files import atomic_write
 from augkit.io.packed import MANIFEST, npy_header
 from augkit.preprocess.plan import PreprocessConfig
-from augkit.preprocess.shard import SHARDS_DIR, packed_path, record_path
+from augkit.preprocess.shard import SHARDS_DIR, _file_sha256, packed_path, record_path
 from augkit.stats import ChannelStats
 
 STATS = "stats.json"
@@ -47,8 +47,11 @@ def finish(
             files += _assemble(out, split, [r for r in records if r["split"] == split])
     else:
         files = [f for r in records for f in r["files"]]
+    stats_sha256 = None
     if stats.count:
-        stats.save(out / STATS)
+        # Its checksum, as the arrays have theirs: --overwrite deletes a stats.json only while it
+        # is still this one (out_folder._clear).
+        stats_sha256 = _file_sha256(stats.save(out / STATS))
 
     classes = header["classes"]
     counts = {}
@@ -69,6 +72,7 @@ def finish(
         "output": output_section(out, config, list(splits), files),
         "counts": counts,
         "stats": STATS if stats.count else None,
+        "stats_sha256": stats_sha256,
         "skipped": [{**s, "split": r["split"]} for r in records for s in r["skipped"]],
         "shards": [
             {"id": r["id"], "split": r["split"], "start": r["start"], "stop": r["stop"], "count": r["count"],

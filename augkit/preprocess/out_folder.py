@@ -7,22 +7,27 @@ OUT is the user's folder, and what it holds is read back, never trusted:
   line (a damaged manifest), or a shard done again (a damaged record). A complete OUT of the
   same settings is "already complete" only if its files match their checksums and its
   manifest says of them what this run would (``_damage``); else it is one line, and
-  ``--overwrite`` rebuilds it.
+  ``--overwrite`` rebuilds it (once a file that changed since, no longer known as augkit's, is
+  moved away).
 - ``--overwrite`` deletes only what augkit wrote: the files its manifest and its shards'
-  records list, and its own shard and temporary files by their exact names. Anything else in
-  OUT (a user's notes, or files beside a stray manifest that claims to be augkit's) and nothing
-  is deleted: the run is refused in one line.
+  records list, each only while its content is the one recorded (its sha256), the final
+  arrays and statistics of a run stopped before its manifest listed them only if they are
+  what its shards' records make, and its own shard and temporary files by their exact names.
+  Anything else in OUT (a user's notes, a user's file named like one a stray manifest lists,
+  or augkit's file changed since) and nothing is deleted: the run is refused in one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from augkit.documents import MAX_MANIFEST_BYTES, read_document, short_repr
+from augkit.documents import MAX_MANIFEST_BYTES, open_regular, read_document, short_repr
 from augkit.errors import AugkitError, DatasetError
 from augkit.files import TEMPORARY_NAME
 from augkit.io.packed import (
@@ -32,11 +37,12 @@ from augkit.io.packed import (
     SPLITS,
     check_structure,
     is_relative_path,
+    npy_header,
     read_manifest,
 )
 from augkit.preprocess.assembly import STATS, output_section
 from augkit.preprocess.plan import PreprocessConfig, Shard
-from augkit.preprocess.shard import RECORD, SHARDS_DIR, first_changed_file
+from augkit.preprocess.shard import RECORD, SHARDS_DIR, first_changed_file, packed_path
 from augkit.stats import ChannelStats
 
 # The manifest, as the engine (its header) and assembly (complete) write it, and as it is checked
@@ -51,20 +57,21 @@ COMPLETE = {
     "output": {"format": str, "splits": {str: dict}, "layout": str},
     "counts": {str: {"images": int, "sources": int, "skipped": int, "per_class": {str: int}}},
     "stats": (str, None),
+    "stats_sha256?": (str, None),  # missing from manifests written before it was recorded
     "skipped": [{"path": str, "reason": str, "split": str}],
     "shards": [{"id": str, "split": str, "start": int, "stop": int, "count": int, "inputs": str, "sha256": str}],
     "files": [{"path": str, "sha256": str}],
 }  # fmt: skip
 
-# Files augkit writes in OUT by name, whatever its manifest says: its shards' files, the final
-# arrays and statistics (there before the manifest that lists them), and atomic_write's and
-# assembly's temporary files (augkit.files.TEMPORARY_NAME, in any of OUT's folders).
+# Files augkit writes in OUT by name, whatever its manifest says: its shards' files (in its own
+# folder), and atomic_write's and assembly's temporary files (augkit.files.TEMPORARY_NAME, in
+# any of OUT's folders).
 _SPLIT = "|".join(SPLITS)
-_OURS_BY_NAME = re.compile(
-    rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|started\.json|images\.npy|labels\.npy)"
-    rf"|({_SPLIT})_(images|labels)\.npy|{re.escape(STATS)}"
-)
+_SHARD_FILE = re.compile(rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|started\.json|images\.npy|labels\.npy)")
 _TEMPORARY = re.compile(rf"(.+/)?{TEMPORARY_NAME.pattern}|\.({_SPLIT})_(images|labels)\.npy\.assemble\.tmp")
+# The final arrays: augkit's while their manifest's checksums hold or, before a manifest lists
+# them (a run stopped while finishing), while they are what the shards' records make.
+_FINAL_ARRAY = re.compile(rf"({_SPLIT})_(images|labels)\.npy")
 
 
 def check_paths(root: Path | None, out: Path) -> None:
@@ -137,7 +144,9 @@ def _damage(out: Path, manifest: dict[str, Any], config: PreprocessConfig) -> st
     load. A rerun that said "already complete" of anything less would leave an OUT that
     ``open_dataset`` and ``augkit train`` call damaged, with no command to repair it.
     """
-    broken = first_changed_file(out, manifest["files"])
+    broken = first_changed_file(out, _checksums(manifest))
+    if broken is not None and os.path.lexists(out / broken):  # --overwrite will not delete it (_clear)
+        return f"{broken} changed since, so it is no longer known as augkit's: move it elsewhere first"
     if broken is not None:
         return f"{broken} changed since"
     splits = list(manifest["counts"])
@@ -159,7 +168,7 @@ def _damage(out: Path, manifest: dict[str, Any], config: PreprocessConfig) -> st
         try:
             ChannelStats.load(out / STATS)
         except AugkitError as error:
-            return f"its statistics do not load ({error})"
+            return f"its statistics do not load ({error}), so {STATS} is not known as augkit's: move it elsewhere first"
     return None
 
 
@@ -201,19 +210,20 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
 
 def _clear(out: Path, manifest: dict[str, Any]) -> None:
     """Delete what augkit wrote in OUT for the run ``manifest`` describes, then the folders that
-    leaves empty; refuse, deleting nothing, if OUT holds anything else."""
-    listed = {MANIFEST, *(entry["path"] for entry in manifest.get("files", []))}
-    if manifest.get("stats"):
-        listed.add(manifest["stats"])
-    listed |= _recorded_files(out)
+    leaves empty; refuse, deleting nothing, if OUT holds anything else (``_is_augkits``)."""
+    records, started = _shard_records(out)
+    checksums: dict[str, set[str]] = {}
+    for entry in [*_checksums(manifest), *(f for record in records for f in record["files"])]:
+        checksums.setdefault(entry["path"], set()).add(entry["sha256"])
     ours, foreign = [], []
     for entry, is_file in sorted(_contents(out, manifest["classes"])):
-        (ours if is_file and (entry in listed or _OURS_BY_NAME.fullmatch(entry) or _TEMPORARY.fullmatch(entry)) else foreign).append(entry)
+        augkits = is_file and _is_augkits(out, entry, manifest, checksums, records, started)
+        (ours if augkits else foreign).append(entry)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise AugkitError(
-            f"OUT ({out}) holds what augkit did not write ({shown}); --overwrite deletes only augkit's own files, "
-            "so nothing was deleted: move those elsewhere, or choose another OUT"
+            f"OUT ({out}) holds what augkit did not write, or changed since ({shown}); --overwrite deletes only "
+            "augkit's own files, so nothing was deleted: move those elsewhere, or choose another OUT"
         )
     for entry in ours:
         (out / entry).unlink(missing_ok=True)
@@ -224,17 +234,113 @@ def _clear(out: Path, manifest: dict[str, Any]) -> None:
             pass
 
 
-def _recorded_files(out: Path) -> set[str]:
-    """The files that the readable shard records and shard starts in OUT list (an unfinished
-    folder-format run's images, those of a shard killed halfway included)."""
-    files = set()
+def _is_augkits(
+    out: Path,
+    entry: str,
+    manifest: dict[str, Any],
+    checksums: dict[str, set[str]],
+    records: list[dict[str, Any]],
+    started: set[str],
+) -> bool:
+    """Whether the file ``entry`` (relative to OUT) is one augkit wrote, as it wrote it.
+
+    By its exact name and place: the manifest, a shard's files, a temporary file, and a file a
+    folder-format shard listed before writing it (one killed halfway has no record of it). Any
+    other by its content: a file the manifest or a shard's record lists (``checksums``: path ->
+    sha256s) if it matches one of its checksums; an unlisted final array or stats.json if it is
+    what the shards' records make (``_is_assembled``, ``_stats_are_augkits``). A name alone
+    proves nothing: a user's ``train_images.npy`` beside a copied manifest is the user's.
+    """
+    if entry == MANIFEST or entry in started or _SHARD_FILE.fullmatch(entry) or _TEMPORARY.fullmatch(entry):
+        return True
+    if entry in checksums:
+        return any(first_changed_file(out, [{"path": entry, "sha256": sha256}]) is None for sha256 in checksums[entry])
+    if _FINAL_ARRAY.fullmatch(entry):
+        return _is_assembled(out, entry, records)
+    return entry == STATS and _stats_are_augkits(out, manifest, records)
+
+
+def _checksums(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """The files ({"path", "sha256"}) the manifest gives checksums of: its ``files`` and, where
+    it records one (``stats_sha256``), its statistics."""
+    entries = list(manifest.get("files", []))
+    if manifest.get("stats") and manifest.get("stats_sha256"):
+        entries.append({"path": manifest["stats"], "sha256": manifest["stats_sha256"]})
+    return entries
+
+
+def _is_assembled(out: Path, entry: str, records: list[dict[str, Any]]) -> bool:
+    """Whether the final array ``entry`` (``<split>_<images|labels>.npy``), which no manifest lists,
+    is the one ``assembly.finish`` makes of its split's shards (a run stopped after assembling it):
+    its dtype and row shape theirs, its rows theirs in plan order, each shard's file as its record
+    lists it. Reads the shards' files twice and the array once, in chunks."""
+    split, what = _FINAL_ARRAY.fullmatch(entry).groups()
+    shards = sorted((r for r in records if r["split"] == split and r["count"]), key=lambda r: r["start"])
+    if not shards or any(first_changed_file(out, record["files"]) is not None for record in shards):
+        return False
+    parts = [packed_path(out, record["id"], what) for record in shards]
+    try:
+        (rows, *shape), dtype = npy_header(out / entry)
+        headers = [npy_header(part) for part in parts]
+        if {(tuple(s[1:]), d) for s, d in headers} != {(tuple(shape), dtype)} or rows != sum(s[0] for s, _ in headers):
+            return False
+        return _data_sha256([out / entry]) == _data_sha256(parts)
+    except (OSError, AugkitError):  # missing, not a regular file, not a .npy array
+        return False
+
+
+def _data_sha256(paths: list[Path]) -> str:
+    """sha256 of the data of these .npy files, one after another (the bytes after each header,
+    which npy_header has checked fill the file's end), read in chunks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        shape, dtype = npy_header(path)
+        with open_regular(path, ".npy array") as f:
+            f.seek(-math.prod(shape) * dtype.itemsize, os.SEEK_END)
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stats_are_augkits(out: Path, manifest: dict[str, Any], records: list[dict[str, Any]]) -> bool:
+    """Whether OUT's stats.json, of which no checksum is recorded, holds the statistics augkit wrote.
+
+    With train shards' records (a run stopped between writing it and its manifest): the
+    statistics they merge to, in plan order, as ``assembly.finish`` merges them. Without, beside
+    a complete manifest written before manifests recorded its checksum: statistics of as many
+    training images as that manifest counts originals (its train images over 1 + copies). A
+    user's own statistics of the same images would pass that second test; statistics of any
+    other count, or a file that does not load as statistics, do not.
+    """
+    try:
+        found = ChannelStats.load(out / STATS)
+        train = sorted((r for r in records if r["split"] == "train" and r["stats"]), key=lambda r: r["start"])
+        if train:
+            merged = ChannelStats(mean_image=False)
+            for record in train:
+                merged.merge(ChannelStats.from_dict(record["stats"]))
+            return found.to_dict() == merged.to_dict()
+    except (OSError, AugkitError):
+        return False
+    if not manifest["complete"] or manifest["stats"] != STATS or "stats_sha256" in manifest:
+        return False
+    copies, images = manifest["config"].get("copies", 0), manifest["counts"].get("train", {}).get("images")
+    return type(copies) is int and copies >= 0 and found.images * (1 + copies) == images
+
+
+def _shard_records(out: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """The readable shard records in OUT (of the structure RECORD), and the files its readable
+    shard starts list (an unfinished folder-format run's images, those of a shard killed
+    halfway included)."""
+    started = set()
     for path in (out / SHARDS_DIR).glob("*.started.json"):  # what a shard was about to write
         try:
-            started = read_document(path, what="shard start", format="json", max_bytes=MAX_MANIFEST_BYTES)
-            check_structure(started, {"id": str, "files": [str]}, source=path, where="")
+            start = read_document(path, what="shard start", format="json", max_bytes=MAX_MANIFEST_BYTES)
+            check_structure(start, {"id": str, "files": [str]}, source=path, where="")
         except (OSError, AugkitError):
             continue
-        files.update(entry for entry in started["files"] if is_relative_path(entry))
+        started.update(entry for entry in start["files"] if is_relative_path(entry))
+    records = []
     for path in (out / SHARDS_DIR).glob("*.json"):
         if path.name.endswith(".started.json"):
             continue
@@ -243,8 +349,9 @@ def _recorded_files(out: Path) -> set[str]:
             check_structure(record, RECORD, source=path, where="")
         except (OSError, AugkitError):
             continue  # not one of augkit's: its files, if any, are not known to be either
-        files.update(entry["path"] for entry in record["files"] if is_relative_path(entry["path"]))
-    return files
+        record["files"] = [entry for entry in record["files"] if is_relative_path(entry["path"])]
+        records.append(record)
+    return records, started
 
 
 def _folders(classes: list[str]) -> set[str]:
