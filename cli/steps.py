@@ -81,12 +81,14 @@ def steps(name: str | None, show_all: bool, plan_spec: str | None, as_json: bool
             click.echo(click.wrap_text(parameter.meaning, width, initial_indent=indent, subsequent_indent=indent))
 
 
-# What each group of a plan does, as `augkit steps --plan` says it.
+# What each pass of a plan does, as `augkit steps --plan` says it.
 _GROUPS = {
-    "warp": "one warp per sample into the output size (a copy where only whole pixels move); a second "
-    "border or a shrinking resize starts another",
-    "table": "one 256-level lookup table per sample on uint8 images (other dtypes: the steps one by one)",
-    "normalise": "folded into the lookup table: uint8 to float32 in one pass",
+    "warp": "one warp into the output size (a copy where only whole pixels move); at run time a second border, "
+    "a second resampling or a shrinking resize starts another",
+    "flip": "flips, run before the table that follows (a flip commutes with it)",
+    "table": "one 256-level lookup table on uint8 images (other dtypes: the steps one by one)",
+    "normalise": "one pass, uint8 to float32 through a 256-level table (the intensity steps listed with it "
+    "folded in)",
     "as is": "runs as its own step",
 }
 
@@ -102,15 +104,17 @@ def _show_plan(spec: str, as_json: bool) -> None:
         listing = [{"runs": label, "steps": names} for label, names in groups]
         click.echo(json.dumps({"compiled": pipeline.plan is not None, "groups": listing}, indent=2))
         return
-    if pipeline.plan is None:
-        click.echo("compile: false: this pipeline runs its steps one by one; compiled, its plan would be:")
-    else:
-        click.echo(f"compiled plan of {len(pipeline)} steps (`compile: false` in the spec turns it off):")
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)
+    count = f"{len(pipeline)} step{'s' if len(pipeline) != 1 else ''}"
+    if pipeline.plan is None:
+        head = f"compile: false: this pipeline runs its {count} one by one; compiled, its passes would be:"
+    else:
+        head = f"compiled plan of {count}, in the order its passes run (`compile: false` in a spec file turns it off):"
+    click.echo(click.wrap_text(head, width))
+    if not groups:
+        click.echo("  (no steps: the image comes back as it is)")
+        return
     names_width = max(len(", ".join(names)) for _, names in groups)
     for number, (label, names) in enumerate(groups, 1):
         head = f"  {number}. {label:<10} {', '.join(names):<{names_width}}  "
-        what = _GROUPS[label]
-        if label == "warp" and number > 1 and groups[number - 2][0] == "table" and set(names) <= {"hflip", "vflip"}:
-            what = "runs before the table (a flip commutes with it)"
-        click.echo(click.wrap_text(head + what, width, subsequent_indent=" " * len(head)))
+        click.echo(click.wrap_text(head + _GROUPS[label], width, subsequent_indent=" " * len(head)))

@@ -89,7 +89,8 @@ CONFIG_OPTIONS = [
     option("--augment-on", key="augment_on", type=click.Choice(AUGMENT_ON),
            help="Where --augment runs: cpu (per image, in the --workers processes), device (whole batches on the "
                 "training device, the same draws; crop, rotate, hflip, vflip, brightness and contrast only), or auto "
-                "(the default: device when every step can, and none is a random-resized crop; else cpu)."),
+                "(the default: device when every step can, none is a random-resized crop and no --workers are given; "
+                "else cpu)."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
@@ -205,7 +206,7 @@ def _resumed_config(run_dir: Path, config_file: Path | None, given: dict[str, An
     if changed:
         flags = ", ".join("DATA" if k == "data" else f"--{k.replace('_', '-')}" for k in changed)
         raise click.UsageError(f"--resume continues a run with its saved config; drop {flags} "
-                               f"(only {', '.join('--' + k for k in RUNTIME_KEYS)} may change)")  # fmt: skip
+                               f"(only {', '.join('--' + k.replace('_', '-') for k in RUNTIME_KEYS)} may change)")  # fmt: skip
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         from augkit.errors import AugkitError

@@ -82,3 +82,25 @@ def test_streams_read_at_any_position_are_splitmix_random():
 def test_steps_without_batched_draws_are_named(spec, fragment):
     with pytest.raises(AugkitError, match=fragment.replace("(", r"\(")):
         draw_batch(load_pipeline(spec), (32, 32, 3), np.arange(4))
+
+
+@pytest.mark.parametrize("indices", [[-1], [0.5], [True], [2**64], np.array([-3, 1]), [[1, 2]]])
+def test_batch_indices_are_checked_as_a_calls_index_is(indices):
+    with pytest.raises(AugkitError, match=r"index must be an integer in \[0, 2\*\*64\)"):
+        load_pipeline("hflip").draw_batch((8, 8, 1), indices)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (8,), (8.0, 8), "ab", (8, 8, 0), (40000, 8)])
+def test_draw_shapes_are_images_shapes(shape):
+    pipeline = load_pipeline("crop(size=4); hflip")
+    for draw in (lambda: pipeline.draw(shape, index=0), lambda: pipeline.draw_batch(shape, [0])):
+        with pytest.raises(AugkitError, match="shape must be an image's"):
+            draw()
+
+
+def test_the_largest_index_draws_as_a_call_would():
+    pipeline = load_pipeline("crop(size=6, padding=1); hflip(p=0.5)")
+    batch = pipeline.draw_batch((8, 8, 1), [2**64 - 1, 3])
+    single = pipeline.draw((8, 8, 1), index=2**64 - 1)
+    assert batch[1].applied[0] == (single[1][1] is not None)
+    assert batch[0].params["y"][0] == single[0][1]["window"][0] - single[0][1]["pad"][0]

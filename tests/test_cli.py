@@ -298,15 +298,19 @@ def test_steps_plan_shows_what_merges_and_what_runs_as_it_is(tmp_path):
                             env={**os.environ, "COLUMNS": "100"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("compiled plan of 7 steps")
+    assert lines[0].startswith("compiled plan of 7 steps, in the order its passes run")
     groups = [line.split()[1:3] for line in lines[1:] if line[2:3].isdigit()]
-    assert groups == [["warp", "crop,"], ["table", "brightness,"], ["warp", "hflip"], ["as", "is"], ["normalise", "standardize"]]
-    assert "runs before the table" in result.stdout
+    assert groups == [["warp", "crop,"], ["table", "brightness"], ["flip", "hflip"], ["table", "contrast"],
+                      ["as", "is"], ["normalise", "standardize"]]
+    assert "flips, run before the table that follows" in result.stdout
     listing = json.loads(invoke("steps", "--plan", spec, "--json").output)
     assert listing["compiled"] is True and listing["groups"][0] == {"runs": "warp", "steps": ["crop", "rotate"]}
     (tmp_path / "p.yaml").write_text("compile: false\nsteps: [hflip, rotate]\n")
     off = invoke("steps", "--plan", str(tmp_path / "p.yaml"))
-    assert off.exit_code == 0 and off.output.startswith("compile: false: this pipeline runs its steps one by one")
+    assert off.exit_code == 0 and off.output.startswith("compile: false: this pipeline runs its 2 steps one by one")
+    (tmp_path / "empty.yaml").write_text("steps: []\n")
+    empty = invoke("steps", "--plan", str(tmp_path / "empty.yaml"))
+    assert empty.exit_code == 0 and "(no steps: the image comes back as it is)" in empty.output
     assert_user_error(invoke("steps", "--plan", "hflip; nosuch"), "steps[1]: unknown step 'nosuch'")
     assert_user_error(invoke("steps", "crop", "--plan", "hflip"), "give a step NAME or --plan SPEC, not both")
 

@@ -237,17 +237,22 @@ def test_workers_beside_augment_on_device_are_named_as_unused(tmp_path: Path):
     result = CliRunner().invoke(cli, ["train", "--augment-on", "device", "--augment", "hflip", "--workers", "2",
                                       "--epochs", "1", "--model", "mlp", "--hidden", "16", "-o", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "note: --workers 2 is not used when augmenting on the device" in result.output
+    assert "note: --workers 2 is not used with --augment-on device" in result.output
 
 
-@pytest.mark.parametrize("spec, where", [
-    ("crop(size=8, padding=1); hflip", "augment: on cpu, whole batches (--augment-on auto): crop, hflip"),
-    ("crop(size=8, padding=1); rotate(limit=10); brightness; contrast; vflip", "augment: on cpu, whole batches"),
-    ("crop(size=8, mode=random_resized); hflip", "augment: per image in this process (--augment-on auto)"),
-    ("crop(size=8, padding=1); GaussianBlur", "augment: per image in this process (--augment-on auto)"),
+@pytest.mark.parametrize("spec, extra, where", [
+    ("crop(size=8, padding=1); hflip", [],
+     "augment: whole batches on the training device (cpu; --augment-on auto: every step has a batched form): crop, hflip"),
+    ("crop(size=8, padding=1); rotate(limit=10); brightness; contrast; vflip", [], "augment: whole batches on the training device"),
+    ("crop(size=8, mode=random_resized); hflip", [],
+     "augment: per image in this process (--augment-on auto: crop(mode=random_resized) is antialiased per image only)"),
+    ("crop(size=8, padding=1); GaussianBlur", [], "augment: per image in this process (--augment-on auto: GaussianBlur has no batched form)"),
+    ("crop(size=8, padding=1); hflip", ["--workers", "1"],
+     "augment: per image in 1 worker process(es) (--augment-on auto: --workers 1 asked for worker processes)"),
 ])
-def test_auto_augments_on_the_device_when_every_step_can_and_none_is_a_random_resized_crop(tmp_path: Path, spec, where):
+def test_auto_augments_on_the_device_when_every_step_can_and_none_is_a_random_resized_crop(tmp_path: Path, spec, extra,
+                                                                                          where):
     result = CliRunner().invoke(cli, ["train", "--augment", spec, "--epochs", "1", "--model", "mlp", "--hidden", "16",
-                                      "-o", str(tmp_path / "run")])  # fmt: skip
+                                      *extra, "-o", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert where in result.output

@@ -99,6 +99,8 @@ WARPED = {
     "rotate twice, constant border": ["rotate(limit=30, border=constant, fill=128, p=1)", "rotate(limit=30, p=1)"],
     "rotate then centre crop then flip": ["rotate(limit=20, p=1)", "crop(size=0.75, mode=center)", "vflip"],
     "flip, random-resized crop that may shrink": ["hflip", "crop(size=S, mode=random_resized, scale=[0.05, 1])"],
+    # A crop enlarged after a rotation: two resamplings, never merged (up to 2 gray levels apart if they were).
+    "rotate then an enlarging crop": ["rotate(limit=30, p=1)", "crop(size=S, mode=random_resized, scale=[0.3, 0.4])"],
 }
 
 
@@ -172,8 +174,15 @@ def test_describe_groups_what_merges():
     assert isinstance(pipeline.plan, Plan)
     assert pipeline.plan.describe() == [
         ("warp", ["crop", "rotate"]),
-        ("table", ["brightness", "contrast"]),
-        ("warp", ["hflip"]),
+        ("table", ["brightness"]),
+        ("flip", ["hflip"]),  # before the contrast's table, which reads the brightened image's mean
+        ("table", ["contrast"]),
         ("as is", ["GaussianBlur"]),
         ("normalise", ["standardize"]),
     ]
+    describe = lambda spec: load_pipeline(spec).plan.describe()  # noqa: E731
+    assert describe("brightness; hflip; brightness") == [("flip", ["hflip"]), ("table", ["brightness", "brightness"])]
+    assert describe("crop(size=24); rotate; brightness; hflip") == [("warp", ["crop", "rotate", "hflip"]),
+                                                                     ("table", ["brightness"])]
+    assert describe("rotate; contrast; hflip") == [("warp", ["rotate"]), ("flip", ["hflip"]), ("table", ["contrast"])]
+    assert describe("contrast; brightness; scale") == [("normalise", ["contrast", "brightness", "scale"])]

@@ -180,20 +180,26 @@ class DeviceBatches:
         self.loader.close()
 
 
-def augments_on_device(config: TrainConfig, pipeline: Pipeline) -> bool:
-    """Whether ``config.augment_on`` puts ``pipeline`` on the device: "device" always (a step
-    without a batched form is then refused by ``create_device_augment``), "auto" when every
-    top-level step has a batched form and none is a random-resized crop (whose shrinking the
-    device path does not antialias), "cpu" never."""
+def augments_on_device(config: TrainConfig, pipeline: Pipeline) -> tuple[bool, str]:
+    """Whether ``config.augment_on`` puts ``pipeline`` on the device, and why (for the run's log).
+
+    "device": always (a step without a batched form is then refused by ``create_device_augment``);
+    "cpu": never; "auto": when every top-level step has a batched form, none is a random-resized
+    crop (whose shrinking the device path does not antialias) and no ``--workers`` were asked for.
+    """
     if config.augment_on != "auto":
-        return config.augment_on == "device"
+        return config.augment_on == "device", f"--augment-on {config.augment_on}"
+    if config.workers:
+        return False, f"--augment-on auto: --workers {config.workers} asked for worker processes"
     from augkit.train.device_augment import BATCHED_STEPS  # torch-side steps: only for runs that use them
 
     kinds = {"HorizontalFlip": "hflip", "VerticalFlip": "vflip"}
     for name, transform in zip(pipeline.steps, pipeline.compose.transforms):
-        if kinds.get(name, name) not in BATCHED_STEPS or getattr(transform, "mode", None) == "random_resized":
-            return False
-    return True
+        if kinds.get(name, name) not in BATCHED_STEPS:
+            return False, f"--augment-on auto: {name} has no batched form"
+        if getattr(transform, "mode", None) == "random_resized":
+            return False, f"--augment-on auto: {name}(mode=random_resized) is antialiased per image only"
+    return True, "--augment-on auto: every step has a batched form"
 
 
 def create_device_augment(pipeline: Pipeline, images: np.ndarray) -> DeviceAugment:

@@ -118,7 +118,7 @@ def _top_level(pipeline: Pipeline) -> list[Any]:
 def _refusal(name: str) -> AugkitError:
     return AugkitError(
         f"--augment-on device: step {name!r} has no batched form (those with one: {', '.join(BATCHED_STEPS)}); "
-        f"run it with --augment-on cpu (the default) or remove it"
+        f"run it with --augment-on cpu (per image) or auto (the default, which picks cpu for it), or remove it"
     )
 
 

@@ -97,7 +97,7 @@ def build(
     torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
     model = create_model(config, (channels, height, width), len(splits.classes))
     augment = datalib.load_augment(config.augment, config.seed)
-    on_device = augment is not None and datalib.augments_on_device(config, augment)
+    on_device, augment_reason = datalib.augments_on_device(config, augment) if augment is not None else (False, "")
     # The DataLoader workers keep a core each busy (none when augmenting on the device); the
     # processes of a torchrun run share the rest.
     processes = distributed.world_size if distributed is not None else 1
@@ -138,7 +138,7 @@ def build(
     # bf16 needs no loss scaling; the scaler is kept (disabled) so checkpoints have one shape.
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler,
-                 distributed, threads)  # fmt: skip
+                 distributed, threads, augment_reason)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -391,15 +391,14 @@ def _describe(parts: Parts, log: Callable[[str], None]) -> None:
     if config.amp and parts.device.type != "cuda":
         log(f"note: --amp applies on CUDA only; training in float32 on {parts.device}")
     if parts.train_batches.augment is not None:
-        log(f"augment: on {parts.device}, whole batches (--augment-on {config.augment_on}): "
+        log(f"augment: whole batches on the training device ({parts.device}; {parts.augment_reason}): "
             f"{', '.join(parts.train_batches.augment.pipeline.steps)}")
         if config.workers:
-            log(f"note: --workers {config.workers} is not used when augmenting on the device: batches are sliced "
-                f"in this process and augmented on {parts.device} (--augment-on cpu runs the pipeline in workers)")
+            log(f"note: --workers {config.workers} is not used with --augment-on device: batches are sliced in this "
+                f"process (--augment-on cpu runs the pipeline in workers)")
     elif config.augment:
         where = f"{config.workers} worker process(es)" if config.workers else "this process"
-        log(f"augment: per image in {where} (--augment-on {config.augment_on})")
-
+        log(f"augment: per image in {where} ({parts.augment_reason})")
 
 @contextlib.contextmanager
 def _bar(total: int, description: str, quiet: bool) -> Iterator[Any]:

@@ -31,6 +31,7 @@ class Parts:
     scaler: torch.amp.GradScaler
     distributed: Distributed | None = None  # this process's place in a torchrun run
     threads: ThreadChoice | None = None  # torch's intra-op threads in this process, and why
+    augment_reason: str = ""  # why --augment runs where it does (the run's log says it)
 
     @property
     def main(self) -> bool:

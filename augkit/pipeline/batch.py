@@ -108,9 +108,9 @@ def draw_batch(pipeline: Pipeline, shape: tuple[int, ...], indices: Sequence[int
         AugkitError: a step without batched draws (named), or a size-changing crop with p < 1.
     """
     kinds = (pipeline.plan or P.Plan(pipeline.steps, pipeline.compose.transforms)).kinds
-    indices = np.asarray(indices, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        keys = _mix((np.uint64(epoch_key(pipeline.seed, epoch)) ^ indices.astype(np.uint64)) + _GAMMA)
+        keys = _mix((np.uint64(epoch_key(pipeline.seed, epoch)) ^ indices) + _GAMMA)
     streams = Streams(keys)
     every = np.ones(len(indices), dtype=bool)
     height, width = shape[:2]

@@ -28,7 +28,7 @@ from augkit.pipeline.registry import COMPOSITIONS, create_step
 from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
 from augkit.pipeline.steps import AugkitTransform
-from augkit.pixels import PixelError, check_image
+from augkit.pixels import MAX_SIDE, PixelError, check_image
 
 # Parameters that name files, resolved against the spec file's folder.
 _PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
@@ -183,7 +183,7 @@ class Pipeline:
         else:
             plan = self.plan
         self._random.reseed(self._key(_counter("index", index), _counter("epoch", epoch)))
-        return plan.draws(tuple(shape))
+        return plan.draws(_image_shape(shape))
 
     def _failure(self, image: np.ndarray, key: int) -> AugkitError:
         """The one line for a call that raised or returned no image: the same draws again, step by
@@ -214,7 +214,7 @@ class Pipeline:
         Raises:
             AugkitError: a step without batched draws (named).
         """
-        return draw_batch(self, tuple(shape), indices, _counter("epoch", epoch))
+        return draw_batch(self, _image_shape(shape), _indices(indices), _counter("epoch", epoch))
 
     def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
         """Like calling the pipeline, and also return what each applied step drew."""
@@ -446,6 +446,34 @@ def _counter(name: str, value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value < _KEYS:
         raise AugkitError(f"{name} must be an integer in [0, 2**64) (the sample's {name}), got {value!r}")
     return int(value)
+
+
+def _image_shape(shape: Any) -> tuple[int, ...]:
+    """``shape`` as an image's (H, W) or (H, W, C), each a positive int (what a call would accept)."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = ()
+    whole = all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) for d in dims)
+    if not (2 <= len(dims) <= 3 and whole and all(0 < d <= MAX_SIDE for d in dims[:2]) and min(dims) > 0):
+        raise AugkitError(
+            f"shape must be an image's (height, width) or (height, width, channels), sides 1 to {MAX_SIDE}, "
+            f"got {shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _indices(indices: Any) -> np.ndarray:
+    """Sample indices as a uint64 array, each an integer in [0, 2**64); else one line (``_counter``'s)."""
+    if isinstance(indices, np.ndarray) and indices.ndim == 1 and indices.dtype.kind in "iu":
+        if indices.dtype.kind == "i" and indices.size and indices.min() < 0:  # checked as an array
+            _counter("index", int(indices.min()))
+        return indices.astype(np.uint64)
+    try:
+        values = list(indices.tolist() if isinstance(indices, np.ndarray) else indices)
+    except TypeError:
+        values = [indices]
+    return np.array([_counter("index", value) for value in values], dtype=np.uint64)
 
 
 class _NotAnImage(Exception):
