@@ -20,13 +20,17 @@ from typing import Any
 import click
 
 from augkit.cli import options
-from augkit.train.config import AUGMENT_ON, SMALL_STEP_FLOPS, TrainConfig, parse_assignment
+from augkit.train.config import AUGMENT_ON, INIT_ALIASES, LR_SCALINGS, SMALL_STEP_FLOPS, TrainConfig, parse_assignment
 
 DEFAULTS = TrainConfig()
 
 
 class RegistryChoice(click.Choice):
-    """A choice among the names of an augkit.train registry, imported on first use."""
+    """A choice among the names of an augkit.train registry, imported on first use.
+
+    A registry with ``aliases`` (alias -> name; the inits) also offers those, and an alias
+    converts to its canonical name.
+    """
 
     def __init__(self, target: str) -> None:
         self._target = target  # "module:REGISTRY"
@@ -39,7 +43,7 @@ class RegistryChoice(click.Choice):
 
     @property
     def choices(self) -> list[str]:  # type: ignore[override]
-        return self.registry.names()
+        return [*self.registry.names(), *getattr(self.registry, "aliases", {})]
 
     @choices.setter
     def choices(self, value: Any) -> None:  # click.Choice.__init__ assigns it; the registry is the source
@@ -47,7 +51,7 @@ class RegistryChoice(click.Choice):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value in self.choices:
-            return value
+            return getattr(self.registry, "aliases", {}).get(value, value)
         self.fail(self.registry.unknown(value), param, ctx)
 
 
@@ -79,7 +83,9 @@ CONFIG_OPTIONS = [
     option("--channels", key="channels", type=options.IntList(), metavar="C,C,...",
            help="cnn/resnet: channels per stage, separated by commas or spaces (32,64 or '32 64')."),
     option("--activation", key="activation", type=RegistryChoice("augkit.train.activations:ACTIVATIONS"), help="Activation function."),
-    option("--init", key="init", type=RegistryChoice("augkit.train.inits:INITS"), help="Weight initialisation (biases start at 0)."),
+    option("--init", key="init", type=RegistryChoice("augkit.train.inits:INITS"),
+           help="Weight initialisation (biases start at 0). The lecture's names are aliases, saved in config.yaml "
+                "as the name they stand for: " + ", ".join(f"{a} = {n}" for a, n in INIT_ALIASES.items()) + "."),
     option("--init-std", key="init_std", type=float, help="std for --init normal (the course's weight_scale) and uniform; value for constant. 0 to 10."),
     option("--dropout", key="dropout", type=float, help="Probability of DROPPING a unit, in [0, 1)."),
     flag("batchnorm", "batchnorm", "Batch normalisation after each linear/conv layer."),
@@ -96,10 +102,16 @@ CONFIG_OPTIONS = [
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
     option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),
     option("--lr", key="lr", type=float, help="Peak learning rate, above 0 (at most 3.4e38, float32's largest)."),
+    option("--lr-scaling", key="lr_scaling", type=click.Choice(LR_SCALINGS),
+           help="linear: the optimiser's lr is --lr x --batch-size / 256 (the global batch under torchrun), "
+                "the linear scaling rule of Goyal et al. 2017."),
     option("--momentum", key="momentum", type=float, help="SGD momentum (Adam/AdamW: beta1)."),
     option("--schedule", key="schedule", type=RegistryChoice("augkit.train.optim:SCHEDULES"), help="Learning-rate schedule."),
     option("--warmup-epochs", key="warmup_epochs", type=float, help="Linear warm-up length in epochs."),
-    option("--label-smoothing", key="label_smoothing", type=float, help="Label smoothing."),
+    option("--label-smoothing", key="label_smoothing", type=float, help="Label smoothing (cross-entropy losses)."),
+    option("--loss", key="loss", type=RegistryChoice("augkit.train.losses:LOSSES"),
+           help="Loss: cross_entropy (softmax), hinge (the multiclass SVM loss, margin 1), squared_hinge, "
+                "soft_cross_entropy (against label distributions)."),
     option("--clip-grad", key="clip_grad", type=float, help="Clip the gradients' global norm to this (above 0)."),
     option("--epochs", key="epochs", type=int, help="Epochs."),
     option("--batch-size", key="batch_size", type=int, help="Batch size."),

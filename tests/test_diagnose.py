@@ -373,7 +373,7 @@ def test_probe_help_lists_the_registries_choices():
     ("args", "expected"),
     [
         (["--activation", "relux"], "did you mean relu"),
-        (["--init", "kaiming"], "kaiming_normal"),
+        (["--init", "kaiming_norml"], "kaiming_normal"),
         (["--depth", "0"], "--depth must be in [1, 1000], got 0"),
         (["--width", "0"], "--width must be in [1, 65536], got 0"),
         (["--batch", "-1"], "--batch must be in [1, 1048576], got -1"),

@@ -107,6 +107,23 @@ def test_train_help_lists_the_registries_choices():
 
     for name in [*ACTIVATIONS.names(), *INITS.names()]:
         assert name in out, name
+    assert "|xavier|kaiming|he]" in out and "xavier = xavier_normal, kaiming = kaiming_normal, he = kaiming_normal" in " ".join(out.split())
+    assert "--lr-scaling [none|linear]" in out and "Goyal et al. 2017" in " ".join(out.split())
+
+
+def test_linear_lr_scaling_trains_at_lr_times_batch_over_256_and_saves_what_was_typed(tmp_path):
+    from augkit.train.loop import build
+
+    run_dir = tmp_path / "r"
+    succeeded(invoke("train", *QUICK, "--epochs", "1", "--schedule", "constant", "--lr-scaling", "linear",
+                     "--batch-size", "128", "--lr", "0.1", "--init", "he", "-o", run_dir))  # fmt: skip
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (saved["lr"], saved["lr_scaling"], saved["batch_size"], saved["init"]) == (0.1, "linear", 128, "kaiming_normal")
+    assert [float(row["lr"]) for row in read_metrics(run_dir)] == [pytest.approx(0.05)]
+    config = TrainConfig.load(run_dir / "config.yaml")
+    assert [g["lr"] for g in build(config, tmp_path / "b").optimizer.param_groups] == pytest.approx([0.05, 0.05])
+    unscaled = build(config.replace({"lr_scaling": "none"}), tmp_path / "c").optimizer
+    assert [g["lr"] for g in unscaled.param_groups] == [0.1, 0.1]
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -140,7 +157,7 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
     [
         (["--activation", "relux"], "did you mean relu"),
         (["--activation", "Relu"], "unknown activation 'Relu' (did you mean relu?)"),
-        (["--init", "kaiming"], "kaiming_normal"),
+        (["--init", "kaiming_norml"], "kaiming_normal"),
         (["--model", "vgg"], "choose one of"),
         (["--dropout", "1"], "dropout must be in [0, 1)"),
         (["--dropout", "-0.1"], "dropout must be in [0, 1)"),
@@ -170,6 +187,8 @@ def test_evaluate_on_data_with_other_classes_is_refused(quick_run, make_image_fo
         (["--weight-decay", "1e308"], "weight_decay must be in [0, 1], got 1e+308"),
         (["--l1", "3e38"], "l1 must be in [0, 1], got 3e+38"),
         (["--lr", "1e308"], "lr must be in (0, 3.40282e+38], got 1e+308"),
+        (["--set", "lr_scaling=sqrt"], "lr_scaling must be none or linear, got 'sqrt'"),
+        (["--lr-scaling", "linear", "--lr", "3e38", "--batch-size", "512"], "lr * batch_size / 256 must be in (0, 3.40282e+38]"),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2_before_training(tmp_path, args, expected):
@@ -603,7 +622,9 @@ def test_a_run_dir_inside_the_dataset_is_refused_before_anything_is_written(tmp_
         (["train", "--model", "cnnn"], "unknown model 'cnnn' (did you mean cnn?)"),
         (["train", "--epochs", "abc"], "'abc' is not a valid integer"),
         (["preprocess", "sample_data/digits", "out", "--format", "zip"], "'zip' is not one of"),
-        (["diagnose", "probe", "--init", "kaiming"], "did you mean kaiming_normal"),
+        (["diagnose", "probe", "--init", "kaiming_norml"], "did you mean kaiming_normal"),
+        (["train", "--init", "xavir"], "did you mean xavier?"),
+        (["train", "--lr-scaling", "sqrt"], "'sqrt' is not one of 'none', 'linear'"),
         (["trian"], "No such command 'trian'"),
     ],
 )

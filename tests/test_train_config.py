@@ -266,3 +266,19 @@ def test_any_list_written_with_any_separators_reads_back(widths, data):
     separators = st.sampled_from([",", " ", ", ", " ,", "  ", "\t", " , "])
     text = str(widths[0]) + "".join(data.draw(separators) + str(w) for w in widths[1:])
     assert config_module.parse_int_list(text) == tuple(widths)
+
+
+def test_init_aliases_are_saved_as_the_name_they_stand_for(tmp_path):
+    (tmp_path / "c.yaml").write_text("init: xavier\n")
+    assert TrainConfig.load(tmp_path / "c.yaml").init == "xavier_normal"
+    assert TrainConfig().replace({"init": "he"}).init == TrainConfig(init="kaiming").init == "kaiming_normal"
+    assert TrainConfig(init="he") == TrainConfig(init="kaiming_normal")  # compare equal in ablation tables
+
+
+def test_lr_scaling_takes_none_or_linear_and_its_scaled_lr_stays_in_float32():
+    assert TrainConfig().lr_scaling == "none" and TrainConfig(lr_scaling="linear").lr_scaling == "linear"
+    with pytest.raises(AugkitError, match=r"^lr_scaling must be none or linear, got 'sqrt'$"):
+        TrainConfig().replace({"lr_scaling": "sqrt"})
+    TrainConfig(lr=3e38, batch_size=256, lr_scaling="linear")
+    with pytest.raises(AugkitError, match=r"^lr \* batch_size / 256 must be in \(0, 3.40282e\+38\], got 6e\+38"):
+        TrainConfig(lr=3e38, batch_size=512, lr_scaling="linear")

@@ -179,8 +179,8 @@ def test_init_resets_norm_layers_to_the_identity() -> None:
 
 
 def test_unknown_init_and_bad_mode_are_user_errors() -> None:
-    with pytest.raises(AugkitError, match=r"unknown initialisation 'kaiming'.*did you mean kaiming_normal"):
-        init_weights(nn.Linear(2, 2), "kaiming")
+    with pytest.raises(AugkitError, match=r"unknown initialisation 'kaiming_norml'.*did you mean kaiming_normal"):
+        init_weights(nn.Linear(2, 2), "kaiming_norml")
     with pytest.raises(AugkitError, match="fan_in or fan_out"):
         init_weights(nn.Linear(2, 2), "kaiming_normal", mode="fan_avg")
 
@@ -299,7 +299,7 @@ def test_fewer_than_two_classes_is_a_user_error(classes: int) -> None:
 @pytest.mark.parametrize(("field", "value", "kind", "close"), [
     ("model", "resnt", "model", "resnet"),
     ("activation", "relux", "activation", "relu"),
-    ("init", "xavier", "initialisation", "xavier_normal"),
+    ("init", "xavier_norml", "initialisation", "xavier_normal"),
 ])
 def test_unknown_names_are_user_errors_with_choices(field: str, value: str, kind: str, close: str) -> None:
     config = small_config()
@@ -338,3 +338,30 @@ def test_every_init_runs_on_every_model(model_name: str, init: str) -> None:
     torch.manual_seed(0)
     model = create_model(small_config(model=model_name, init=init), (1, 8, 8), 10)
     assert torch.isfinite(model(torch.randn(2, 1, 8, 8))).all()
+
+
+@pytest.mark.parametrize(("alias", "name"), [("xavier", "xavier_normal"), ("kaiming", "kaiming_normal"), ("he", "kaiming_normal")])
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_the_lectures_init_names_draw_the_same_weights_as_the_normal_variants(alias: str, name: str, model_name: str) -> None:
+    def weights(init: str) -> list[torch.Tensor]:
+        torch.manual_seed(3)
+        return [p.detach().clone() for p in create_model(small_config(model=model_name, init=init), (1, 8, 8), 10).parameters()]
+
+    def drawn(init: str) -> list[torch.Tensor]:  # init_weights itself, not through the config
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(36, 5))
+        init_weights(model, init)
+        return [p.detach().clone() for p in model.parameters()]
+
+    assert small_config(init=alias).init == name
+    for a, b in [*zip(weights(alias), weights(name), strict=True), *zip(drawn(alias), drawn(name), strict=True)]:
+        assert torch.equal(a, b)
+    torch.manual_seed(4)  # another seed draws other weights: the comparison can fail
+    other = create_model(small_config(model=model_name, init=name), (1, 8, 8), 10)
+    assert not all(torch.equal(a, b) for a, b in zip(weights(alias), other.parameters(), strict=True))
+
+
+def test_an_unknown_init_suggests_an_alias_too() -> None:
+    with pytest.raises(AugkitError, match=r"unknown initialisation 'xavir' \(did you mean xavier\?\)"):
+        init_weights(nn.Linear(2, 2), "xavir")
+    assert "he" not in list_inits() and "kaiming_normal" in list_inits()  # every scheme once, for loops over them

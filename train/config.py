@@ -9,7 +9,7 @@ runs the same experiment again.
 Fields are flat (``dropout``, not ``model.dropout``) so that a field, its flag and an ablation
 key are the same word: ``dropout`` <-> ``--dropout`` <-> ``--grid dropout=0,0.5``.
 
-Names (activation, init, model, optimizer, schedule) are checked against their registries when
+Names (activation, init, model, optimizer, schedule, loss) are checked against their registries when
 the run is built (``augkit.train.build``), where torch is loaded; values are checked here, when a
 config is made, so a bad one stops before anything runs:
 
@@ -75,6 +75,13 @@ MAX_LEAKY_SLOPE = 1.0  # |slope|: 1 is the identity, -1 the absolute value; beyo
 # does not antialias), else the workers.
 AUGMENT_ON = ("auto", "cpu", "device")
 FLOAT32_MAX = 3.4028234663852886e38  # lr, clip_grad: what multiplies float32 parameters and gradients
+# The lecture's names for two initialisations (what most users type): a config stores the
+# canonical name, so runs that differ only in how it was typed compare equal in ablation tables.
+INIT_ALIASES = {"xavier": "xavier_normal", "kaiming": "kaiming_normal", "he": "kaiming_normal"}
+# lr_scaling: none, or linear (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): the optimiser's
+# lr is lr * batch_size / LR_REFERENCE_BATCH, batch_size being the global batch (torchrun too).
+LR_SCALINGS = ("none", "linear")
+LR_REFERENCE_BATCH = 256
 
 
 @dataclass
@@ -94,7 +101,7 @@ class TrainConfig:
     leaky_slope: float = 0.01  # leaky_relu: slope for x < 0, in [-1, 1]
     prelu_per_channel: bool = True  # prelu: one learnable slope per channel (False: one shared slope)
     maxout_pieces: int = 2  # maxout: linear pieces per unit
-    init: str = "kaiming_normal"  # weight initialisation; biases always start at zero
+    init: str = "kaiming_normal"  # weight initialisation; biases always start at zero. xavier, kaiming, he: saved as *_normal
     init_std: float = 0.01  # normal: std (the course's weight_scale); uniform: std of U(-a, a); constant: value. <= 10
     init_mode: str = "fan_in"  # kaiming: fan_in (keeps forward activations) | fan_out (keeps gradients)
     zero_init_residual: bool = True  # resnet: last norm layer of each block starts at zero (block = identity)
@@ -112,11 +119,13 @@ class TrainConfig:
 
     # --- optimisation -------------------------------------------------------------------------
     optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.05  # peak learning rate
+    lr: float = 0.05  # peak learning rate (times batch_size / 256 with lr_scaling linear)
+    lr_scaling: str = "none"  # none | linear: the optimiser's lr is lr * batch_size / 256 (Goyal et al. 2017)
     momentum: float = 0.9  # sgd momentum; adam/adamw: beta1
     schedule: str = "onecycle"  # constant | step | cosine | onecycle
     warmup_epochs: float = 0.0  # linear warm-up from 0 (onecycle: ramp-up length; 0 means 30% of the run)
     label_smoothing: float = 0.0
+    loss: str = "cross_entropy"  # cross_entropy | hinge | squared_hinge | soft_cross_entropy (train/losses.py)
     clip_grad: float | None = None  # clip the gradients' global L2 norm to this
     epochs: int = 20
     batch_size: int = 64
@@ -160,6 +169,12 @@ class TrainConfig:
                                       f"give a shorter path (or put a long pipeline in a file)")  # fmt: skip
         if self.augment_on not in AUGMENT_ON:
             raise AugkitError(f"augment_on must be {', '.join(AUGMENT_ON)}, got {short_repr(self.augment_on)}")
+        self.init = INIT_ALIASES.get(self.init, self.init)
+        if self.lr_scaling not in LR_SCALINGS:
+            raise AugkitError(f"lr_scaling must be none or linear, got {short_repr(self.lr_scaling)}")
+        if self.lr_scaling == "linear":  # the lr the optimiser gets, within float32 too
+            check_range("lr * batch_size / 256", self.lr * self.batch_size / LR_REFERENCE_BATCH, 0, FLOAT32_MAX,
+                        low_open=True, hint="--lr-scaling linear; the largest float32: torch trains in float32")
         if self.init_mode not in ("fan_in", "fan_out"):
             raise AugkitError(f"init_mode must be fan_in or fan_out, got {short_repr(self.init_mode)}")
         self._check_widths()

@@ -18,6 +18,7 @@ from augkit.files import atomic_write
 from augkit.train.checkpoint import BEST, LAST, METRIC_COLUMNS, checkpoint_bytes, rng_state, save_checkpoint, unwrapped
 from augkit.train.config import TrainConfig
 from augkit.train.models import count_parameters
+from augkit.train.optim import peak_lr
 from augkit.train.parts import Parts
 from augkit.train.run_dir import METRICS
 
@@ -114,6 +115,7 @@ def summarize(history: list[dict[str, float]], best: dict[str, float], parts: Pa
         "processes": parts.distributed.world_size if parts.distributed is not None else 1,
         "threads": parts.threads.threads if parts.threads is not None else None,  # torch's intra-op threads, each process
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(parts.device) / 2**20, 1) if parts.device.type == "cuda" else None,
+        "peak_lr": peak_lr(parts.config),  # the lr the schedule peaks at (after --lr-scaling)
         "parameters": count_parameters(parts.model),
         "classes": len(parts.splits.classes),
         "train_images": len(parts.splits.train_labels),

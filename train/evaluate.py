@@ -20,6 +20,7 @@ from augkit.train import data as datalib
 from augkit.train.checkpoint import BEST, LAST, checkpoint_config, load_checkpoint, load_weights
 from augkit.train.config import MAX_THREADS, TrainConfig, check_range, check_utf8
 from augkit.train.loop import evaluate_batches, resolve_device, uses_channels_last
+from augkit.train.losses import create_loss
 from augkit.train.models import create_model
 from augkit.train.parts import Parts
 from augkit.train.plots import plot_confusion
@@ -48,7 +49,7 @@ def evaluate_run(
     run = open_run(run_dir, data, checkpoint=checkpoint, device=device, batch_size=batch_size, threads=threads)
     parts = Parts(run.config, run.device, run.splits, run.model, run.normalizer, run.batches, run.batches,
                   None, None, None)  # type: ignore[arg-type]  # fmt: skip
-    loss, accuracy, predicted, truth = evaluate_batches(run.model, parts, run.batches, nn.CrossEntropyLoss())
+    loss, accuracy, predicted, truth = evaluate_batches(run.model, parts, run.batches, create_loss(run.config))
 
     classes = run.classes
     n = len(classes)

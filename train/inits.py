@@ -4,10 +4,15 @@ Each scheme fills one weight tensor in place from torch's global RNG (the caller
 ``init_weights`` applies one to every Linear and Conv2d of a model, zeroes their biases, resets
 normalisation layers to the identity (weight 1, bias 0), and finally lets residual blocks zero
 their last layer (``zero_init_last``).
+
+The lecture's names are aliases (``INIT_ALIASES``): ``xavier`` is ``xavier_normal``, ``kaiming``
+and ``he`` are ``kaiming_normal``. ``INITS.get`` takes them; ``INITS.names()`` lists the canonical
+names only (``INITS.aliases`` the others), and a ``TrainConfig`` stores the canonical name.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +22,7 @@ from torch import nn
 
 from augkit.errors import AugkitError
 from augkit.train.activations import gain as activation_gain
+from augkit.train.config import INIT_ALIASES
 from augkit.train.registry import Registry
 
 FAN_MODES = ("fan_in", "fan_out")
@@ -39,7 +45,39 @@ class Fans:
 
 
 Scheme = Callable[[torch.Tensor, Fans], None]
-INITS: Registry[Scheme] = Registry("initialisation")
+
+
+class AliasedRegistry(Registry[Scheme]):
+    """A ``Registry`` that also takes other names for some entries (``aliases``: alias -> name).
+
+    ``get`` and ``in`` take an alias as its entry; ``names()`` stays the canonical names (what a
+    loop over the schemes runs once each); an unknown name's closest match may be an alias.
+    """
+
+    def __init__(self, kind: str, aliases: dict[str, str]) -> None:
+        super().__init__(kind)
+        self.aliases = dict(aliases)
+
+    def canonical(self, name: str) -> str:
+        """``name``, or the entry it is an alias of."""
+        return self.aliases.get(name, name)
+
+    def get(self, name: str | Scheme) -> Scheme:
+        return super().get(self.canonical(name) if isinstance(name, str) else name)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(self.aliases.get(name, name) if isinstance(name, str) else name)
+
+    def unknown(self, name: str) -> str:
+        known = [*self.names(), *self.aliases]
+        same = [e for e in known if e.lower() == name.lower()]
+        close = same or difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        also = ", ".join(f"{a} ({n})" for a, n in self.aliases.items())
+        return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}; or an alias: {also}"
+
+
+INITS = AliasedRegistry("initialisation", INIT_ALIASES)
 
 
 def fans_of(weight: torch.Tensor) -> tuple[int, int]:
@@ -129,7 +167,7 @@ def init_weights(
     activation: str = "relu",
     slope: float = 0.01,
 ) -> None:
-    """Initialise every Linear / Conv2d weight of ``model`` with scheme ``name``; zero their biases.
+    """Initialise every Linear / Conv2d weight of ``model`` with scheme ``name`` (or an alias); zero their biases.
 
     Normalisation layers are reset to weight 1, bias 0. ``default`` leaves all of that as torch
     built it. Then every submodule with a truthy ``zero_init`` and a ``zero_init_last()`` method

@@ -40,6 +40,7 @@ from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.divergence import check_finite, check_good, diverged
 from augkit.train.epochs import interrupted, save_epoch, summarize, write_failed, write_metrics
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
+from augkit.train.losses import create_loss
 from augkit.train.models import count_parameters, create_model
 from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
 from augkit.train.parts import Parts
@@ -98,6 +99,7 @@ def build(
     model = create_model(config, (channels, height, width), len(splits.classes))
     augment = datalib.load_augment(config.augment, config.seed)
     on_device, augment_reason = datalib.augments_on_device(config, augment) if augment is not None else (False, "")
+    create_loss(config)  # an unknown loss, or label smoothing with a hinge loss, fails here, before training
     # The DataLoader workers keep a core each busy (none when augmenting on the device); the
     # processes of a torchrun run share the rest.
     processes = distributed.world_size if distributed is not None else 1
@@ -224,7 +226,7 @@ def _train(
             step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if config.compile:
             step_model = torch.compile(step_model)
-        criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        criterion = create_loss(config)
         # The plain model: its hooks fire inside DistributedDataParallel and torch.compile too.
         watcher = ActivationWatcher(model, config.watch_activations if main else 0, run_dir / ACTIVATIONS_FILE, log=log)
         tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None

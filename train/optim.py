@@ -8,6 +8,11 @@ decay is coupled (``weight_decay * w`` added to the gradient: an L2 term in the 
 decouples it from the adaptive step, as Loshchilov & Hutter propose. L1 is a loss term,
 ``l1 * sum(|w|)`` over the same weights.
 
+``--lr-scaling linear`` is the linear scaling rule of Goyal et al. 2017, "Accurate, Large
+Minibatch SGD: Training ImageNet in 1 Hour": when the batch grows k times, so does the lr. The
+optimiser's peak lr is then ``lr * batch_size / 256`` (``peak_lr``), batch_size being the
+global batch (under torchrun, what all processes together take in one step).
+
 A schedule is a pure function of the step (``lr_factor``), so that a resumed run continues on
 exactly the same curve.
 """
@@ -20,7 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from augkit.train.config import TrainConfig
+from augkit.train.config import LR_REFERENCE_BATCH, TrainConfig
 from augkit.train.registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
@@ -51,11 +56,21 @@ def _adamw(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
 
 
+def peak_lr(config: TrainConfig) -> float:
+    """The lr the optimiser gets (before the schedule): ``config.lr``, times ``batch_size / 256``
+    with ``lr_scaling`` linear (Goyal et al. 2017; batch_size is the global batch)."""
+    if config.lr_scaling == "linear":
+        return config.lr * config.batch_size / LR_REFERENCE_BATCH
+    return config.lr
+
+
 def create_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimiser, with weight decay on the weights' group only."""
+    """The configured optimiser at ``peak_lr(config)``, with weight decay on the weights' group only."""
     make = OPTIMIZERS.get(config.optimizer)
     weights, others = decayed_parameters(model)
-    groups = [{"params": weights, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    lr = peak_lr(config)  # each group's lr overrides the optimiser's default (config.lr)
+    groups = [{"params": weights, "weight_decay": config.weight_decay, "lr": lr},
+              {"params": others, "weight_decay": 0.0, "lr": lr}]  # fmt: skip
     return make([g for g in groups if g["params"]], config)
 
 

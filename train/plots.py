@@ -93,6 +93,8 @@ def describe_tricks(config: TrainConfig) -> str:
         parts.append(f"L1 {config.l1:g}")
     parts.append(f"augment {config.augment}" if config.augment else "no augmentation")
     parts.append("mean image" if config.mean_image else "standardized" if config.standardize else "mean subtracted")
+    if config.loss != "cross_entropy":
+        parts.append(f"{config.loss} loss")
     if config.label_smoothing:
         parts.append(f"label smoothing {config.label_smoothing:g}")
     if config.clip_grad:
