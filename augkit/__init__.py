@@ -11,9 +11,9 @@ albumentations (nor, ever, torch or click); each name below loads its module on 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from augkit._lazy import lazy_attributes
 from augkit.errors import AugkitError, AugkitWarning, DatasetError, ImageReadError, SpecError
 
 __version__ = "0.1.0"
@@ -45,13 +45,7 @@ if TYPE_CHECKING:
     from augkit.stats import ChannelStats, compute_stats
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'augkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_attributes("augkit", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -29,7 +29,6 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 os.environ["OMP_NUM_THREADS"] = "1"
@@ -38,7 +37,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augkit  # noqa: E402
-from _repeats import interleaved  # noqa: E402
+from _repeats import calls_for_block, interleaved, per_call_us  # noqa: E402
 from augkit.pipeline._albumentations import A  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -97,26 +96,8 @@ def contenders(side: int, crop: str, standardize: bool) -> dict[str, Callable[[n
 
 
 def measure(runs: dict[str, Callable], images: list[np.ndarray], repeats: int, block_s: float) -> dict[str, list[float]]:
-    slowest = 0.0
-    for run in runs.values():
-        for i, image in enumerate(images):
-            run(image, i)  # warm
-        start = time.perf_counter()
-        for i, image in enumerate(images):
-            run(image, i)
-        slowest = max(slowest, (time.perf_counter() - start) / len(images))
-    calls = max(len(images), round(block_s / slowest))
-
-    def timed(run: Callable) -> Callable[[], float]:
-        def go() -> float:
-            start = time.perf_counter()
-            for i in range(calls):
-                run(images[i % len(images)], i)
-            return (time.perf_counter() - start) / calls * 1e6
-
-        return go
-
-    return interleaved({name: timed(run) for name, run in runs.items()}, repeats)
+    calls = calls_for_block(list(runs.values()), images, block_s)
+    return interleaved({name: per_call_us(run, images, calls) for name, run in runs.items()}, repeats)
 
 
 def main() -> None:

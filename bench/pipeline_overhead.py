@@ -26,7 +26,6 @@ import argparse
 import os
 import platform
 import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -36,7 +35,7 @@ import numpy as np  # noqa: E402
 import augkit  # noqa: E402
 from augkit.pipeline import steps as T  # noqa: E402
 from augkit.pipeline._albumentations import A  # noqa: E402
-from _repeats import interleaved  # noqa: E402
+from _repeats import interleaved, per_call_us  # noqa: E402
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -90,15 +89,7 @@ def measure(side: int, noise: bool, repeats: int, calls: int) -> dict[str, float
     """Per-call medians in microseconds, and each ratio as the median of the per-repeat ratios."""
     images = np.random.default_rng(0).integers(0, 256, (16, side, side, 3), dtype=np.uint8)
 
-    def timed(run):
-        def go() -> float:
-            start = time.perf_counter()
-            for i in range(calls):
-                run(images[i % len(images)], i)
-            return (time.perf_counter() - start) / calls * 1e6
-        return go
-
-    times = interleaved({name: timed(run) for name, run in contenders(side, noise).items()}, repeats)
+    times = interleaved({name: per_call_us(run, images, calls) for name, run in contenders(side, noise).items()}, repeats)
     result = {name: statistics.median(t) for name, t in times.items()}
     for peer in ("by hand", "albu-native"):
         result[f"augkit/{peer}"] = statistics.median(a / b for a, b in zip(times["augkit"], times[peer]))

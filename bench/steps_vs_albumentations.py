@@ -37,7 +37,6 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 os.environ["OMP_NUM_THREADS"] = "1"
@@ -46,7 +45,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import augkit  # noqa: E402
-from _repeats import interleaved  # noqa: E402
+from _repeats import calls_for_block, interleaved, per_call_us  # noqa: E402
 from augkit.pipeline import steps as T  # noqa: E402
 from augkit.pipeline._albumentations import A  # noqa: E402
 
@@ -80,32 +79,19 @@ def photos(side: int) -> list[np.ndarray]:
     return [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in images]
 
 
+def _called(step: Step) -> Callable[[np.ndarray, int], object]:
+    return lambda image, i: step(image=image)
+
+
 def calls_for(steps: tuple[Step, Step], images: list[np.ndarray], block_s: float) -> int:
     """How many calls make a block of about ``block_s`` seconds for the slower of ``steps``."""
-    slowest = 0.0
-    for step in steps:
-        for image in images:
-            step(image=image)  # warm
-        start = time.perf_counter()
-        for image in images:
-            step(image=image)
-        slowest = max(slowest, (time.perf_counter() - start) / len(images))
-    return max(len(images), round(block_s / slowest))
+    return calls_for_block([_called(step) for step in steps], images, block_s)
 
 
 def measure(ours: Step, theirs: Step, images: list[np.ndarray], repeats: int, calls: int) -> dict[str, float]:
     """Per-call medians in microseconds, and the ratio albumentations / augkit (median of per-repeat ratios)."""
-
-    def timed(step: Step) -> Callable[[], float]:
-        def go() -> float:
-            start = time.perf_counter()
-            for i in range(calls):
-                step(image=images[i % len(images)])
-            return (time.perf_counter() - start) / calls * 1e6
-
-        return go
-
-    times = interleaved({"augkit": timed(ours), "albumentations": timed(theirs)}, repeats)
+    runs = {"augkit": per_call_us(_called(ours), images, calls), "albumentations": per_call_us(_called(theirs), images, calls)}
+    times = interleaved(runs, repeats)
     result = {name: statistics.median(t) for name, t in times.items()}
     result["ratio"] = statistics.median(b / a for a, b in zip(times["augkit"], times["albumentations"]))
     return result

@@ -41,9 +41,9 @@ Image inputs follow ``augkit.pixels``: uint8, uint16 or float32 on [0, 1]; anyth
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from augkit._lazy import lazy_attributes
 from augkit.errors import SpecError
 
 # name -> module that defines it, loaded on first use (PEP 562): ``augkit.pipeline.spec`` and
@@ -64,13 +64,7 @@ if TYPE_CHECKING:
     from augkit.pipeline.registry import create_step, get_step, list_steps
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'augkit.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_attributes("augkit.pipeline", _LAZY, globals())
 
 
 def __dir__() -> list[str]:
