@@ -26,6 +26,7 @@ COMMANDS = {
     "stats": "augkit.cli.stats:stats",
     "steps": "augkit.cli.steps:steps",
     "train": "augkit.cli.train:train",
+    "lr-find": "augkit.cli.lr_find:lr_find",
     "evaluate": "augkit.cli.evaluate:evaluate",
     "ablate": "augkit.cli.ablate:ablate",
     "diagnose": "augkit.cli.diagnose:diagnose",

@@ -55,6 +55,20 @@ class RegistryChoice(click.Choice):
         self.fail(self.registry.unknown(value), param, ctx)
 
 
+class LearningRate(click.ParamType):
+    """``--lr``: a float, or ``auto`` (the range test's suggestion, ``augkit.train.lr_find``)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number or auto", param, ctx)
+
+
 def _default(key: str) -> str:
     value = getattr(DEFAULTS, key)
     if isinstance(value, tuple):
@@ -101,7 +115,9 @@ CONFIG_OPTIONS = [
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
     option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),
-    option("--lr", key="lr", type=float, help="Peak learning rate, above 0 (at most 3.4e38, float32's largest)."),
+    option("--lr", key="lr", type=LearningRate(), metavar="LR|auto",
+           help="Peak learning rate, above 0 (at most 3.4e38, float32's largest); auto: run `augkit lr-find`'s "
+                "range test first and train with its suggestion (recorded in config.yaml, the curve in RUN_DIR/lr_find.png)."),
     option("--lr-scaling", key="lr_scaling", type=click.Choice(LR_SCALINGS),
            help="linear: the optimiser's lr is --lr x --batch-size / 256 (the global batch under torchrun), "
                 "the linear scaling rule of Goyal et al. 2017."),
@@ -179,16 +195,19 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     distributed = Distributed.from_env(os.environ)  # set by torchrun; None for one process
     main = distributed is None or distributed.main
     given = {key: value for key, value in flags.items() if value is not None}
+    finding_for = False
     if data is not None:
         given["data"] = data
     if resume is not None:
         config = _resumed_config(resume, config_file, given, assignments, out)
         run_dir = resume
     else:
-        config = TrainConfig.load(config_file) if config_file else TrainConfig()
-        config = config.replace(given, source="command line").replace(
-            dict(parse_assignment(a) for a in assignments), source="--set"
-        )
+        if given.get("lr") == "auto":  # the range test runs once the rest of the config is known
+            if distributed is not None:
+                raise click.UsageError("--lr auto runs on one process: run `augkit lr-find` first and pass its --lr to torchrun")
+            given.pop("lr")
+            finding_for = True
+        config = resolve_config(config_file, given, assignments)
         run_dir = out if out is not None else _default_run_dir(config)
 
     if config.augment_on == "device" and not config.augment:
@@ -196,7 +215,21 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
 
     # The run prints its config once DATA, the device, --augment, --stats and RUN_DIR are checked.
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
-    summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log, distributed=distributed)
+    finding = None
+    if finding_for:
+        from augkit.train.run_dir import check_outside_data, prepare_run_dir
+
+        check_outside_data(run_dir, config)  # before the test: RUN_DIR must take the run that follows
+        prepare_run_dir(run_dir, False, log)
+        config, finding = choose_lr(config, log)
+    try:
+        summary = run(config, run_dir, resume=resume is not None, quiet=quiet or as_json, log=log, distributed=distributed)
+    finally:
+        if finding is not None and (run_dir / "config.yaml").is_file():  # the run's folder exists: the curve beside it
+            from augkit.train.lr_find import plot_lr_find
+            from augkit.train.run_dir import LR_FIND
+
+            plot_lr_find(finding, run_dir / LR_FIND, title=f"lr range test for {run_dir.name}: --lr auto chose {config.lr:.3g}")
     if not main:
         return
     if as_json:
@@ -207,6 +240,26 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
             f"{summary['final_val_acc']:.4f}; {summary['epochs']} epochs in {summary['seconds']:.1f}s, "
             f"{summary['images_per_second']:.0f} img/s on {summary['device']} -> {run_dir}"
         )
+
+
+def resolve_config(config_file: Path | None, given: dict[str, Any], assignments: tuple[str, ...]) -> TrainConfig:
+    """TrainConfig's defaults, then ``--config``, then the flags typed, then ``--set``."""
+    config = TrainConfig.load(config_file) if config_file else TrainConfig()
+    return config.replace(given, source="command line").replace(dict(parse_assignment(a) for a in assignments), source="--set")
+
+
+def choose_lr(config: TrainConfig, log: Any) -> tuple[TrainConfig, Any]:
+    """``--lr auto``: ``config`` with the range test's suggestion as its lr, and the test's finding."""
+    from augkit.errors import AugkitError
+    from augkit.train.lr_find import lr_find
+
+    finding = lr_find(config, log=log)
+    if finding.suggestion is None:
+        raise AugkitError(f"--lr auto: the training loss did not fall anywhere in the range test ({finding.stopped}); "
+                          "look at `augkit lr-find` with a wider --min-lr/--max-lr, or give --lr")  # fmt: skip
+    log(f"--lr auto: the range test suggests lr {finding.suggestion:.3g} (a tenth of the lr at the loss's minimum; "
+        f"steepest descent at {finding.steepest_lr:.3g}); {finding.stopped}")  # fmt: skip
+    return config.replace({"lr": float(f"{finding.suggestion:.3g}")}, source="--lr auto"), finding
 
 
 def _resumed_config(run_dir: Path, config_file: Path | None, given: dict[str, Any], assignments: tuple[str, ...],

@@ -321,6 +321,21 @@ def _error_bar_boxes(axes) -> list:
     return boxes
 
 
+@pytest.mark.parametrize("found", [True, False])
+def test_the_lr_range_test_keeps_its_text_inside_and_apart(found):
+    from augkit.train.lr_find import LRFinding, draw_lr_find, suggest
+
+    lrs = list(np.logspace(-7, 1, 100))
+    losses = list(2.3 - np.tanh(np.log10(lrs) + 3) + np.where(np.log10(lrs) > 0, 5 * np.log10(lrs), 0))
+    if not found:
+        losses = list(np.linspace(2.3, 9, 100))
+    minimum, steepest = suggest(lrs, losses)
+    assert (minimum is not None) == found
+    finding = LRFinding(lrs, losses, losses, None if minimum is None else minimum / 10, None if minimum is None else minimum / 10,
+                        minimum, steepest, "reached --max-lr 10")  # fmt: skip
+    assert_texts_fit(draw_lr_find(finding, title=f"lr range test: resnet on {LONG_PATH}, sgd, batch 64 (reached --max-lr 10)"))
+
+
 def test_the_ablation_accuracy_axis_tells_0978_from_0981():
     from augkit.train.plots import draw_ablation
 
