@@ -111,6 +111,17 @@ CONFIG_OPTIONS = [
                 "training device, the same draws; crop, rotate, hflip, vflip, brightness and contrast only), or auto "
                 "(the default: device when every step can, none is a random-resized crop and no --workers are given; "
                 "else cpu)."),
+    # MixUp / CutMix: timm's Mixup in batch mode (augkit.train.mix)
+    option("--mixup", key="mixup", type=float, metavar="ALPHA",
+           help="MixUp, timm's semantics: each batch blended with itself reversed, lam ~ Beta(ALPHA, ALPHA), on the "
+                "device after standardisation; training loss soft cross-entropy on the mixed targets (no hinge "
+                "losses). 0 off; 0.2-0.8 typical; at most 100."),
+    option("--cutmix", key="cutmix", type=float, metavar="ALPHA",
+           help="CutMix, timm's semantics: a box of area 1 - lam pasted from the partner, lam ~ Beta(ALPHA, ALPHA) "
+                "corrected to the clipped box. 0 off; 1.0 typical; at most 100."),
+    option("--mix-prob", key="mix_prob", type=float, help="Probability that a batch is mixed (timm's prob), in [0, 1]."),
+    option("--switch-prob", key="switch_prob", type=float,
+           help="With --mixup and --cutmix: probability that a mixed batch takes CutMix (timm's switch_prob), in [0, 1]."),
     flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),

@@ -60,9 +60,9 @@ print("LOADED", heavy)
 """
 
 
-# `augkit train --help` lists the choices of augkit.train's registries, which needs torch
+# `augkit train --help` (and lr-find's, which takes the same options) lists the choices of augkit.train's registries, which needs torch
 # (tests/test_train_cli.py checks it lists them); every other help stays light.
-@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in COMMANDS if name != "train")])
+@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in COMMANDS if name not in ("train", "lr-find"))])
 def test_help_loads_none_of_the_heavy_libraries(args):
     out = subprocess.run([sys.executable, "-c", SNIPPET.format(args=args)], capture_output=True, text=True, check=True)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr

@@ -69,6 +69,9 @@ BYTES_PER_PARAMETER = 16  # float32: the weight, its gradient, Adam's two moment
 MAX_INIT_STD = 10.0
 MAX_PENALTY = 1.0  # weight_decay and l1; typical values are 1e-5 to 0.1
 MAX_LEAKY_SLOPE = 1.0  # |slope|: 1 is the identity, -1 the absolute value; beyond, the leak outgrows the unit
+# MixUp's and CutMix's Beta(alpha, alpha). Recipes use 0.1 to 1; at 100 lam already stays within 0.5 +- 0.15, and
+# past it every batch is the same even blend: a larger value can only be a typo.
+MAX_MIX_ALPHA = 100.0
 # Where --augment runs: per image in the DataLoader workers, or on whole batches on the device
 # (the same draws; crop, rotate, flips, brightness and contrast only); auto: the device when
 # every step has a batched form and none is a random-resized crop (the one the device path
@@ -113,6 +116,11 @@ class TrainConfig:
     l1: float = 0.0  # L1 penalty l1 * sum(|w|) on weights, added to the loss. <= 1
     augment: str | None = None  # augkit pipeline (file or inline spec) for training images; None: none
     augment_on: str = "auto"  # cpu: per image in the workers | device: whole batches on the device (train/device_augment.py) | auto
+    # MixUp / CutMix (train/mix.py; timm's Mixup, batch mode): on the device after standardisation, soft cross-entropy
+    mixup: float = 0.0  # MixUp's Beta alpha (timm's mixup_alpha; 0.2 to 0.8 typical); 0: off. <= 100
+    cutmix: float = 0.0  # CutMix's Beta alpha (timm's cutmix_alpha; 1.0 in the paper); 0: off. <= 100
+    mix_prob: float = 1.0  # probability that a batch is mixed, with mixup or cutmix on (timm's prob)
+    switch_prob: float = 0.5  # with both on: probability that a mixed batch takes CutMix, not MixUp
     standardize: bool = True  # divide by the training split's per-channel std (after subtracting a mean)
     mean_image: bool = False  # subtract the training split's mean image (AlexNet) instead of per-channel means
     stats: str | None = None  # stats.json to standardise with; None: computed on the training split, cached in RUN_DIR
@@ -152,6 +160,10 @@ class TrainConfig:
         check_range("l1", self.l1, 0, MAX_PENALTY, hint="typical values are 1e-5 to 1e-3")
         check_range("warmup_epochs", self.warmup_epochs, 0)
         check_range("leaky_slope", self.leaky_slope, -MAX_LEAKY_SLOPE, MAX_LEAKY_SLOPE, hint="usually 0.01 to 0.3")
+        for name in ("mixup", "cutmix"):  # 0: off
+            check_range(name, getattr(self, name), 0, MAX_MIX_ALPHA, hint="Beta(alpha, alpha); recipes use 0.1 to 1")
+        check_range("mix_prob", self.mix_prob, 0, 1)
+        check_range("switch_prob", self.switch_prob, 0, 1)
         check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         check_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         check_range("workers", self.workers, 0, MAX_WORKERS)

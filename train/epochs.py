@@ -107,6 +107,7 @@ def summarize(history: list[dict[str, float]], best: dict[str, float], parts: Pa
         "best_val_acc": best["val_acc"],
         "best_epoch": best["epoch"],
         "final_val_acc": history[-1]["val_acc"] if history else None,
+        # As the last epoch measured it (train mode); with MixUp/CutMix, against each mixed sample's dominant label.
         "final_train_acc": history[-1]["train_acc"] if history else None,
         "epochs": len(history),
         "seconds": round(sum(r["seconds"] for r in history), 3),  # training and validation, all epochs

@@ -40,7 +40,8 @@ from augkit.train.distributed import Distributed, check_batch_size
 from augkit.train.divergence import check_finite, check_good, diverged
 from augkit.train.epochs import interrupted, save_epoch, summarize, write_failed, write_metrics
 from augkit.train.hooks import ACTIVATIONS_FILE, ActivationWatcher
-from augkit.train.losses import create_loss
+from augkit.train.losses import SoftCrossEntropy, create_loss
+from augkit.train.mix import create_mixup
 from augkit.train.models import count_parameters, create_model
 from augkit.train.optim import create_optimizer, create_scheduler, l1_penalty
 from augkit.train.parts import Parts
@@ -140,7 +141,7 @@ def build(
     # bf16 needs no loss scaling; the scaler is kept (disabled) so checkpoints have one shape.
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler,
-                 distributed, threads, augment_reason)  # fmt: skip
+                 distributed, threads, augment_reason, mix=create_mixup(config, len(splits.classes)))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -227,6 +228,9 @@ def _train(
         if config.compile:
             step_model = torch.compile(step_model)
         criterion = create_loss(config)
+        # MixUp/CutMix train on soft cross-entropy against the mixed targets (label smoothing folded into them; on
+        # one-hot rows it is cross_entropy); validation keeps the plain criterion and the hard labels.
+        train_criterion = criterion if parts.mix is None else SoftCrossEntropy()
         # The plain model: its hooks fire inside DistributedDataParallel and torch.compile too.
         watcher = ActivationWatcher(model, config.watch_activations if main else 0, run_dir / ACTIVATIONS_FILE, log=log)
         tensorboard = _tensorboard(run_dir) if config.tensorboard and main else None
@@ -234,7 +238,7 @@ def _train(
             for epoch in range(start_epoch, config.epochs):
                 started = time.perf_counter()
                 lr = optimizer.param_groups[0]["lr"]
-                trained = _train_epoch(parts, step_model, criterion, epoch, run_dir, history, quiet, watcher)
+                trained = _train_epoch(parts, step_model, train_criterion, epoch, run_dir, history, quiet, watcher)
                 val_loss, val_acc, _, _ = evaluate_batches(model, parts, parts.val_batches, criterion)
                 row = {
                     "epoch": epoch + 1,
@@ -305,6 +309,9 @@ def _train_epoch(
         for step, (inputs, targets) in enumerate(parts.train_batches.batches(epoch)):
             global_step = epoch * steps + step
             watcher.before_step(global_step)  # arms the activation hooks every --watch-activations steps
+            labels = targets  # what train_acc counts: with MixUp/CutMix, each sample's dominant label
+            if parts.mix is not None:  # the normalised batch mixed on the device, drawn from (seed, epoch, step)
+                inputs, targets, labels = parts.mix(inputs, targets, epoch, step)
             with parts.autocast:
                 logits = step_model(inputs)
                 loss = criterion(logits.float(), targets)
@@ -325,8 +332,8 @@ def _train_epoch(
                                 run_dir, history) from None  # fmt: skip
             scheduler.step()
             losses.append(loss.detach())
-            correct.append((logits.argmax(dim=1) == targets).sum())
-            seen += len(targets)
+            correct.append((logits.argmax(dim=1) == labels).sum())
+            seen += len(labels)
             if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
                 check_finite(torch.stack(losses[checked:]), checked, epoch, parts, run_dir, history)
                 checked = step + 1
@@ -401,6 +408,9 @@ def _describe(parts: Parts, log: Callable[[str], None]) -> None:
     elif config.augment:
         where = f"{config.workers} worker process(es)" if config.workers else "this process"
         log(f"augment: per image in {where} ({parts.augment_reason})")
+    if parts.mix is not None:
+        log(f"mix: {parts.mix.describe()}; loss soft cross-entropy on the mixed targets (validation: {config.loss} "
+            f"on the labels); train acc against each mixed sample's dominant label")
 
 @contextlib.contextmanager
 def _bar(total: int, description: str, quiet: bool) -> Iterator[Any]:

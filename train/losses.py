@@ -68,12 +68,19 @@ def create_loss(config: TrainConfig) -> nn.Module:
     """The loss ``config.loss`` names.
 
     Raises:
-        AugkitError: an unknown name (with the choices), or ``label_smoothing`` with a hinge loss.
+        AugkitError: an unknown name (with the choices), or ``label_smoothing``, ``mixup`` or ``cutmix``
+            with a hinge loss.
     """
     make = LOSSES.get(config.loss)
     if config.label_smoothing and config.loss in ("hinge", "squared_hinge"):
         raise AugkitError(
             f"--label-smoothing {config.label_smoothing:g} applies to cross_entropy and soft_cross_entropy, not "
             f"{config.loss}: drop it or choose one of those losses"
+        )
+    if (config.mixup or config.cutmix) and config.loss in ("hinge", "squared_hinge"):
+        # A margin loss takes one class per sample; the mixed targets are distributions over two.
+        raise AugkitError(
+            f"--mixup/--cutmix train on soft cross-entropy against mixed label distributions, which --loss "
+            f"{config.loss} (one class per sample) cannot take: drop --loss or --mixup/--cutmix"
         )
     return make(config)

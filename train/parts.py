@@ -12,6 +12,7 @@ from torch import nn
 from augkit.train import data as datalib
 from augkit.train.config import TrainConfig
 from augkit.train.distributed import Distributed
+from augkit.train.mix import Mixup
 from augkit.train.threads import ThreadChoice
 
 
@@ -32,6 +33,7 @@ class Parts:
     distributed: Distributed | None = None  # this process's place in a torchrun run
     threads: ThreadChoice | None = None  # torch's intra-op threads in this process, and why
     augment_reason: str = ""  # why --augment runs where it does (the run's log says it)
+    mix: Mixup | None = None  # MixUp/CutMix of the training batches (--mixup, --cutmix); None: off
 
     @property
     def main(self) -> bool:

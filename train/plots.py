@@ -92,6 +92,9 @@ def describe_tricks(config: TrainConfig) -> str:
     if config.l1:
         parts.append(f"L1 {config.l1:g}")
     parts.append(f"augment {config.augment}" if config.augment else "no augmentation")
+    if config.mixup or config.cutmix:
+        mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", config.mixup), ("cutmix", config.cutmix)) if alpha]
+        parts.append(" / ".join(mixes) + (f" p {config.mix_prob:g}" if config.mix_prob < 1 else ""))
     parts.append("mean image" if config.mean_image else "standardized" if config.standardize else "mean subtracted")
     if config.loss != "cross_entropy":
         parts.append(f"{config.loss} loss")
