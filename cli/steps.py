@@ -32,9 +32,11 @@ def steps(name: str | None, show_all: bool, plan_spec: str | None, as_json: bool
     Examples:
       augkit steps
       augkit steps crop
+      augkit steps randaugment
       augkit steps RandomGamma --json
       augkit steps --all
       augkit steps --plan "crop(size=32, padding=4); rotate; brightness; contrast; hflip"
+      augkit steps --plan "rand-m9-n2-mstd0.5; hflip"   (timm's strings name the policies too)
     """
     from augkit.pipeline.parameters import describe_step, format_value
     from augkit.pipeline.registry import list_steps

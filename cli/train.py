@@ -20,7 +20,9 @@ from typing import Any
 import click
 
 from augkit.cli import options
-from augkit.train.config import AUGMENT_ON, INIT_ALIASES, LR_SCALINGS, SMALL_STEP_FLOPS, TrainConfig, parse_assignment
+from augkit.train.config import (
+    AUGMENT_ON, INIT_ALIASES, LR_SCALINGS, SMALL_STEP_FLOPS, STANDARDIZE, TrainConfig, parse_assignment,
+)  # fmt: skip
 
 DEFAULTS = TrainConfig()
 
@@ -122,7 +124,13 @@ CONFIG_OPTIONS = [
     option("--mix-prob", key="mix_prob", type=float, help="Probability that a batch is mixed (timm's prob), in [0, 1]."),
     option("--switch-prob", key="switch_prob", type=float,
            help="With --mixup and --cutmix: probability that a mixed batch takes CutMix (timm's switch_prob), in [0, 1]."),
-    flag("standardize", "standardize", "Standardise with the training split's per-channel mean/std."),
+    option("--standardize", key="standardize", type=click.Choice(STANDARDIZE),
+           help="Standardise with the training split's statistics: channel (per-channel mean/std), pixel (per-pixel "
+                "mean and std images, the lecture's X -= X.mean(axis=0); X /= X.std(axis=0), for flattened inputs: a "
+                "constant pixel is only centred, any other std floored at one gray level, 1/255, so no pixel is "
+                "amplified more than 255-fold; augkit.stats.floored_std, after scikit-learn's StandardScaler), or none "
+                "(scale to [0, 1]). Images must all be one size for pixel; --stats then needs `augkit stats --per-pixel`."),
+    click.option("--no-standardize", "standardize", flag_value="none", default=None, help="Same as --standardize none."),
     flag("mean-image", "mean_image", "Subtract the training split's mean image (AlexNet) instead of per-channel means."),
     option("--stats", key="stats", metavar="FILE", help="stats.json to standardise with (default: computed on train)."),
     option("--optimizer", key="optimizer", type=RegistryChoice("augkit.train.optim:OPTIMIZERS"), help="Optimiser."),

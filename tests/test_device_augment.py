@@ -187,7 +187,7 @@ def test_training_batches_on_the_device_are_the_cpu_paths_batches():
     """The same normalised batches, epoch after epoch, whichever path augments: a run can switch."""
     spec = "crop(size=8, padding=1); hflip"
     splits = data.open_splits(TrainConfig())
-    normalizer = data.Normalizer.from_stats(None, standardize=False, mean_image=False, channels=1)
+    normalizer = data.Normalizer.from_stats(None, standardize="none", mean_image=False, channels=1)
 
     def batches(augment_on: str, epoch: int) -> list[torch.Tensor]:
         pipeline = data.load_augment(spec, 4)

@@ -368,7 +368,7 @@ def rgb_batch() -> np.ndarray:
 
 def test_standardizing_matches_numpy_per_channel(rgb_batch):
     stats = ChannelStats().update(rgb_batch)
-    normalizer = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)
+    normalizer = data.Normalizer.from_stats(stats, standardize="channel", mean_image=False, channels=3)
     out = normalizer(torch.from_numpy(rgb_batch))
     expected = ((rgb_batch / 255 - stats.mean) / stats.std).transpose(0, 3, 1, 2)
     assert out.dtype == torch.float32 and out.shape == (6, 3, 5, 4)
@@ -384,14 +384,14 @@ def test_a_channel_with_std_below_the_floor_is_only_centred(rgb_batch, tiny):
 
     real = ChannelStats().update(rgb_batch)
     stats = SimpleNamespace(channels=3, mean=real.mean, std=np.array([real.std[0], tiny, real.std[2]]), mean_image=None)
-    out = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)(torch.from_numpy(rgb_batch))
+    out = data.Normalizer.from_stats(stats, standardize="channel", mean_image=False, channels=3)(torch.from_numpy(rgb_batch))
     np.testing.assert_allclose(out[:, 1].numpy(), rgb_batch[..., 1] / 255 - stats.mean[1], atol=1e-5)
     assert tiny < MIN_STD and float(out.abs().max()) < 10
 
 
 def test_mean_image_subtraction_matches_numpy(rgb_batch):
     stats = ChannelStats(mean_image=True).update(rgb_batch)
-    for standardize, std in ((False, 1.0), (True, stats.std)):
+    for standardize, std in (("none", 1.0), ("channel", stats.std)):
         normalizer = data.Normalizer.from_stats(stats, standardize=standardize, mean_image=True, channels=3)
         expected = ((rgb_batch / 255 - stats.mean_image) / std).transpose(0, 3, 1, 2)
         np.testing.assert_allclose(normalizer(torch.from_numpy(rgb_batch)).numpy(), expected, atol=1e-5)
@@ -399,14 +399,14 @@ def test_mean_image_subtraction_matches_numpy(rgb_batch):
 
 
 def test_without_statistics_the_normalizer_only_scales(rgb_batch):
-    normalizer = data.Normalizer.from_stats(None, standardize=False, mean_image=False, channels=3)
+    normalizer = data.Normalizer.from_stats(None, standardize="none", mean_image=False, channels=3)
     np.testing.assert_allclose(normalizer(torch.from_numpy(rgb_batch)).numpy(),
                                (rgb_batch / 255).transpose(0, 3, 1, 2), atol=1e-7)  # fmt: skip
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_to_device_returns_normalised_input_in_the_memory_format_asked(rgb_batch, channels_last):
-    normalizer = data.Normalizer.from_stats(None, standardize=False, mean_image=False, channels=3)
+    normalizer = data.Normalizer.from_stats(None, standardize="none", mean_image=False, channels=3)
     y = torch.arange(6)
     x, labels = data.to_device(torch.from_numpy(rgb_batch), y, "cpu", normalizer, channels_last=channels_last)
     assert x.shape == (6, 3, 5, 4) and x.dtype == torch.float32 and torch.equal(labels, y)
@@ -432,7 +432,7 @@ def test_fit_normalizer_measures_train_only_caches_stats_json_and_reuses_it(digi
 
 
 def test_fit_normalizer_without_standardizing_needs_no_statistics(digits, tmp_path):
-    normalizer = data.fit_normalizer(config(standardize=False), digits, tmp_path)
+    normalizer = data.fit_normalizer(config(standardize="none"), digits, tmp_path)
     assert not (tmp_path / "stats.json").exists()
     assert normalizer.mean.sum().item() == 0 and normalizer.std.prod().item() == 1
 
@@ -467,7 +467,7 @@ def test_cpu_batches_from_the_normalised_split_equal_batches_normalised_one_by_o
     src = make_image_folder({"a": 6, "b": 5}, sizes=((8, 6),))
     splits = data.open_splits(TrainConfig(data=str(src), val_split=0.3))
     stats = ChannelStats().update(splits.train_images)
-    normalizer = data.Normalizer.from_stats(stats, standardize=True, mean_image=False, channels=3)
+    normalizer = data.Normalizer.from_stats(stats, standardize="channel", mean_image=False, channels=3)
     loader = data.Loader(splits.train_images, splits.train_labels, batch_size=3, train=True, seed=1)
     cached = data.DeviceBatches(loader, normalizer, torch.device("cpu"), channels_last=channels_last)
     assert cached._cache is not None  # the split is small: normalised once

@@ -85,6 +85,11 @@ INIT_ALIASES = {"xavier": "xavier_normal", "kaiming": "kaiming_normal", "he": "k
 # lr is lr * batch_size / LR_REFERENCE_BATCH, batch_size being the global batch (torchrun too).
 LR_SCALINGS = ("none", "linear")
 LR_REFERENCE_BATCH = 256
+# standardize: channel (per-channel mean and std, ResNet-style) | pixel (the lecture's X -= X.mean(axis=0);
+# X /= X.std(axis=0) over the training images, the std floored by augkit.stats.floored_std) | none ([0, 1]).
+# Configs and checkpoints written before the modes hold a bool: true is channel, false none.
+STANDARDIZE = ("channel", "pixel", "none")
+STANDARDIZE_FROM_BOOL = {True: "channel", False: "none"}
 
 
 @dataclass
@@ -121,7 +126,7 @@ class TrainConfig:
     cutmix: float = 0.0  # CutMix's Beta alpha (timm's cutmix_alpha; 1.0 in the paper); 0: off. <= 100
     mix_prob: float = 1.0  # probability that a batch is mixed, with mixup or cutmix on (timm's prob)
     switch_prob: float = 0.5  # with both on: probability that a mixed batch takes CutMix, not MixUp
-    standardize: bool = True  # divide by the training split's per-channel std (after subtracting a mean)
+    standardize: str = "channel"  # channel | pixel (per-pixel mean and std images) | none; true/false in old files
     mean_image: bool = False  # subtract the training split's mean image (AlexNet) instead of per-channel means
     stats: str | None = None  # stats.json to standardise with; None: computed on the training split, cached in RUN_DIR
 
@@ -182,6 +187,13 @@ class TrainConfig:
         if self.augment_on not in AUGMENT_ON:
             raise AugkitError(f"augment_on must be {', '.join(AUGMENT_ON)}, got {short_repr(self.augment_on)}")
         self.init = INIT_ALIASES.get(self.init, self.init)
+        if isinstance(self.standardize, bool):  # TrainConfig(standardize=True), as before the modes
+            self.standardize = STANDARDIZE_FROM_BOOL[self.standardize]
+        if self.standardize not in STANDARDIZE:
+            raise AugkitError(f"standardize must be {', '.join(STANDARDIZE)}, got {short_repr(self.standardize)}")
+        if self.standardize == "pixel" and self.mean_image:
+            raise AugkitError("standardize pixel already subtracts the mean image (and divides by the std image); "
+                              "drop mean_image (--mean-image)")  # fmt: skip
         if self.lr_scaling not in LR_SCALINGS:
             raise AugkitError(f"lr_scaling must be none or linear, got {short_repr(self.lr_scaling)}")
         if self.lr_scaling == "linear":  # the lr the optimiser gets, within float32 too
@@ -326,6 +338,8 @@ def _convert(key: str, value: Any, source: str) -> Any:
             return None
         raise AugkitError(f"{source}: {key} cannot be empty (null)")
     kind = next(t for t in options if t is not type(None))
+    if key == "standardize" and isinstance(value, bool):  # a config.yaml or checkpoint from before the modes
+        return STANDARDIZE_FROM_BOOL[value]
     try:
         return _as(kind, value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)

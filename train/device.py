@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from augkit.errors import AugkitError
-from augkit.stats import MIN_STD, ChannelStats
+from augkit.stats import MIN_STD, ChannelStats, floored_std
 from augkit.train.batches import Loader, _check_augmented, split_augment
 from augkit.train.config import TrainConfig
 
@@ -37,8 +37,9 @@ STATS_FILE = "stats.json"
 class Normalizer(nn.Module):
     """uint8 N x H x W x C -> float32 N x C x H x W: ``(x / 255 - mean) / std``, on the whole batch.
 
-    ``mean`` is C x 1 x 1 (per channel) or C x H x W (the mean image); ``std`` is C x 1 x 1.
-    Both are on the [0, 1] scale, as ``ChannelStats`` stores them; zeros and ones when not used.
+    ``mean`` is C x 1 x 1 (per channel) or C x H x W (the mean image); ``std`` is C x 1 x 1, or
+    C x H x W (per pixel: ``floored_std`` of the std image). Both are on the [0, 1] scale, as
+    ``ChannelStats`` stores them; zeros and ones when not used.
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -51,24 +52,32 @@ class Normalizer(nn.Module):
 
     @classmethod
     def from_stats(
-        cls, stats: ChannelStats | None, *, standardize: bool, mean_image: bool, channels: int
+        cls, stats: ChannelStats | None, *, standardize: str, mean_image: bool, channels: int
     ) -> Normalizer:
-        """Subtract the mean image (``mean_image``) or, with ``standardize``, the per-channel mean;
-        with ``standardize`` also divide by the per-channel std. Neither: scale to [0, 1] only.
+        """``standardize`` "channel": subtract the per-channel mean (the mean image with
+        ``mean_image``) and divide by the per-channel std; "pixel": subtract the mean image and
+        divide by the std image, floored (``augkit.stats.floored_std``: a constant pixel only
+        centred, any other std at least 1/255); "none": subtract the mean image with
+        ``mean_image``, else only scale to [0, 1].
         """
         mean, std = torch.zeros(channels, 1, 1), torch.ones(channels, 1, 1)
-        if not (standardize or mean_image):
+        if standardize == "none" and not mean_image:
             return cls(mean, std)
         if stats is None or stats.channels != channels:
             found = "no statistics" if stats is None else f"statistics of {stats.channels} channels"
             raise ValueError(f"standardize/mean_image need statistics of {channels} channels, got {found}")
+        if standardize == "pixel":
+            if stats.std_image is None:
+                raise ValueError("standardize pixel needs statistics computed with std_image=True")
+            images = (stats.mean_image, floored_std(stats.std_image))
+            return cls(*(torch.from_numpy(image).permute(2, 0, 1) for image in images))
         if mean_image:
             if stats.mean_image is None:
                 raise ValueError("mean_image needs statistics computed with mean_image=True")
             mean = torch.from_numpy(stats.mean_image).permute(2, 0, 1)
         else:
             mean = torch.from_numpy(stats.mean).view(channels, 1, 1)
-        if standardize:
+        if standardize == "channel":
             # A constant channel (std below augkit.stats.MIN_STD, the floor the standardize
             # step holds numbers to: 0, or float noise) is only centred, instead of becoming NaN
             # or being blown up a million-fold.
@@ -88,14 +97,18 @@ class Normalizer(nn.Module):
         mean = step.mean if name in ("standardize", "subtract_mean") else np.zeros(channels)
         std = step.std if name == "standardize" else np.ones(channels)
         stats = getattr(step, "stats", None)
-        if mean.ndim == 3:  # subtract_mean's mean image
+        if mean.ndim == 3:  # subtract_mean's mean image; standardize(mode=pixel)'s mean image and floored std image
             if mean.shape != (height, width, channels):
+                per_pixel = name == "standardize"
                 raise AugkitError(
-                    f"--augment: subtract_mean's mean image ({stats}) is {'x'.join(map(str, mean.shape))} but "
-                    f"{splits.source}'s images are {height}x{width}x{channels}; "
-                    f"{_recompute(splits, stats, gray=mean.shape[2] == 1, mean_image=True)}"
+                    f"--augment: {name}'s {'per-pixel statistics' if per_pixel else 'mean image'} ({stats}) "
+                    f"{'are of' if per_pixel else 'is'} {'x'.join(map(str, mean.shape))} but {splits.source}'s images "
+                    f"are {height}x{width}x{channels}; "
+                    f"{_recompute(splits, stats, gray=mean.shape[2] == 1, mean_image=True, per_pixel=per_pixel)}"
                 )
-            return cls(torch.from_numpy(mean).permute(2, 0, 1), torch.from_numpy(std).view(channels, 1, 1))
+            std = torch.from_numpy(std)
+            std = std.permute(2, 0, 1) if std.ndim == 3 else std.view(channels, 1, 1)
+            return cls(torch.from_numpy(mean).permute(2, 0, 1), std)
         for values in (mean, std):
             if values.size not in (1, channels):
                 what, fix = (
@@ -224,7 +237,8 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write:
     Computed statistics are cached as ``run_dir/stats.json`` (unless ``write`` is False: the
     processes of a distributed run other than rank 0 compute the same statistics and write
     nothing); when that file exists (a resumed run) it is loaded instead. No statistics are
-    needed without standardize and mean_image.
+    needed with standardize "none" and without mean_image; "pixel" computes the mean and std
+    images too (``stats.mean_image.npy``, ``stats.std_image.npy`` beside ``stats.json``).
 
     When ``config.augment`` ends in a normalisation step (``NORMALIZATION_STEPS``), that step is
     the normaliser instead, with its own statistics or numbers, for training and validation
@@ -242,18 +256,20 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write:
                     f"normalisation; drop {flag}, or drop {name} from the pipeline to normalise with {flag}"
                 )
         return Normalizer.from_step(name, step, splits)
-    if not (config.standardize or config.mean_image):
-        return Normalizer.from_stats(None, standardize=False, mean_image=False, channels=channels)
+    if config.standardize == "none" and not config.mean_image:
+        return Normalizer.from_stats(None, standardize="none", mean_image=False, channels=channels)
+    per_pixel = config.standardize == "pixel"
     if config.stats is not None:
         stats = ChannelStats.load(config.stats)
-        _check_stats(stats, config.stats, splits, config.mean_image)
+        _check_stats(stats, config.stats, splits, config.mean_image, per_pixel=per_pixel)
     else:
         cache = Path(run_dir) / STATS_FILE
         if cache.exists():
             stats = ChannelStats.load(cache)
-            _check_stats(stats, cache, splits, config.mean_image, "it belongs to another run: use a new run folder")
+            fix = "it belongs to another run: use a new run folder"
+            _check_stats(stats, cache, splits, config.mean_image, fix, per_pixel=per_pixel)
         else:
-            stats = ChannelStats(channels, mean_image=config.mean_image)
+            stats = ChannelStats(channels, mean_image=config.mean_image, std_image=per_pixel)
             images = splits.train_images
             rows = max(1, _STATS_CHUNK_BYTES // max(1, images[0].nbytes))
             for start in range(0, len(images), rows):
@@ -264,14 +280,22 @@ def fit_normalizer(config: TrainConfig, splits: Splits, run_dir: Path, *, write:
     return Normalizer.from_stats(stats, standardize=config.standardize, mean_image=config.mean_image, channels=channels)
 
 
-def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_image: bool, fix: str | None = None) -> None:
+def _check_stats(
+    stats: ChannelStats, path: str | Path, splits: Splits, mean_image: bool, fix: str | None = None, *,
+    per_pixel: bool = False,
+) -> None:  # fmt: skip
     """Statistics that fit ``splits``' images, or one line: ``fix`` (None: recompute ``path`` with `augkit stats`)."""
     height, width, channels = splits.shape
     if stats.channels != channels:
         fix = fix or _recompute(splits, path, gray=stats.channels == 1)
         raise AugkitError(_channels_message(f"stats file {path}", stats.channels, splits, fix))
-    if not mean_image:
+    if not (mean_image or per_pixel):
         return
+    if per_pixel and stats.std_image is None:
+        raise AugkitError(
+            f"stats file {path} has no std image, which --standardize pixel needs; compute the mean and std images "
+            f"with `augkit stats DATA --per-pixel -o FILE`, or use --standardize channel"
+        )
     if stats.mean_image is None:
         raise AugkitError(
             f"stats file {path} has no mean image, which --mean-image needs; "
@@ -279,9 +303,10 @@ def _check_stats(stats: ChannelStats, path: str | Path, splits: Splits, mean_ima
         )
     if stats.mean_image.shape[:2] != (height, width):
         h, w = stats.mean_image.shape[:2]
+        what = f"per-pixel statistics of {h}x{w} images" if per_pixel else f"a {h}x{w} mean image"
         raise AugkitError(
-            f"stats file {path} has a {h}x{w} mean image but DATA's images are {height}x{width}; "
-            f"{fix or _recompute(splits, path, mean_image=True)}"
+            f"stats file {path} has {what} but DATA's images are {height}x{width}; "
+            f"{fix or _recompute(splits, path, mean_image=True, per_pixel=per_pixel)}"
         )
 
 
@@ -292,13 +317,15 @@ def _channels_message(what: str, found: int, splits: Splits, fix: str) -> str:
     return f"{what} has {found} channel{'s' if found != 1 else ''} but {splits.source} has {channels} ({kind}); {fix}"
 
 
-def _recompute(splits: Splits, path: str | Path, *, gray: bool = False, mean_image: bool = False) -> str:
+def _recompute(
+    splits: Splits, path: str | Path, *, gray: bool = False, mean_image: bool = False, per_pixel: bool = False
+) -> str:
     """How to compute statistics that fit ``splits``' DATA: into a new file, never over ``path``.
 
     ``path`` may hold the statistics of another dataset the user still needs, so the hint names a
     file after DATA (``flowers-stats.json``) and says to pass it.
     """
-    option = " --mean-image" if mean_image else ""
+    option = " --per-pixel" if per_pixel else " --mean-image" if mean_image else ""
     unless_gray = " (without --gray)" if gray and splits.shape[2] != 1 else ""
     name = Path(splits.source).name.removesuffix(".npz") or "data"
     fresh = Path(path).with_name(f"{name}-stats.json")

@@ -95,7 +95,8 @@ def describe_tricks(config: TrainConfig) -> str:
     if config.mixup or config.cutmix:
         mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", config.mixup), ("cutmix", config.cutmix)) if alpha]
         parts.append(" / ".join(mixes) + (f" p {config.mix_prob:g}" if config.mix_prob < 1 else ""))
-    parts.append("mean image" if config.mean_image else "standardized" if config.standardize else "mean subtracted")
+    standardized = {"channel": "standardized", "pixel": "per-pixel standardized", "none": "not standardized"}
+    parts.append("mean image" if config.mean_image else standardized[config.standardize])
     if config.loss != "cross_entropy":
         parts.append(f"{config.loss} loss")
     if config.label_smoothing:

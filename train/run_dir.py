@@ -40,7 +40,8 @@ LR_FIND = "lr_find.png"  # --lr auto: the range test's curve
 # What a run writes into RUN_DIR besides last.pt (and atomic_write's temporaries of these,
 # ``.NAME.*.tmp``, which a kill leaves behind). A RUN_DIR holding only these, one of them an
 # augkit config.yaml, and no last.pt, is a run that stopped before its first checkpoint.
-_RUN_FILES = frozenset({CONFIG, STATS_FILE, "stats.mean_image.npy", METRICS, SUMMARY, CURVES, ACTIVATIONS_FILE, BEST, LR_FIND})
+_RUN_FILES = frozenset({CONFIG, STATS_FILE, "stats.mean_image.npy", "stats.std_image.npy", METRICS, SUMMARY, CURVES,
+                        ACTIVATIONS_FILE, BEST, LR_FIND})  # fmt: skip
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, log: Callable[[str], None]) -> bool:

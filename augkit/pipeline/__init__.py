@@ -30,6 +30,8 @@ Modules, each importing (at its top) only modules listed before it:
     registry         step names -> classes, parameter checks; ``create_step``, ``list_steps``
     spec             parse and check a spec's structure (inline, YAML/JSON, albumentations files)
     steps            augkit's transforms (crop, rotate, brightness, ..., standardize): AUGKIT_STEPS
+    policies         the augmentation policies (randaugment, trivialaugment, autoaugment, augmix),
+                     registered into AUGKIT_STEPS when the registry first lists the steps
     parameters       each step's parameters described for people (``augkit steps NAME``)
     plan             the compiled form of a pipeline's top-level steps (``Plan``)
     batch            the steps' draws for a batch of samples at once (``draw_batch``)

@@ -19,7 +19,7 @@ import numpy as np
 import stringzilla
 
 from augkit.errors import AugkitError
-from augkit.pixels import full_scale
+from augkit.pixels import full_scale, to_uint8, to_unit_scale
 from augkit.resize import resample
 
 BORDERS = {
@@ -341,9 +341,18 @@ def standardize(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     """
     mean_arr = _per_channel(np.asarray(mean, dtype=np.float64), img, "standardize: mean")
     std_arr = _per_channel(np.asarray(std, dtype=np.float64), img, "standardize: std")
-    max_value = full_scale(img)
-    shift = (mean_arr * max_value).astype(np.float32)
-    inv = (1.0 / (std_arr * max_value)).astype(np.float32)
+    return shift_and_scale(img, *standardize_factors(mean_arr, std_arr, full_scale(img)))
+
+
+def standardize_factors(mean: np.ndarray, std: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """``standardize``'s float32 ``(mean * max, 1 / (std * max))`` for images of full scale
+    ``max_value``; ``mean`` and ``std`` per channel or H x W x C images (``mode: pixel``, whose
+    step computes them once rather than per image), on the [0, 1] scale."""
+    return (mean * max_value).astype(np.float32), (1.0 / (std * max_value)).astype(np.float32)
+
+
+def shift_and_scale(img: np.ndarray, shift: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """``(x - shift) * inv`` in float32, a new array: ``standardize`` with its factors made."""
     out = _float_copy(img)
     np.subtract(out, _along_rows(shift, out), out=out)
     return np.multiply(out, _along_rows(inv, out), out=out)
@@ -395,3 +404,214 @@ def _tiled(values: bytes, shape: tuple[int, ...]) -> np.ndarray:
     out = np.tile(row, math.prod(shape) // row.size).reshape(shape)
     out.setflags(write=False)
     return out
+
+
+# ----------------------------------------------------------------------------- the policies' operations
+
+# The operations of RandAugment, TrivialAugment, AutoAugment and AugMix (augkit.pipeline.policies),
+# as torchvision defines them (transforms/v2/_auto_augment.py and functional/_color.py) and PIL's
+# ImageOps/ImageEnhance compute them for uint8. Levels written on 8 bits (a solarize threshold of
+# 128, posterize to 4 bits) are carried to uint16 and float32 on the [0, 1] scale, so the same
+# picture in any dtype gives the same result within an 8-bit level (tests/test_policies.py).
+
+
+def shear(img: np.ndarray, factor: float, axis: str, *, fill: float = 0, nearest: bool = True) -> np.ndarray:
+    """Shear along ``axis`` ("x" or "y") by ``factor`` about the image's top-left corner; size kept.
+
+    torchvision's ShearX/ShearY (``F.affine(shear=degrees(atan(factor)), center=[0, 0])``), which is
+    the official AutoAugment's PIL transform ``(1, factor, 0, 0, 1, 0)``: output pixel (x, y) comes
+    from (x + factor * (y + 0.5), y) for "x" (pixel centres at integers, the corner at -0.5), and
+    from (x, y + factor * (x + 0.5)) for "y". Pixels from outside are ``fill`` (image units).
+    """
+    height, width = img.shape[:2]
+    if axis == "x":
+        matrix = np.array([[1.0, factor, 0.5 * factor], [0.0, 1.0, 0.0]])
+    else:
+        matrix = np.array([[1.0, 0.0, 0.0], [factor, 1.0, 0.5 * factor]])
+    return warp_affine(img, matrix, height, width, "constant", fill, nearest=nearest, inverse=True)
+
+
+def translate(img: np.ndarray, dy: int, dx: int, fill: float = 0) -> np.ndarray:
+    """Move the content ``dx`` pixels right and ``dy`` down (negative: left, up), size kept; the
+    pixels uncovered are ``fill`` (torchvision's TranslateX/Y with whole pixels: a copy, any dtype)."""
+    return crop(img, -dy, -dx, img.shape[0], img.shape[1], border="constant", fill=fill)
+
+
+def blend(img: np.ndarray, other: np.ndarray | float, factor: float) -> np.ndarray:
+    """``other + factor * (img - other)``, clipped to the image's range, dtype kept.
+
+    PIL's ``Image.blend(other, img, factor)``, which every ``ImageEnhance`` class is, and
+    torchvision's ``_blend``: factor 0 gives ``other``, 1 the image, above 1 moves away from it.
+    Computed in float32 and truncated to integers, as both compute it. ``other``: an image of
+    ``img``'s shape and dtype, or one value in its units.
+    """
+    if img.dtype == np.uint8 and np.isscalar(other):  # one table for the 256 levels
+        return lut(img, _blend(_RAMP8, other, factor))
+    return _blend(img, other, factor)
+
+
+def _blend(img: np.ndarray, other: np.ndarray | float, factor: float) -> np.ndarray:
+    scale = full_scale(img)
+    other = np.float32(other) if np.isscalar(other) else other.astype(np.float32)
+    out = img.astype(np.float32)
+    out -= other
+    out *= np.float32(factor)
+    out += other
+    np.clip(out, 0.0, scale, out=out)
+    return out.astype(img.dtype)
+
+
+_RAMP8 = np.arange(256, dtype=np.uint8)
+_RAMP8.setflags(write=False)
+
+
+def enhance_brightness(img: np.ndarray, factor: float) -> np.ndarray:
+    """Scale every pixel by ``factor``, clipped (PIL's ``ImageEnhance.Brightness``: a blend with black)."""
+    return blend(img, 0.0, factor)
+
+
+def _luma(img: np.ndarray) -> np.ndarray | None:
+    """The luma of an RGB or RGBA image (ITU-R 601: 0.299 R + 0.587 G + 0.114 B, PIL's "L"), as H x W
+    in the image's dtype; None for other channel counts, which have no colour to speak of."""
+    channels = img.shape[2] if img.ndim == 3 else 1
+    if channels == 3:
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+    if channels == 4:
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGBA2GRAY)
+    return None
+
+
+def enhance_contrast(img: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the mean gray level by ``factor``, clipped (PIL's ``ImageEnhance.Contrast``,
+    torchvision's ``adjust_contrast``): the mean of the luma for RGB/RGBA, of all values otherwise."""
+    luma = _luma(img)
+    return blend(img, image_mean(img if luma is None else luma), factor)
+
+
+def enhance_color(img: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the image's own luma by ``factor``: 0 gray, 1 unchanged, 2 twice as saturated (PIL's
+    ``ImageEnhance.Color``, torchvision's ``adjust_saturation``). RGBA keeps its alpha; images that
+    are not RGB come back unchanged (a copy)."""
+    luma = _luma(img)
+    if luma is None:
+        full_scale(img)
+        return img.copy()
+    rgb = np.ascontiguousarray(img[..., :3])
+    out = blend(rgb, cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB), factor)
+    return out if img.shape[2] == 3 else np.concatenate([out, img[..., 3:]], axis=2)
+
+
+# PIL's ImageFilter.SMOOTH, the "degenerate" image of ImageEnhance.Sharpness and of torchvision's
+# adjust_sharpness.
+_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13
+
+
+def enhance_sharpness(img: np.ndarray, factor: float) -> np.ndarray:
+    """Blend with the image smoothed by PIL's SMOOTH kernel (1 1 1 / 1 5 1 / 1 1 1, over 13) by
+    ``factor``: below 1 blurs, above 1 sharpens (PIL's ``ImageEnhance.Sharpness``, torchvision's
+    ``adjust_sharpness``). The one-pixel border is the image's own in the smoothed image, as both keep it."""
+    height, width = img.shape[:2]
+    if height < 3 or width < 3:  # all border
+        return blend(img, img, factor)
+    smooth = keep_channels(cv2.filter2D(img, -1, _SMOOTH, borderType=cv2.BORDER_REPLICATE), img)
+    smooth[[0, -1]] = img[[0, -1]]
+    smooth[:, [0, -1]] = img[:, [0, -1]]
+    return blend(img, smooth, factor)
+
+
+def solarize(img: np.ndarray, threshold: float) -> np.ndarray:
+    """Invert the pixels at or above ``threshold``, given in 8-bit units (0..255; 256 inverts none):
+    ``threshold / 255`` of the full scale for uint16 and float32 (torchvision's ``solarize``, PIL's
+    ``ImageOps.solarize``)."""
+    if img.dtype == np.uint8:
+        return lut(img, np.where(_LEVELS >= threshold, 255.0 - _LEVELS, _LEVELS).astype(np.uint8))
+    return np.where(img >= threshold / 255.0 * full_scale(img), invert(img), img)
+
+
+def posterize(img: np.ndarray, bits: int) -> np.ndarray:
+    """Keep the top ``bits`` (0..8) bits of every value: 2**bits levels of the full scale.
+
+    uint8: ``x & (0xFF << (8 - bits))`` (PIL's ``ImageOps.posterize``); uint16: the top ``bits`` of
+    16 (torchvision v2's ``posterize`` for integers); float32: ``min(floor(x * 2**bits), 2**bits - 1)
+    / 2**bits`` (v2's for floats, 1.0 kept in the top level as the integers keep their maximum).
+    """
+    if img.dtype == np.uint8:
+        return lut(img, (np.arange(256) & (0xFF << (8 - bits))).astype(np.uint8))
+    if img.dtype == np.uint16:
+        return img & np.uint16((0xFFFF << (16 - bits)) & 0xFFFF)
+    full_scale(img)
+    levels = float(2**bits)
+    return (np.minimum(np.floor(img * levels), levels - 1) / levels).astype(np.float32)
+
+
+def invert(img: np.ndarray) -> np.ndarray:
+    """The full scale minus every pixel: 255 - x, 65535 - x, 1 - x."""
+    scale = full_scale(img)
+    return np.subtract(img.dtype.type(scale), img, dtype=img.dtype)
+
+
+def _tables(img: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """``tables[x, c]`` for every value x of channel c of a uint8 image (tables: 256 x C uint8)."""
+    if img.ndim == 2:
+        return cv2.LUT(img, tables[:, 0])
+    return keep_channels(cv2.LUT(np.ascontiguousarray(img), np.ascontiguousarray(tables).reshape(1, 256, -1)), img)
+
+
+def autocontrast(img: np.ndarray) -> np.ndarray:
+    """Stretch each channel so its darkest value becomes 0 and its brightest the full scale; a
+    constant channel is kept (PIL's ``ImageOps.autocontrast`` without cutoff, torchvision's
+    ``autocontrast``). Integer results are truncated, as both compute them: ``int(x * scale + offset)``."""
+    scale = full_scale(img)
+    flat = img.reshape(-1, img.shape[2] if img.ndim == 3 else 1)
+    low, high = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
+    span = high - low
+    gain = np.where(span > 0, scale / np.where(span > 0, span, 1.0), 1.0)
+    offset = np.where(span > 0, -low * gain, 0.0)
+    if img.dtype == np.uint8:
+        tables = np.clip(np.trunc(_LEVELS[:, None] * gain + offset), 0, 255).astype(np.uint8)
+        return _tables(img, tables)
+    out = img.astype(np.float64) * gain + offset  # per channel, along the last axis (one value for H x W)
+    if img.dtype == np.uint16:
+        out = np.trunc(out)
+    return np.clip(out, 0.0, scale).astype(img.dtype)
+
+
+def equalize_table(histogram: np.ndarray) -> np.ndarray:
+    """PIL's ``ImageOps.equalize`` table for one channel's 256-bin histogram (torchvision's too):
+    ``(step // 2 + pixels below the level) // step`` with ``step = (pixels - pixels of the top
+    level present) // 255``; the identity when that step is 0 (under 255 pixels below the top level)."""
+    present = np.flatnonzero(histogram)
+    step = (int(histogram.sum()) - int(histogram[present[-1]])) // 255 if present.size > 1 else 0
+    if step == 0:
+        return np.arange(256, dtype=np.uint8)
+    below = np.concatenate([[0], np.cumsum(histogram)[:-1]])
+    return np.minimum((step // 2 + below) // step, 255).astype(np.uint8)
+
+
+def equalize(img: np.ndarray) -> np.ndarray:
+    """Equalize each channel's histogram (``equalize_table``), on 256 levels.
+
+    uint16 and float32 images are equalized on their 8-bit values (``augkit.pixels.to_uint8``,
+    rounded) and returned in their dtype (x 257, / 255), as torchvision v2's ``equalize`` goes
+    through uint8 for every other dtype: the histogram and the result have 256 levels.
+    """
+    scale = full_scale(img)
+    if img.dtype != np.uint8:
+        out = equalize(to_uint8(img))
+        return out.astype(np.uint16) * np.uint16(257) if scale == 65535.0 else to_unit_scale(out)
+    channels = img.shape[2] if img.ndim == 3 else 1
+    flat = img.reshape(-1, channels)
+    tables = np.stack([equalize_table(np.bincount(flat[:, c], minlength=256)) for c in range(channels)], axis=1)
+    return _tables(img, tables)
+
+
+def weighted_sum(images: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``sum(w * image)`` (images of one shape and dtype), rounded and clipped to their range,
+    in their dtype: AugMix's mixture (computed in float32, as torchvision mixes)."""
+    total = np.zeros(images[0].shape, dtype=np.float32)
+    for image, weight in zip(images, weights):
+        total += np.float32(weight) * image
+    scale = full_scale(images[0])
+    if scale != 1.0:
+        np.rint(total, out=total)
+    return np.clip(total, 0.0, scale, out=total).astype(images[0].dtype)

@@ -13,8 +13,8 @@ generators in spec order, exactly as when it runs alone), and merges what compos
   ``Solarize``, ``Posterize``, ``RandomGamma``): one 256-entry lookup table per channel, built
   by composing each step's own table (bit for bit the steps' result: a uint8 table composes
   exactly; ``contrast`` reads the mean of the image it would see);
-- **normalisation** (``standardize``, ``subtract_mean`` with per-channel means, ``scale``) after
-  uint8 steps: folded into the lookup table, whose float32 entries are the step's own float32
+- **normalisation** (``standardize`` and ``subtract_mean`` with per-channel statistics, ``scale``)
+  after uint8 steps: folded into the lookup table, whose float32 entries are the step's own float32
   arithmetic on each level, so uint8 becomes the normalised float32 image in one pass.
 
 What a warp may merge is decided per sample, so that every pixel comes from where the steps
@@ -34,10 +34,12 @@ step-by-step result bit for bit, and a merged warp differs by OpenCV's rounding 
 0.12 measured, from warpAffine's fixed point against cv2.resize's).
 
 Everything else (albumentations' other steps, compositions such as ``OneOf``, images of more
-than 4 channels, intensity steps on uint16 or float32 images) runs as it does without a plan,
-in order. ``Plan.describe`` (``augkit steps --plan``) says which steps merge; ``compile: false``
-in a spec turns plans off. Masks (``pipeline.compose(image=..., mask=...)``) never go through
-a plan: they run step by step, nearest-neighbour.
+than 4 channels, intensity steps on uint16 or float32 images, ``standardize(mode=pixel)`` and
+``subtract_mean(mode=image)``, whose every pixel has its own statistics: no table of 256 levels
+holds them) runs as it does without a plan, in order. ``Plan.describe`` (``augkit steps
+--plan``) says which steps merge; ``compile: false`` in a spec turns plans off. Masks
+(``pipeline.compose(image=..., mask=...)``) never go through a plan: they run step by step,
+nearest-neighbour.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ class _Pointwise(_Intensity):
 
 
 class _Normalisation(_Kind):
-    """standardize / subtract_mean (per channel) / scale: a float32 table of 256 levels per
+    """standardize / subtract_mean (per-channel statistics) / scale: a float32 table of 256 levels per
     channel, the step's own float32 arithmetic on each level (p is 1: nothing is drawn)."""
 
     label = "normalise"
@@ -285,7 +287,8 @@ def _kind(name: str, transform: Any) -> _Kind:
         return _Contrast(name, transform)
     if cls.__name__ in _POINTWISE_ALBUMENTATIONS and cls is getattr(A, cls.__name__):
         return _Pointwise(name, transform)
-    if cls is Standardize or cls is Scale or (cls is SubtractMean and transform.mean.ndim == 1):
+    # A mean image (subtract_mean mode image, standardize mode pixel) has no table: the step runs as is.
+    if cls is Scale or ((cls is Standardize or cls is SubtractMean) and transform.mean.ndim == 1):
         return _Normalisation(name, transform)
     return _Kind(name, transform)
 
@@ -476,8 +479,11 @@ class Plan:
 
     @property
     def undrawable(self) -> str | None:
-        """The first step whose draws may depend on the pixels (one that runs as it is)."""
-        return next((kind.name for kind in self.kinds if kind.code == _AS_IS), None)
+        """The first step whose draws may depend on the pixels: one that runs as it is, unless it
+        declares ``draws_from_shape`` (the augmentation policies, ``augkit.pipeline.policies``)."""
+        return next(
+            (k.name for k in self.kinds if k.code == _AS_IS and not getattr(k.transform, "draws_from_shape", False)), None
+        )
 
     @property
     def drawable(self) -> bool:

@@ -48,6 +48,8 @@ _NOT_STEPS = {"BasicTransform", "DualTransform", "ImageOnlyTransform", "Transfor
 
 def _augkit_steps() -> dict[str, type]:
     # Deferred: augkit.pipeline.steps loads albumentations, which a spec can be parsed without.
+    # The augmentation policies register into the same table when their module is imported.
+    from augkit.pipeline import policies  # noqa: F401
     from augkit.pipeline.steps import AUGKIT_STEPS
 
     return AUGKIT_STEPS

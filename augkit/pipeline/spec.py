@@ -26,6 +26,7 @@ name and parameters are checked by ``augkit.pipeline.registry``.
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -136,7 +137,7 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
     """``"rotate(limit=15, p=0.5)"`` -> ``{"rotate": {"limit": 15, "p": 0.5}}``."""
     name, _, rest = item.partition("(")
     name = name.strip()
-    if not name.isidentifier():
+    if not (name.isidentifier() or TIMM_NAME.match(name)):
         raise SpecError(f"inline pipeline: {item!r} is not a step; write name or name(key=value, ...)")
     params: dict[str, Any] = {}
     if rest:
@@ -192,7 +193,7 @@ def canonical_spec(data: Any) -> dict[str, Any]:
 
 def _canonical_step(step: Any, where: str) -> dict[str, dict[str, Any]]:
     if isinstance(step, str):  # a bare name, or a step in inline form inside a composition
-        return _parse_inline_step(step) if "(" in step else {step: {}}
+        step = _parse_inline_step(step) if "(" in step else {step: {}}
     if not isinstance(step, Mapping) or len(step) != 1:
         raise SpecError(f"pipeline spec {where}: a step is 'name' or {{name: {{params}}}}, got {step!r}")
     (name, params), = step.items()
@@ -204,12 +205,82 @@ def _canonical_step(step: Any, where: str) -> dict[str, dict[str, Any]]:
     if odd is not None or None in params:
         raise SpecError(f"pipeline spec {where} ({name}): parameter names are words, got {short_repr(odd)}")
     params = dict(params)
+    if TIMM_NAME.match(name):
+        name, params = from_timm(name, params, where)
     if name in COMPOSITIONS:
         children = params.get("transforms")
         if not isinstance(children, list) or not children:
             raise SpecError(f"pipeline spec {where} ({name}): needs 'transforms', a non-empty list of steps")
         params["transforms"] = [_canonical_step(c, f"{where}.transforms[{j}]") for j, c in enumerate(children)]
     return {name: params}
+
+
+# ----------------------------------------------------------------------------- timm's policy strings
+
+# timm's strings for its augmentation policies (``--aa``; timm/data/auto_augment.py), read as the
+# steps of augkit.pipeline.policies, whose operations and ranges are torchvision's:
+#   rand-m9-n2-mstd0.5  randaugment(num_ops=2, magnitude=9, num_magnitude_bins=11, magnitude_std=0.5):
+#                       timm's M and mstd are on its 0..10 scale, 11 bins of torchvision's ranges
+#                       (timm's own operation set adds Invert and SolarizeAdd, drops Identity and
+#                       applies each operation with probability 0.5; its ``inc1`` ranges are these)
+#   augmix-m5-w3-d2-a1  augmix(severity=5, mixture_width=3, chain_depth=2, alpha=1.0)
+#   original            autoaugment(policy=imagenet): the paper's ImageNet table, torchvision's bins
+# Sections that have no equivalent are refused, never ignored.
+TIMM_NAME = re.compile(r"(rand|augmix|original|originalr|v0|v0r)(-.*)?$")
+# timm key -> (the step's parameter, its type); None: accepted and without effect (said above).
+_TIMM_KEYS: dict[str, dict[str, tuple[str | None, type]]] = {
+    "rand": {"m": ("magnitude", int), "n": ("num_ops", int), "mstd": ("magnitude_std", float), "inc": (None, int)},
+    "augmix": {"m": ("severity", int), "w": ("mixture_width", int), "d": ("chain_depth", int), "a": ("alpha", float)},
+    "original": {},
+}
+# timm's sections without an equivalent here, and what they ask for.
+_TIMM_REFUSED = {
+    "w": "a weighted choice of operations",
+    "mmax": "magnitudes past timm's 10",
+    "b": "timm's blended AugMix",
+    "mstd": "a magnitude noise (randaugment's magnitude_std)",
+}
+# The parameters in the order the steps declare them (what to_spec shows).
+_TIMM_ORDER = ("num_ops", "magnitude", "num_magnitude_bins", "magnitude_std", "severity", "mixture_width", "chain_depth",
+               "alpha", "policy")  # fmt: skip
+_TIMM_STEPS = {"rand": ("randaugment", {"magnitude": 10, "num_magnitude_bins": 11}), "augmix": ("augmix", {}),
+               "original": ("autoaugment", {"policy": "imagenet"})}  # fmt: skip
+
+
+def from_timm(text: str, params: Mapping[str, Any] | None = None, where: str = "") -> tuple[str, dict[str, Any]]:
+    """A timm policy string (``rand-m9-n2-mstd0.5``) as a canonical step name and its parameters,
+    ``params`` (e.g. ``p``) added; a section without an equivalent raises SpecError."""
+    head, *sections = text.split("-")
+    label = f"pipeline spec {where}: {text!r}" if where else repr(text)
+    if head not in _TIMM_STEPS:
+        raise SpecError(
+            f"{label}: timm's AutoAugment policy {head!r} is not one torchvision publishes; augkit reads 'original' "
+            f"as autoaugment(policy=imagenet), and has autoaugment(policy=imagenet|cifar10|svhn)"
+        )
+    name, values = _TIMM_STEPS[head]
+    values, keys = dict(values), _TIMM_KEYS[head]
+    for section in sections:
+        match = re.fullmatch(r"([a-z]+)(\d[\d.]*)", section)
+        key, raw = match.groups() if match else (section, "")
+        if key == "b" and raw == "0":  # timm's default: not blended
+            continue
+        if key not in keys or not match:
+            known = ", ".join(f"{k}N" for k in keys) or "none"
+            reason = f"asks for {_TIMM_REFUSED[key]}, which {name} does not have" if key in _TIMM_REFUSED else "is not one timm reads"
+            raise SpecError(f"{label}: section {section!r} {reason}; the sections it takes: {known}")
+        parameter, kind = keys[key]
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SpecError(f"{label}: section {section!r} needs a {kind.__name__} after {key!r}") from None
+        if key == "mstd" and value > 100:
+            raise SpecError(f"{label}: mstd above 100 means timm's uniform magnitudes, which randaugment does not have")
+        if parameter is not None:
+            values[parameter] = value
+    clash = sorted(set(values) & set(params or {}))
+    if clash:
+        raise SpecError(f"{label} sets {', '.join(clash)} already; give each once")
+    return name, {**{k: values[k] for k in _TIMM_ORDER if k in values}, **(params or {})}
 
 
 # ----------------------------------------------------------------------------- albumentations files

@@ -25,6 +25,13 @@ then squared deviations from it). Pixels follow augkit's pixel contract (``augki
 uint8, uint16, or float32 on [0, 1]; anything else is refused) and statistics are on the [0, 1]
 scale (uint8 / 255, uint16 / 65535), the convention of torchvision's and albumentations'
 ``Normalize``: an image and the same image in 16 bits (x * 257) have the same statistics.
+
+Per pixel (``mean_image=True``, ``std_image=True``; ``augkit stats --per-pixel``) the same
+scheme runs with images as the samples: the mean image and, per pixel, M2 (H x W x C float64),
+a batch reduced in two passes in float64 (its mean image from exact sums, then the squared
+deviations from it) and merged by the same formula, element-wise. ``std_image`` is then the
+lecture's ``X.std(axis=0)`` over the training images X (N x H x W x C), and ``floored_std`` what
+per-pixel standardisation divides by.
 """
 
 from __future__ import annotations
@@ -43,12 +50,24 @@ from augkit.documents import read_document, short_repr
 from augkit.errors import AugkitError
 from augkit.files import atomic_write
 from augkit.pixels import FULL_SCALE, check_image
-from augkit.stats.stats_file import FORMAT, check_fields, checked_mean_image, read_mean_image, shape_text
+from augkit.stats.stats_file import (
+    FORMAT,
+    check_fields,
+    checked_mean_image,
+    checked_std_image,
+    read_mean_image,
+    shape_text,
+)
 
 # Per-channel statistics are on the [0, 1] scale; below MIN_STD a channel is constant to
 # within a 16-bit step (1 / 65535 = 1.5e-5), and dividing by it would blow pixels up to 1e6+:
 # the standardize step refuses such a std, the training harness only centres such a channel.
 MIN_STD = 1e-6
+
+# Per-pixel standardisation divides by a pixel's std over the training images, floored at one
+# 8-bit gray level (see floored_std): a pixel constant or nearly so in training (the digits'
+# borders) is then amplified at most 255-fold, not 1e7-fold as with an epsilon of 1e-8.
+PIXEL_STD_FLOOR = 1 / 255
 
 MAX_CHANNELS = 65535  # far past hyperspectral cubes (hundreds of bands); bounds what a stats file may claim
 
@@ -62,16 +81,44 @@ _SCALES = {dtype: int(scale) for dtype, scale in FULL_SCALE.items() if dtype.kin
 # slower). 256 kB stays well inside a core's L2 cache.
 BATCH_BYTES = 1 << 18
 
+# The per-pixel second pass converts this many bytes of float64 at a time: a batch handed to
+# update may be a 64 MB slice of a memory-mapped training array (8x that as float64).
+_PIXEL_BLOCK_BYTES = 1 << 23
+
 _RESIZE_HINT = "resize them to one size first (for example `augkit preprocess --size 224`)"
 
 
+def floored_std(std: np.ndarray) -> np.ndarray:
+    """What per-pixel standardisation divides by: ``std`` (the std image, H x W x C on the
+    [0, 1] scale) with constant and near-constant pixels handled; float64, same shape.
+
+    The lecture's ``X /= X.std(axis=0)`` divides by 0 at a pixel that is the same in every
+    training image (the digits' borders) and by almost 0 at one that nearly is; an epsilon
+    (``std + 1e-8``) avoids the NaN but not the blow-up: a validation image whose border pixel
+    is 0.1 where training had only 0 becomes 1e7. The rule here:
+
+    - a constant pixel (std below ``MIN_STD``, the rule for a constant channel) is divided by 1,
+      only centred: scikit-learn's ``StandardScaler`` treats a constant feature so
+      (``_handle_zeros_in_scale``), and the training harness a constant channel;
+    - any other pixel's std is floored at ``PIXEL_STD_FLOOR`` = 1/255, one 8-bit gray level (a
+      spread finer than the data's own quantisation step is not measured by it): no pixel is
+      amplified more than 255-fold, so a value on [0, 1] lands within +-255, whatever the
+      validation images hold. Above one gray level, pixels are divided by their own std, the
+      lecture's formula exactly.
+    """
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std < MIN_STD, 1.0, np.maximum(std, PIXEL_STD_FLOOR))
+
+
 class ChannelStats:
-    """Streaming, mergeable per-channel pixel statistics: count, mean, std (and the mean image).
+    """Streaming, mergeable per-channel pixel statistics: count, mean, std (and per-pixel images).
 
     Args:
         channels: the number of channels; None: fixed by the first update.
         mean_image: also keep the mean image (AlexNet-style mean subtraction); every image must
             then have the same height and width.
+        std_image: also keep the per-pixel std image (per-pixel standardisation), and with it
+            the mean image.
 
     Example:
         >>> stats = ChannelStats()
@@ -80,7 +127,7 @@ class ChannelStats:
         >>> stats.mean, stats.std  # float64 [C], on the [0, 1] scale
     """
 
-    def __init__(self, channels: int | None = None, *, mean_image: bool = False) -> None:
+    def __init__(self, channels: int | None = None, *, mean_image: bool = False, std_image: bool = False) -> None:
         if channels is not None and (
             isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS
         ):
@@ -89,7 +136,10 @@ class ChannelStats:
         self.images = 0
         self.channels = channels
         self.mean_image: np.ndarray | None = None  # H x W x C float64, once an image was seen
-        self._keeps_mean_image = bool(mean_image)
+        self._keeps_mean_image = bool(mean_image or std_image)
+        self._keeps_std_image = bool(std_image)
+        self._m2_image: np.ndarray | None = None  # per pixel: sum of squared deviations from the mean image
+        self._std_image: np.ndarray | None = None  # as loaded, so that a file reads back bit for bit
         # Per channel, as Python floats: for 1 to 4 channels, plain float arithmetic is several
         # times faster than numpy's per-call overhead, and it runs once per image.
         self._mean: list[float] = [0.0] * (channels or 0)
@@ -111,6 +161,14 @@ class ChannelStats:
     def std(self) -> np.ndarray:
         """Per-channel population std (ddof=0), [0, 1] scale; NaN before any pixel was seen."""
         return np.sqrt(self.var)
+
+    @property
+    def std_image(self) -> np.ndarray | None:
+        """Per-pixel population std (ddof=0) over the images, float64 H x W x C on the [0, 1]
+        scale (numpy's ``X.std(axis=0)``); None unless kept (``std_image=True``) and an image was seen."""
+        if self._std_image is not None or self._m2_image is None:
+            return self._std_image
+        return np.sqrt(self._m2_image / self.images)
 
     def update(self, batch: np.ndarray) -> ChannelStats:
         """Add one image (H x W x C, or H x W gray) or a batch (N x H x W x C); returns self.
@@ -153,6 +211,10 @@ class ChannelStats:
                 image_mean = x.sum(axis=0, dtype=np.uint64) / (n_images * scale)
             else:
                 image_mean = x.sum(axis=0, dtype=np.float64) / n_images
+            if self._keeps_std_image:
+                image_m2 = _pixel_m2(x, scale, image_mean) if n_images > 1 else None  # one image: M2 is 0
+                self._m2_image = _merge_m2(self.images, self.mean_image, self._m2_image, n_images, image_mean, image_m2)
+                self._std_image = None
             self.mean_image = _merge_means(self.images, self.mean_image, n_images, image_mean)
         self.images += n_images
         return self
@@ -183,14 +245,20 @@ class ChannelStats:
             # compute_stats does first) is an exact identity.
             self.count, self.images = other.count, other.images
             self._mean, self._m2 = list(other._mean), list(other._m2)
-            self._keeps_mean_image = other._keeps_mean_image
-            self.mean_image = None if other.mean_image is None else other.mean_image.copy()
+            self._keeps_mean_image, self._keeps_std_image = other._keeps_mean_image, other._keeps_std_image
+            images = (other.mean_image, other._m2_image, other._std_image)
+            self.mean_image, self._m2_image, self._std_image = (None if a is None else a.copy() for a in images)
             return self
 
         if self._keeps_mean_image != other._keeps_mean_image:
             raise AugkitError(
                 "cannot merge statistics with a mean image and statistics without one; "
                 "compute both with the same mean_image setting (--mean-image)"
+            )
+        if self._keeps_std_image != other._keeps_std_image:
+            raise AugkitError(
+                "cannot merge statistics with a std image and statistics without one; "
+                "compute both with the same std_image setting (--per-pixel)"
             )
         if self.mean_image is not None and self.mean_image.shape != other.mean_image.shape:
             raise AugkitError(
@@ -201,6 +269,11 @@ class ChannelStats:
         self._mean, self._m2 = _chan_merge(
             self.count, self._mean, self._m2, other.count, other._mean, other._m2
         )
+        if self._m2_image is not None:
+            self._m2_image = _merge_m2(
+                self.images, self.mean_image, self._m2_image, other.images, other.mean_image, other._m2_image
+            )
+            self._std_image = None
         if self.mean_image is not None:
             self.mean_image = _merge_means(
                 self.images, self.mean_image, other.images, other.mean_image
@@ -213,8 +286,8 @@ class ChannelStats:
         """The statistics as a JSON-ready dict (format, count, images, channels, mean, std, m2).
 
         ``m2`` (per-channel sum of squared deviations) is what an exact merge needs; ``std`` is
-        there for people reading the file. The mean image, an array, is not included: ``save``
-        writes it to a file of its own, and ``from_dict`` takes it as an argument.
+        there for people reading the file. The mean and std images, arrays, are not included:
+        ``save`` writes them to files of their own, and ``from_dict`` takes them as arguments.
         """
         return {
             "format": FORMAT,
@@ -228,9 +301,9 @@ class ChannelStats:
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], *, mean_image: np.ndarray | None = None
+        cls, data: dict[str, Any], *, mean_image: np.ndarray | None = None, std_image: np.ndarray | None = None
     ) -> ChannelStats:
-        """Statistics from a dict made by ``to_dict`` (and the mean image, if there was one).
+        """Statistics from a dict made by ``to_dict`` (and the mean and std images, if there were).
 
         Every value must be one that ``to_dict`` can write (``stats_file.check_fields``): counts
         that fit int64, with at least one pixel per image; finite means on [0, 1] and variances of
@@ -241,31 +314,45 @@ class ChannelStats:
             AugkitError: a missing or invalid value; the message names the key.
         """
         fields = check_fields(data)
-        stats = cls(fields.channels, mean_image=mean_image is not None)
+        stats = cls(fields.channels, mean_image=mean_image is not None, std_image=std_image is not None)
         stats.count, stats.images = fields.count, fields.images
         stats._mean, stats._m2 = fields.mean, fields.m2
         if mean_image is not None:
             stats.mean_image = checked_mean_image(mean_image, fields.channels, fields.count, fields.images)
+        if std_image is not None:
+            # Kept as given (it reads back bit for bit); its M2 is what further merges need.
+            stats._std_image = checked_std_image(std_image, stats.mean_image)
+            stats._m2_image = np.square(stats._std_image) * stats.images
         return stats
 
     def save(self, path: str | Path) -> Path:
         """Write the statistics to ``path`` as JSON, atomically; returns the path.
 
-        The mean image, when there is one, goes to ``<stem>.mean_image.npy`` beside it (written
-        first, so the JSON never names a file that is not there yet).
+        The mean image, when there is one, goes to ``<stem>.mean_image.npy`` beside it, and the
+        std image to ``<stem>.std_image.npy`` (float64 H x W x C; written first, so the JSON
+        never names a file that is not there yet).
         """
         path = Path(path)
         data = self.to_dict()
-        if self.mean_image is not None:
-            sidecar = path.with_name(f"{path.stem}.mean_image.npy")
+        for key, image in (("mean_image", self.mean_image), ("std_image", self.std_image)):
+            if image is None:
+                continue
+            sidecar = self.image_path(path, key)
             buffer = io.BytesIO()
-            np.save(buffer, self.mean_image, allow_pickle=False)
+            np.save(buffer, image, allow_pickle=False)
             atomic_write(sidecar, buffer.getvalue())
-            data["mean_image"] = sidecar.name  # relative: the pair can be moved together
+            data[key] = sidecar.name  # relative: the files can be moved together
         # One key per line, lists kept on it. json writes floats with repr, which reads back
         # to the same float64 bits.
         lines = ",\n".join(f"  {json.dumps(key)}: {json.dumps(val)}" for key, val in data.items())
         return atomic_write(path, "{\n" + lines + "\n}\n")
+
+    @staticmethod
+    def image_path(path: str | Path, key: str) -> Path:
+        """Where ``save`` writes the mean image (``key`` "mean_image") or the std image
+        ("std_image") of statistics saved at ``path``: ``<stem>.<key>.npy`` beside it."""
+        path = Path(path)
+        return path.with_name(f"{path.stem}.{key}.npy")
 
     @classmethod
     def load(cls, path: str | Path) -> ChannelStats:
@@ -273,7 +360,7 @@ class ChannelStats:
 
         A file is statistics of at least one pixel: one of none (count 0) would standardise
         every image to NaN. It is read through ``augkit.documents`` (size, depth and number
-        limits), and its mean image is checked from its .npy header before it is read.
+        limits), and its mean and std images are checked from their .npy headers before they are read.
 
         Raises:
             AugkitError: the file (or its mean image) is missing, not JSON, of another format,
@@ -291,11 +378,14 @@ class ChannelStats:
                     "holds the statistics of no pixels (count 0), which would standardise every "
                     "image to NaN; compute them with `augkit stats DATA -o FILE`"
                 )
-            if data.get("mean_image") is not None:
-                image = read_mean_image(
-                    path, data["mean_image"], count=stats.count, images=stats.images, channels=stats.channels
-                )
-                stats = cls.from_dict(data, mean_image=image)
+            images = {}
+            for key in ("mean_image", "std_image"):
+                if data.get(key) is not None:
+                    images[key] = read_mean_image(
+                        path, data[key], count=stats.count, images=stats.images, channels=stats.channels, key=key
+                    )
+            if images:
+                stats = cls.from_dict(data, **images)
             return stats
         except AugkitError as e:
             raise AugkitError(f"{path}: {e}") from None
@@ -305,6 +395,7 @@ class ChannelStats:
             return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
 
         extra = "" if self.mean_image is None else f", mean_image={shape_text(self.mean_image)}"
+        extra += "" if self._m2_image is None else f", std_image={shape_text(self._m2_image)}"
         return (
             f"ChannelStats(channels={self.channels}, images={self.images}, count={self.count}, "
             f"mean={numbers(self.mean)}, std={numbers(self.std)}{extra})"
@@ -427,6 +518,37 @@ def _chan_merge(
     mean = [a + d * (n_b / n) for a, d in zip(mean_a, deltas)]
     m2 = [qa + qb + d * d * (n_a * n_b / n) for qa, qb, d in zip(m2_a, m2_b, deltas)]
     return mean, m2
+
+
+def _pixel_m2(x: np.ndarray, scale: int | None, mean: np.ndarray) -> np.ndarray:
+    """Per-pixel sum of squared deviations of the N x H x W x C batch ``x`` (divided by
+    ``scale``, None for float) from its mean image ``mean``, in float64: the second pass of the
+    two-pass algorithm, a block of images at a time."""
+    rows = max(1, _PIXEL_BLOCK_BYTES // (mean.size * 8))
+    m2 = np.zeros_like(mean)
+    for start in range(0, len(x), rows):
+        deviations = x[start : start + rows].astype(np.float64)
+        if scale is not None:
+            deviations /= scale
+        deviations -= mean
+        np.square(deviations, out=deviations)
+        m2 += deviations.sum(axis=0)
+    return m2
+
+
+def _merge_m2(
+    n_a: int, mean_a: np.ndarray | None, m2_a: np.ndarray | None, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray | None
+) -> np.ndarray:
+    """Chan et al.'s M2 of n_a + n_b images, pixel by pixel, from each part's mean and M2 images
+    (``mean_a`` and ``m2_a`` None when n_a is 0; ``m2_b`` None for zeros, a part of one image)."""
+    if mean_a is None or m2_a is None:
+        return np.zeros_like(mean_b) if m2_b is None else m2_b
+    m2 = np.square(mean_b - mean_a)
+    m2 *= n_a * n_b / (n_a + n_b)
+    m2 += m2_a
+    if m2_b is not None:
+        m2 += m2_b
+    return m2
 
 
 def _merge_means(n_a: int, mean_a: np.ndarray | None, n_b: int, mean_b: np.ndarray) -> np.ndarray:

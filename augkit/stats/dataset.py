@@ -50,6 +50,7 @@ def compute_stats(
     *,
     workers: int = 1,
     mean_image: bool = False,
+    std_image: bool = False,
     gray: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> StatsResult:
@@ -63,6 +64,8 @@ def compute_stats(
         dataset: the images, e.g. ``open_dataset(path, split="train")``.
         workers: processes reading images at the same time; the result does not depend on it.
         mean_image: also compute the mean image (all images must be the same size).
+        std_image: also compute the per-pixel std image (``augkit stats --per-pixel``), and
+            with it the mean image.
         gray: measure every image converted to one gray channel (luma), also in a colour
             dataset; False: the dataset's own channels.
         progress: called with the number of images finished since its last call.
@@ -79,14 +82,14 @@ def compute_stats(
         for start in range(0, len(dataset), CHUNK_IMAGES)
     ]
     # The gray rule's answer found here, once, rather than in every worker.
-    job = _Job(dataset, gray or dataset.channels == 1, mean_image)
+    job = _Job(dataset, gray or dataset.channels == 1, mean_image, std_image)
     workers = min(workers, len(chunks))
     if workers == 1:
         results = _run_serial(job, chunks, progress)
     else:
         results = _run_pool(job, chunks, workers, progress)
 
-    total = ChannelStats(mean_image=mean_image)
+    total = ChannelStats(mean_image=mean_image, std_image=std_image)
     skipped: list[Skipped] = []
     for part, part_skipped in results:  # in chunk order, whatever order they finished in
         total.merge(part)
@@ -109,13 +112,14 @@ class _Job:
     dataset: Dataset
     gray: bool  # one channel (True) or RGB
     mean_image: bool
+    std_image: bool = False
 
 
 def _chunk_stats(
     job: _Job, start: int, stop: int, progress: Callable[[int], None] | None = None
 ) -> tuple[ChannelStats, list[Skipped]]:
     """Statistics of images ``start`` to ``stop`` of the job's dataset, and the files skipped."""
-    stats = ChannelStats(mean_image=job.mean_image)
+    stats = ChannelStats(mean_image=job.mean_image, std_image=job.std_image)
     skipped: list[Skipped] = []
     stats.update_many(_readable_images(job, range(start, stop), skipped, progress))
     return stats, skipped

@@ -2,10 +2,11 @@
 
 A statistics file is JSON (``FORMAT``) with the pixel count, the image count, and per channel
 the mean, the sum of squared deviations ``m2`` and the std derived from them, on the [0, 1]
-pixel scale; and, when there is one, the name of its mean image, a ``.npy`` file beside it.
-Nothing in it is trusted: every value is checked before it is used (a file on the 0..255
-scale, or a hand-edited std, is refused, not used), and the mean image's header is checked
-against the statistics before any of its data is read or allocated.
+pixel scale; and, when there are, the names of its mean image and its std image (per pixel,
+``augkit stats --per-pixel``), ``.npy`` files beside it. Nothing in it is trusted: every value
+is checked before it is used (a file on the 0..255 scale, or a hand-edited std, is refused, not
+used), and each image's .npy header is checked against the statistics before any of its data is
+read or allocated.
 """
 
 from __future__ import annotations
@@ -114,8 +115,11 @@ def _get_floats(data: dict[str, Any], key: str, length: int) -> np.ndarray:
     return np.array(value, dtype=np.float64)
 
 
-def read_mean_image(path: Path, name: Any, *, count: int, images: int, channels: int | None) -> np.ndarray:
-    """The mean image named ``name`` beside the statistics file ``path``, float H x W x C.
+def read_mean_image(
+    path: Path, name: Any, *, count: int, images: int, channels: int | None, key: str = "mean_image"
+) -> np.ndarray:
+    """The mean image (or, with ``key="std_image"``, the std image) named ``name`` beside the
+    statistics file ``path``, float H x W x C.
 
     The .npy header must describe what the statistics (``count`` pixels per channel over
     ``images`` images) imply: a float array H x W x ``channels`` with H * W = count / images,
@@ -126,51 +130,54 @@ def read_mean_image(path: Path, name: Any, *, count: int, images: int, channels:
         AugkitError: a name that is not a file beside ``path``, a missing or unreadable file,
             or one whose header or size does not fit the statistics.
     """
+    what = key.replace("_", " ")  # "mean image", "std image"
     # Only a plain file name beside the JSON: a statistics file must not point anywhere else.
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        raise AugkitError(f"'mean_image' must be the name of a file beside it, got {short_repr(name)}")
+        raise AugkitError(f"'{key}' must be the name of a file beside it, got {short_repr(name)}")
     sidecar = path.with_name(name)
     pixels, leftover = divmod(count, images)
     if leftover:
         raise AugkitError(
-            f"names a mean image, but 'count' ({count}) is not a multiple of 'images' "
-            f"({images}): the images were not all one size, so they have no mean image"
+            f"names a {what}, but 'count' ({count}) is not a multiple of 'images' "
+            f"({images}): the images were not all one size, so they have no {what}"
         )
     try:
-        with open_regular(sidecar, "mean image") as f:
+        with open_regular(sidecar, what) as f:
             shape, dtype, fortran, available = read_npy_header(f)
-            _check_mean_image_header(name, shape, dtype, pixels, channels)
+            _check_mean_image_header(name, shape, dtype, pixels, channels, what)
             nbytes = math.prod(shape) * dtype.itemsize
             if available != nbytes:
                 state = "is truncated" if available < nbytes else "has bytes after its data"
                 raise AugkitError(
-                    f"its mean image {name} {state}: its header announces {nbytes:,} bytes of data, "
+                    f"its {what} {name} {state}: its header announces {nbytes:,} bytes of data, "
                     f"the file holds {available:,}; write the statistics again"
                 )
             data = f.read(nbytes)
     except FileNotFoundError:
-        raise AugkitError(f"its mean image {name} is missing (expected at {sidecar})") from None
+        raise AugkitError(f"its {what} {name} is missing (expected at {sidecar})") from None
     except DocumentError as e:
         raise AugkitError(str(e)) from None
     except (OSError, ValueError, EOFError, SyntaxError) as e:
-        raise AugkitError(f"its mean image {name} is not a readable .npy file ({_reason(e)})") from None
+        raise AugkitError(f"its {what} {name} is not a readable .npy file ({_reason(e)})") from None
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def _check_mean_image_header(name: str, shape: tuple[int, ...], dtype: np.dtype, pixels: int, channels: int | None) -> None:
-    """The header of a mean image's .npy file against the image the statistics imply."""
+def _check_mean_image_header(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, pixels: int, channels: int | None, what: str = "mean image"
+) -> None:
+    """The header of a mean (or std) image's .npy file against the image the statistics imply."""
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.shape != ():
         raise AugkitError(
-            f"its mean image {name} holds {dtype} values; a mean image is float16, float32 or float64"
+            f"its {what} {name} holds {dtype} values; a {what} is float16, float32 or float64"
         )
     if len(shape) != 3 or shape[2] != channels or shape[0] * shape[1] != pixels:
         raise AugkitError(
-            f"its mean image {name} is {' x '.join(map(str, shape)) or 'a scalar'}; these statistics need "
+            f"its {what} {name} is {' x '.join(map(str, shape)) or 'a scalar'}; these statistics need "
             f"shape H x W x {channels} with H x W = {pixels:,} (count / images): the two do not belong together"
         )
     if math.prod(shape) > _MAX_MEAN_IMAGE_VALUES:
         raise AugkitError(
-            f"its mean image {name} is {' x '.join(map(str, shape))}: {math.prod(shape):,} values, more than "
+            f"its {what} {name} is {' x '.join(map(str, shape))}: {math.prod(shape):,} values, more than "
             f"{_MAX_MEAN_IMAGE_VALUES:,} (an RGBA image at augkit's pixel limit of {DEFAULT_MAX_PIXELS:,})"
         )
 
@@ -201,6 +208,32 @@ def checked_mean_image(image: np.ndarray, channels: int | None, count: int, imag
         raise AugkitError(
             f"the mean image holds values from {image.min():g} to {image.max():g}; "
             f"statistics are on the [0, 1] pixel scale"
+        )
+    return image.astype(np.float64)
+
+
+def checked_std_image(image: np.ndarray, mean_image: np.ndarray | None) -> np.ndarray:
+    """``image`` as the float64 per-pixel std image (population std, ddof=0) of statistics whose
+    mean image is ``mean_image``, on the [0, 1] scale.
+
+    Raises:
+        AugkitError: no mean image beside it, or not a finite float array of the mean image's
+            shape with values in [0, 0.5] (the largest std a value on [0, 1] can have).
+    """
+    if mean_image is None:
+        raise AugkitError("a std image needs the mean image it was measured around (compute both with --per-pixel)")
+    image = np.asarray(image)
+    if image.shape != mean_image.shape or image.dtype.kind != "f":
+        raise AugkitError(
+            f"the std image must be a float array of the mean image's shape {shape_text(mean_image)}, "
+            f"got {image.dtype} {image.shape}"
+        )
+    if not np.isfinite(image).all():
+        raise AugkitError("the std image holds NaN or infinite values")
+    if image.min() < 0 or image.max() > 0.5 + 1e-9:
+        raise AugkitError(
+            f"the std image holds values from {image.min():g} to {image.max():g}; a std on the "
+            f"[0, 1] pixel scale lies in [0, 0.5]: recompute the statistics with `augkit stats --per-pixel`"
         )
     return image.astype(np.float64)
 
