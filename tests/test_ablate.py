@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from augkit.cli.main import cli
 from augkit.train.grid import Study, parse_grid, plan_runs, slug
 from augkit.train.config import TrainConfig
-from augkit.train.studies import SHIFT, lecture_studies
+from augkit.train.studies import AUGMENT_VARIANTS, SHIFT, augment_studies, lecture_studies
 
 # Tiny runs: a one-layer MLP on the 8x8 sample digits, two epochs.
 TINY = ["--set", "model=mlp", "--set", "hidden=16", "--epochs", "2", "--seeds", "2"]
@@ -98,6 +99,9 @@ def test_run_folders_are_readable_stable_and_never_shared():
         (["--grid", "dropout=0,0.5", "--base-config", "missing.yaml"], "missing.yaml"),
         (["--grid", "dropout=0,0.5", "no-such-data"], "no-such-data"),
         (["--set", "dropout=0.5"], "needs --grid"),
+        (["--study", "augment", "--grid", "dropout=0,0.5"], "--study augment is a comparison of its own"),
+        (["--study", "augment", "--set", "dropout=0.5"], "the augment comparison"),
+        (["--study", "augmnet"], "'augmnet' is not one of"),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2_before_any_training(tmp_path, args, expected):
@@ -353,3 +357,31 @@ def test_lecture_studies_take_seeds_and_epochs_and_write_their_data_only_when_ru
     init, regularisation = lecture_studies(tmp_path, seeds=2, epochs=3)
     assert (init.seeds, regularisation.seeds, init.base.epochs, regularisation.base.epochs) == (2, 2, 3, 3)
     assert not (tmp_path / "digits-300-noisy").exists()
+
+
+def test_a_variants_study_runs_named_configurations_and_its_plan_names_their_changes(tmp_path):
+    clean, mislabelled = augment_studies(tmp_path, seeds=2, epochs=3)
+    assert [p["variant"] for p in clean.points()] == [name for name, _ in AUGMENT_VARIANTS]
+    runs = plan_runs([clean], tmp_path / "out")
+    assert len(runs) == 2 * len(AUGMENT_VARIANTS)
+    by_name = {(r.point["variant"], r.seed): r for r in runs}
+    assert by_name["mixup", 1].config == TrainConfig(epochs=3, train_subset=300, mixup=0.8, seed=1)
+    assert by_name["crop", 0].config.augment == SHIFT and by_name["none", 0].config == TrainConfig(epochs=3, train_subset=300)
+    assert by_name["cutmix", 0].run_dir == tmp_path / "out" / "runs" / "clean" / "variant=cutmix" / "seed0"
+    assert clean.to_plan()["variants"]["mixup"] == {"mixup": 0.8}
+    assert mislabelled.base.data == str(tmp_path.resolve() / "digits-300-noisy") and not Path(mislabelled.base.data).exists()
+
+
+def test_the_augment_study_runs_every_trick_from_the_command_line(tmp_path):
+    out = tmp_path / "augment"
+    result = CliRunner().invoke(cli, ["ablate", "--study", "augment", "--seeds", "1", "--epochs", "1", "--workers", "1",
+                                      "-o", str(out), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted((r["study"], r["variant"]) for r in rows) == sorted(
+        (study, name) for study in ("clean", "mislabelled") for name, _ in AUGMENT_VARIANTS)
+    assert all(r["status"] == "ok" for r in rows)
+    report = (out / "report.md").read_text()
+    assert "| mixup |" in report.replace("**", "") and "variants: none (base); crop (augment=" in report
+    mixup = yaml.safe_load((out / "runs" / "clean" / "variant=mixup" / "seed0" / "config.yaml").read_text())
+    assert (mixup["mixup"], mixup["train_subset"], mixup["augment"]) == (0.8, 300, None)

@@ -29,7 +29,12 @@ class Claim:
 
 @dataclass(frozen=True)
 class Study:
-    """A base config, a grid over its fields, and ``seeds`` seeds (base.seed, base.seed + 1, ...) each."""
+    """A base config, a grid over its fields, and ``seeds`` seeds (base.seed, base.seed + 1, ...) each.
+
+    ``variants`` replaces the grid with named configurations, for comparisons that are not a
+    product (none / crop+flip / MixUp / CutMix change different fields): each is a name and its
+    field changes, and a run's point is ``{"variant": name}`` (its label ``variant=mixup``).
+    """
 
     base: TrainConfig
     grid: dict[str, tuple[Any, ...]]  # field -> its values, converted (see parse_grid)
@@ -39,14 +44,32 @@ class Study:
     note: str = ""  # shown under the title: what the study sets up, and why
     claims: tuple[Claim, ...] = ()
     prepare: Callable[[], None] | None = field(default=None, compare=False)  # writes what base needs (a dataset)
+    variants: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, field changes), in place of the grid
+
+    @property
+    def keys(self) -> list[str]:
+        """What a point names: the grid's fields, or ``variant``."""
+        return [VARIANT] if self.variants else list(self.grid)
 
     def points(self) -> list[dict[str, Any]]:
-        """The grid's configurations, in order (the last key varies fastest)."""
+        """The configurations, in order: the variants', or the grid's (the last key varies fastest)."""
+        if self.variants:
+            return [{VARIANT: name} for name, _ in self.variants]
         return [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+
+    def changes(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The config fields ``point`` sets: a variant's changes, or the grid point itself."""
+        return dict(self.variants)[point[VARIANT]] if self.variants else point
 
     def to_plan(self) -> dict[str, Any]:
         grid = {key: [_plain(v) for v in values] for key, values in self.grid.items()}
-        return {"name": self.name, "base": self.base.to_dict(), "grid": grid, "seeds": self.seeds}
+        plan = {"name": self.name, "base": self.base.to_dict(), "grid": grid, "seeds": self.seeds}
+        if self.variants:
+            plan["variants"] = {name: {k: _plain(v) for k, v in changes.items()} for name, changes in self.variants}
+        return plan
+
+
+VARIANT = "variant"  # the key of a variants study's points
 
 
 @dataclass(frozen=True)
@@ -102,7 +125,7 @@ def plan_runs(studies: Sequence[Study], out: Path) -> list[Run]:
         for k in range(study.seeds):
             for point in study.points():
                 seed = study.base.seed + k
-                config = study.base.replace({**point, "seed": seed}, source=f"--grid {label(point)}")
+                config = study.base.replace({**study.changes(point), "seed": seed}, source=f"--grid {label(point)}")
                 runs.append(Run(study, point, seed, config, folder / slug(point) / f"seed{seed}"))
     return runs
 
@@ -123,6 +146,9 @@ def yaml_scalar(value: Any) -> str:
 
 
 def label(point: dict[str, Any], sep: str = ", ") -> str:
+    """``dropout=0.5, lr=0.1``; a variant by its name alone (``mixup``)."""
+    if list(point) == [VARIANT]:
+        return str(point[VARIANT])
     return sep.join(f"{key}={format_value(value)}" for key, value in point.items()) or "base"
 
 

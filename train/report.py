@@ -158,7 +158,9 @@ def _section(study: Study, ranked: list[Configuration], titled: bool) -> list[st
     lines = [f"## {study.title or study.name}", ""] if titled or study.title else []
     seeds = f"seed {base.seed}" if study.seeds == 1 else f"seeds {base.seed}–{base.seed + study.seeds - 1}"
     lines.append(f"Data: {base.data or 'the sample digits'}; {base.epochs} epochs; {seeds}; "
-                 f"base: {_base_changes(base)}; grid: {' × '.join(study.grid) or 'none'}.")  # fmt: skip
+                 f"base: {_base_changes(base)}; "
+                 + (f"variants: {'; '.join(f'{name} ({label(changes)})' for name, changes in study.variants)}." if study.variants
+                    else f"grid: {' × '.join(study.keys) or 'none'}."))  # fmt: skip
     if study.note:
         lines += ["", study.note]
     lines += [
@@ -215,7 +217,7 @@ def _other_statuses(c: Configuration) -> dict[str, int]:
 
 
 def _write_csv(rows: list[dict[str, Any]], studies: Sequence[Study], path: Path) -> None:
-    keys = list(dict.fromkeys(key for study in studies for key in study.grid))
+    keys = list(dict.fromkeys(key for study in studies for key in study.keys))
     columns = (["study"] if len(studies) > 1 else []) + keys + ["seed", "status", *METRICS, "reason", "run_dir"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -228,7 +230,7 @@ def _write_csv(rows: list[dict[str, Any]], studies: Sequence[Study], path: Path)
 def _grid_title(study: Study) -> str:
     """A lone grid's heading: what it varies, on what, for how long ("dropout × lr on the sample digits, 2 epochs")."""
     data = study.base.data or "the sample digits"
-    return f"{' × '.join(study.grid)} on {data}, {study.base.epochs} epoch{'s' if study.base.epochs != 1 else ''}"
+    return f"{' × '.join(study.keys)} on {data}, {study.base.epochs} epoch{'s' if study.base.epochs != 1 else ''}"
 
 
 def _chart_label(point: dict[str, Any]) -> str:
