@@ -96,3 +96,11 @@ def test_train_lr_auto_records_the_chosen_lr(tmp_path):
 def test_mistakes_are_one_line(args, fragment, assert_fails, tmp_path):
     result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "x.png")] if args[0] == "lr-find" else args)
     assert_fails(result, 2, fragment)
+
+
+def test_the_range_test_mixes_batches_as_the_run_will():
+    plain = lr_find(TrainConfig(seed=0), steps=30, log=lambda m: None)
+    mixed = lr_find(TrainConfig(seed=0, mixup=0.8, cutmix=1.0), steps=30, log=lambda m: None)
+    # The same model, data and lr at step 0; the mixed batch is another input and a soft target.
+    assert mixed.lrs == plain.lrs and mixed.losses[0] != plain.losses[0]
+    assert all(math.isfinite(v) for v in mixed.losses)

@@ -2,7 +2,7 @@
 
 Leslie Smith's test ("Cyclical Learning Rates for Training Neural Networks", 2017), as fastai's
 ``Learner.lr_find`` and Lightning's ``Tuner.lr_find`` run it: the run's own model, data,
-augmentation, optimiser and penalties, but the learning rate raised exponentially from
+augmentation (MixUp/CutMix included), optimiser and penalties, but the learning rate raised exponentially from
 ``min_lr`` to ``max_lr`` over ``steps`` optimisation steps (no schedule, no warm-up), and the
 training loss recorded at each. The curve is smoothed by an exponential moving average with
 bias correction (``beta`` 0.98, fastai's), and the test stops early once the smoothed loss
@@ -103,7 +103,7 @@ def lr_find(
     from torch import nn
 
     from augkit.train.loop import build, resolve_device
-    from augkit.train.losses import create_loss
+    from augkit.train.losses import SoftCrossEntropy, create_loss
     from augkit.train.optim import l1_penalty
 
     check_range_test(min_lr, max_lr, steps)
@@ -111,7 +111,9 @@ def lr_find(
         parts = build(config, Path(scratch), device=resolve_device(config.device))
     log(f"lr range test: {config.model} on {parts.splits.source}, {len(parts.splits.train_labels)} training images, "
         f"{config.optimizer} lr {min_lr:g} to {max_lr:g} over {steps} steps (batch {config.batch_size}), on {parts.device}")  # fmt: skip
-    model, optimizer, criterion = parts.model, parts.optimizer, create_loss(config)
+    # With MixUp/CutMix the test trains as the run will: mixed batches, soft cross-entropy (loop._train).
+    criterion = create_loss(config) if parts.mix is None else SoftCrossEntropy()
+    model, optimizer = parts.model, parts.optimizer
     model.train()
     factor = (max_lr / min_lr) ** (1 / (steps - 1))
     lrs: list[float] = []
@@ -119,7 +121,9 @@ def lr_find(
     smoothed: list[float] = []
     average, best, stopped = 0.0, math.inf, f"reached --max-lr {max_lr:g}"
     try:
-        for step, (inputs, targets) in zip(range(steps), _cycle(parts.train_batches)):
+        for step, (epoch, batch, inputs, targets) in zip(range(steps), _cycle(parts.train_batches)):
+            if parts.mix is not None:
+                inputs, targets, _ = parts.mix(inputs, targets, epoch, batch)
             lr = min_lr * factor**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -164,10 +168,11 @@ def lr_find(
 
 
 def _cycle(batches: Any) -> Any:
-    """The training batches of epoch 0, 1, 2, ... in turn (each epoch's order and draws as a run's)."""
+    """(epoch, step, inputs, targets) of epoch 0, 1, 2, ... in turn (each epoch's order and draws as a run's)."""
     epoch = 0
     while True:
-        yield from batches.batches(epoch)
+        for step, (inputs, targets) in enumerate(batches.batches(epoch)):
+            yield epoch, step, inputs, targets
         epoch += 1
 
 
