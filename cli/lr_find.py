@@ -14,8 +14,12 @@ from typing import Any
 import click
 
 from augkit.cli import options
+from augkit.errors import AugkitError
 from augkit.cli.train import config_options, resolve_config
 from augkit.train.lr_find import MAX_LR, MIN_LR, STEPS
+
+# train's options that the range test has no use for: refused rather than ignored.
+IGNORED = ("epochs", "schedule", "warmup_epochs", "watch_activations", "tensorboard")
 
 
 @click.command("lr-find", context_settings={"show_default": False})
@@ -49,6 +53,12 @@ def lr_find(data: str | None, config_file: Path | None, assignments: tuple[str, 
     from augkit.train.lr_find import lr_find as find
     from augkit.train.lr_find import plot_lr_find
 
+    if out.suffix.lower() != ".png":  # never a PNG written over a config.yaml or a stats file
+        raise AugkitError(f"-o {out}: the range test's picture is a PNG; name it .png")
+    ignored = sorted(key for key in IGNORED if flags.get(key) is not None)
+    if ignored:
+        raise click.UsageError(f"{', '.join('--' + k.replace('_', '-') for k in ignored)}: the range test runs "
+                               f"--steps steps at a rising lr, without epochs or a schedule; drop it")  # fmt: skip
     given = {key: value for key, value in flags.items() if value is not None}
     if given.get("lr") == "auto":
         raise click.UsageError("--lr auto is what lr-find finds; drop --lr (the test does not use it)")
@@ -65,9 +75,13 @@ def lr_find(data: str | None, config_file: Path | None, assignments: tuple[str, 
         click.echo(json.dumps({"plot": str(out), **finding.to_dict()}, indent=2))
         return
     if finding.suggestion is None:
-        click.echo(f"no suggestion: the smoothed loss did not fall after the first steps ({finding.stopped}); look at "
+        click.echo(f"no suggestion: the smoothed loss did not fall by 10% after the first steps ({finding.stopped}); look at "
                    f"{out} and widen --min-lr/--max-lr or change the run  -> {out}")  # fmt: skip
         return
+    scale = finding.suggestion / finding.optimizer_lr  # batch / 256 with --lr-scaling linear, else 1
     scaled = f" (the optimiser's lr {finding.optimizer_lr:.3g} with --lr-scaling linear)" if config.lr_scaling == "linear" else ""
     click.echo(f"suggested --lr {finding.suggestion:.3g}{scaled}: a tenth of the lr at the lowest smoothed loss "
-               f"({finding.minimum_lr:.3g}); steepest descent at {finding.steepest_lr:.3g}; {finding.stopped}  -> {out}")  # fmt: skip
+               f"(--lr {finding.minimum_lr * scale:.3g}); steepest descent at --lr {finding.steepest_lr * scale:.3g}; "
+               f"{finding.stopped}  -> {out}")  # fmt: skip
+    if finding.warning:
+        click.echo(f"warning: {finding.warning}", err=True)

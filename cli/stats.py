@@ -72,6 +72,10 @@ def stats(
     from augkit.io.datasets import open_dataset
     from augkit.stats import compute_stats
 
+    if out is not None and out.suffix.lower() != ".json":  # never JSON over an image array (stats.mean_image.npy) or a PNG
+        from augkit.errors import AugkitError
+
+        raise AugkitError(f"-o {out}: the statistics are a JSON file (their images go beside it); name it .json")
     dataset = open_dataset(data, split=split)
     with options.progress_bar(len(dataset), quiet or as_json) as bar:
         result = compute_stats(

@@ -248,7 +248,8 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
             from augkit.train.lr_find import plot_lr_find
             from augkit.train.run_dir import LR_FIND
 
-            plot_lr_find(finding, run_dir / LR_FIND, title=f"lr range test for {run_dir.name}: --lr auto chose {config.lr:.3g}")
+            plot_lr_find(finding, run_dir / LR_FIND, title=f"lr range test for {run_dir.name} (optimiser's lr): --lr auto "
+                                                           f"chose {config.lr:.3g}")  # fmt: skip
     if not main:
         return
     if as_json:
@@ -274,10 +275,13 @@ def choose_lr(config: TrainConfig, log: Any) -> tuple[TrainConfig, Any]:
 
     finding = lr_find(config, log=log)
     if finding.suggestion is None:
-        raise AugkitError(f"--lr auto: the training loss did not fall anywhere in the range test ({finding.stopped}); "
+        raise AugkitError(f"--lr auto: the training loss did not fall by 10% anywhere in the range test ({finding.stopped}); "
                           "look at `augkit lr-find` with a wider --min-lr/--max-lr, or give --lr")  # fmt: skip
+    scale = finding.suggestion / finding.optimizer_lr  # batch / 256 with --lr-scaling linear, else 1
     log(f"--lr auto: the range test suggests lr {finding.suggestion:.3g} (a tenth of the lr at the loss's minimum; "
-        f"steepest descent at {finding.steepest_lr:.3g}); {finding.stopped}")  # fmt: skip
+        f"steepest descent at {finding.steepest_lr * scale:.3g}); {finding.stopped}")  # fmt: skip
+    if finding.warning:
+        log(f"warning: {finding.warning}")
     return config.replace({"lr": float(f"{finding.suggestion:.3g}")}, source="--lr auto"), finding
 
 

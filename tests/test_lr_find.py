@@ -30,7 +30,8 @@ def test_suggest_finds_the_minimum_and_the_steepest_descent_of_a_known_curve():
     assert abs(math.log10(steepest) + 3) < 0.1
 
 
-@pytest.mark.parametrize("curve", [np.linspace(1, 3, 100), np.full(100, 2.0), np.linspace(3, 1, 8)])
+@pytest.mark.parametrize("curve", [np.linspace(1, 3, 100), np.full(100, 2.0), np.linspace(3, 1, 8),
+                                   np.linspace(1.09861, 1.09850, 100)])  # constant images: a fall of 1e-4 is noise
 def test_no_suggestion_when_the_loss_never_falls_after_the_start(curve):
     lrs = list(np.logspace(-7, 1, len(curve)))
     assert suggest(lrs, list(curve)) == (None, None)
@@ -90,6 +91,7 @@ def test_train_lr_auto_records_the_chosen_lr(tmp_path):
     (["lr-find", "--steps", "5"], "--steps must be in [20, 100000]"),
     (["lr-find", "--min-lr", "nan"], "--min-lr must be"),
     (["lr-find", "--lr", "auto"], "--lr auto is what lr-find finds"),
+    (["lr-find", "--epochs", "3"], "--epochs: the range test runs --steps steps"),
     (["train", "--lr", "fast"], "'fast' is not a number or auto"),
     (["train", "--lr", "auto", "--resume", "."], "--resume continues a run with its saved config; drop --lr"),
 ])  # fmt: skip
@@ -104,3 +106,15 @@ def test_the_range_test_mixes_batches_as_the_run_will():
     # The same model, data and lr at step 0; the mixed batch is another input and a soft target.
     assert mixed.lrs == plain.lrs and mixed.losses[0] != plain.losses[0]
     assert all(math.isfinite(v) for v in mixed.losses)
+
+
+def test_lr_find_writes_only_a_png(assert_fails, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("lr: 0.1\n")
+    assert_fails(CliRunner().invoke(cli, ["lr-find", "-o", str(config)]), 2, "name it .png")
+    assert config.read_text() == "lr: 0.1\n"
+
+
+def test_a_loss_still_falling_at_max_lr_is_said():
+    finding = lr_find(TrainConfig(seed=0), max_lr=0.01, steps=40, log=lambda m: None)
+    assert finding.minimum_lr == finding.lrs[-1] and "larger --max-lr" in finding.warning

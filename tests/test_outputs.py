@@ -34,6 +34,7 @@ OUTPUTS = {
     "diagnose probe -o": (["diagnose", "probe", "-o"], False),
     "diagnose run -o": (["diagnose", "run", "no-run", "-o"], False),
     "train -o": (["train", "-o"], True),
+    "lr-find -o": (["lr-find", "-o"], False),
     "ablate -o": (["ablate", "-o"], True),
     "preprocess OUT": (["preprocess", "digits"], True),
 }

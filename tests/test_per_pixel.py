@@ -300,3 +300,22 @@ def test_pixel_statistics_of_another_size_are_one_line_exit_2(tmp_path, assert_f
     photo = augkit.sample_data_dir() / "photos" / "camera.png"
     previewed = invoke("preview", "-p", f"standardize(stats={small}, mode=pixel)", photo, "-o", tmp_path / "p.png")
     assert_fails(previewed, 2, "standardize(mode=pixel)", "holds per-pixel statistics of 4 x 4 x 1 images")
+
+
+@pytest.mark.parametrize("value, mode", [("true", "channel"), ("yes", "channel"), (1, "channel"), ("0", "none"),
+                                         (False, "none"), ("pixel", "pixel")])  # fmt: skip
+def test_standardize_as_older_files_wrote_it_still_reads(value, mode):
+    from augkit.train.config import TrainConfig
+
+    assert TrainConfig().replace({"standardize": value}, source="c.yaml").standardize == mode
+
+
+def test_stats_never_writes_its_json_over_an_image_array(tmp_path, assert_fails):
+    from click.testing import CliRunner
+
+    from augkit.cli.main import cli
+
+    sidecar = tmp_path / "d.std_image.npy"
+    sidecar.write_bytes(b"\x93NUMPY")
+    assert_fails(CliRunner().invoke(cli, ["stats", "--per-pixel", "-o", str(sidecar)]), 2, "name it .json")
+    assert sidecar.read_bytes() == b"\x93NUMPY"

@@ -286,9 +286,11 @@ def _execute(
                     continue
                 log(f"{where}: error: {errors[-1][1]}")
         except BaseException:  # Ctrl-C: stop the workers now; what finished stays finished
+            # Letting go of the lifeline ends the workers, and the pool marks every future left
+            # broken. No future is cancelled here: on Python 3.11 the pool's manager thread then
+            # fails setting that exception on a cancelled future (InvalidStateError, printed
+            # with a traceback).
             held.close()
-            for future in futures:
-                future.cancel()
             raise
     held.close()
     return errors

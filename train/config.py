@@ -338,8 +338,17 @@ def _convert(key: str, value: Any, source: str) -> Any:
             return None
         raise AugkitError(f"{source}: {key} cannot be empty (null)")
     kind = next(t for t in options if t is not type(None))
-    if key == "standardize" and isinstance(value, bool):  # a config.yaml or checkpoint from before the modes
-        return STANDARDIZE_FROM_BOOL[value]
+    if key == "standardize":  # a config.yaml or checkpoint from before the modes: a bool, or a text read as one
+        if type(value) is int and value in (0, 1):  # `--set standardize=1`, read as YAML
+            value = bool(value)
+        if isinstance(value, str) and value.lower() not in STANDARDIZE:
+            try:
+                value = _as(bool, value)
+            except TypeError:
+                raise AugkitError(f"{source}: standardize must be {', '.join(STANDARDIZE)} (or true/false, as "
+                                  f"channel/none), got {short_repr(value)}") from None  # fmt: skip
+        if isinstance(value, bool):
+            return STANDARDIZE_FROM_BOOL[value]
     try:
         return _as(kind, value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)

@@ -96,6 +96,7 @@ def build(
     check_batch_size(config.batch_size, distributed)
     splits = datalib.open_splits(config)
     height, width, channels = splits.shape
+    _check_batchnorm_batches(config, len(splits.train_labels), distributed)
     torch.manual_seed(config.seed)  # the model's initial weights, then dropout, follow from the seed
     model = create_model(config, (channels, height, width), len(splits.classes))
     augment = datalib.load_augment(config.augment, config.seed)
@@ -142,6 +143,24 @@ def build(
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     return Parts(config, device, splits, model, normalizer, train_batches, val_batches, optimizer, scheduler, scaler,
                  distributed, threads, augment_reason, mix=create_mixup(config, len(splits.classes)))  # fmt: skip
+
+
+def _check_batchnorm_batches(config: TrainConfig, images: int, distributed: Distributed | None) -> None:
+    """BatchNorm in training mode needs two images a batch (one has no variance: torch raises).
+
+    Raises:
+        AugkitError: a training batch of one image on some process (``--batch-size 1``, one
+            training image, or a last batch of one), naming the fix.
+    """
+    if not config.batchnorm:
+        return
+    processes = distributed.world_size if distributed is not None else 1
+    last = images % config.batch_size or config.batch_size
+    smallest = min(config.batch_size, images, last) // processes
+    if smallest < 2:
+        raise AugkitError(f"BatchNorm needs at least 2 images in every training batch per process, and with "
+                          f"{images} training image(s) and --batch-size {config.batch_size} some batch has "
+                          f"{smallest or 1}; choose another --batch-size (or --train-subset), or --no-batchnorm")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -408,6 +427,10 @@ def _describe(parts: Parts, log: Callable[[str], None]) -> None:
     elif config.augment:
         where = f"{config.workers} worker process(es)" if config.workers else "this process"
         log(f"augment: per image in {where} ({parts.augment_reason})")
+    if config.standardize == "pixel" and (config.augment or parts.mix is not None):
+        log("note: --standardize pixel divides each pixel by its own training std: a shift, a rotation or a mix moves "
+            "ink onto pixels that were nearly constant (std floored at 1/255), up to 255x the usual scale; it suits "
+            "fixed, aligned inputs: use --standardize channel with augmentation")  # fmt: skip
     if parts.mix is not None:
         log(f"mix: {parts.mix.describe()}; loss soft cross-entropy on the mixed targets (validation: {config.loss} "
             f"on the labels); train acc against each mixed sample's dominant label")

@@ -42,6 +42,9 @@ MAX_STEPS = 100_000
 BETA = 0.98  # fastai's smoothing of the loss (an exponential moving average, bias-corrected)
 DIVERGE = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum (fastai's and Lightning's 4)
 SKIP_START = 10  # steps at the start left out of the suggestion: the average is still settling (Lightning's 10)
+# The smoothed loss must fall by this share of its value after SKIP_START steps for an lr to be
+# suggested: less is batch noise on a flat curve (constant images, a zero-initialised net).
+MIN_FALL = 0.1
 
 
 @dataclass
@@ -51,7 +54,7 @@ class LRFinding:
     ``suggestion`` is the ``--lr`` to train with (None when the curve never fell), ``optimizer_lr``
     the optimiser's lr it corresponds to (different with ``--lr-scaling linear``), ``minimum_lr``
     the optimiser's lr at the smoothed minimum, ``steepest_lr`` the one of the steepest descent,
-    ``stopped`` why the test ended.
+    ``stopped`` why the test ended, ``warning`` what makes the suggestion doubtful ("" when nothing).
     """
 
     lrs: list[float]
@@ -63,10 +66,11 @@ class LRFinding:
     steepest_lr: float | None
     stopped: str
     settings: dict[str, Any] = field(default_factory=dict)
+    warning: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"suggestion": self.suggestion, "optimizer_lr": self.optimizer_lr, "minimum_lr": self.minimum_lr,
-                "steepest_lr": self.steepest_lr, "stopped": self.stopped,
+                "steepest_lr": self.steepest_lr, "stopped": self.stopped, "warning": self.warning,
                 **self.settings, "lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed}  # fmt: skip
 
 
@@ -164,7 +168,11 @@ def lr_find(
     suggestion = None if optimizer_lr is None else optimizer_lr / scale
     settings = {"source": parts.splits.source, "min_lr": min_lr, "max_lr": max_lr, "steps": steps, "beta": BETA, "lr_scaling": config.lr_scaling,
                 "batch_size": config.batch_size}  # fmt: skip
-    return LRFinding(lrs, losses, smoothed, suggestion, optimizer_lr, minimum_lr, steepest_lr, stopped, settings)
+    warning = ""
+    if minimum_lr is not None and minimum_lr == lrs[-1] and len(lrs) == steps:
+        warning = (f"the loss was still falling at --max-lr {max_lr:g}: the minimum is only the end of the range, "
+                   f"and the suggestion a tenth of it; run lr-find with a larger --max-lr")  # fmt: skip
+    return LRFinding(lrs, losses, smoothed, suggestion, optimizer_lr, minimum_lr, steepest_lr, stopped, settings, warning)
 
 
 def _cycle(batches: Any) -> Any:
@@ -178,7 +186,8 @@ def _cycle(batches: Any) -> Any:
 
 def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, float | None]:
     """(the lr at the minimum of ``smoothed``, the lr of its steepest descent against log(lr)),
-    each None when the curve did not fall after the first ``SKIP_START`` steps.
+    each None when the curve did not fall after the first ``SKIP_START`` steps by ``MIN_FALL``
+    (10%) of its value there.
 
     The slope is ``numpy.gradient`` over log10(lr) (Lightning's ``suggestion``), searched from
     ``SKIP_START`` up to the minimum: beyond it the loss only rises, and a slope there is
@@ -188,7 +197,7 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, floa
         return None, None
     curve = np.asarray(smoothed, dtype=np.float64)
     lowest = int(np.argmin(curve))
-    if lowest <= SKIP_START or not curve[lowest] < curve[SKIP_START]:  # never fell: no lr trains this run
+    if lowest <= SKIP_START or not curve[lowest] < (1 - MIN_FALL) * curve[SKIP_START]:  # never fell: no lr trains this run
         return None, None
     slopes = np.gradient(curve, np.log10(np.asarray(lrs, dtype=np.float64)))
     steepest = SKIP_START + int(np.argmin(slopes[SKIP_START : lowest + 1]))
