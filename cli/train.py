@@ -192,7 +192,8 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     [-1, 1], maxout_pieces, prelu_per_channel, init_mode, zero_init_residual). Paths and
     names must be valid UTF-8 (config.yaml holds them). Ctrl-C keeps the last good
     checkpoint: --resume RUN_DIR continues. RUN_DIR gets
-    config.yaml, last.pt/best.pt, metrics.csv, summary.json and curves.png.
+    config.yaml, last.pt/best.pt, metrics.csv, summary.json and curves.png (and lr_find.png
+    with --lr auto).
 
     \b
     Examples:
@@ -200,6 +201,7 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
       augkit train --model mlp --hidden 512,512 --activation tanh --init xavier_normal
       augkit train --model mlp --hidden 128,128,128,128,128,128,128 --init normal --init-std 0.01 --no-batchnorm --epochs 5   # 8 layers: stays at chance
       augkit train ~/data/flowers-64 --model resnet --augment "crop(size=56, padding=4); hflip" --amp
+      augkit train --lr auto --augment trivialaugment --mixup 0.2 --cutmix 1.0 --loss cross_entropy
       augkit train --config runs/cnn-20261126-101500/config.yaml -o runs/again
       augkit train --resume runs/cnn-20261126-101500
       torchrun --nproc_per_node=4 -m augkit train ~/data/flowers-64 --model resnet --batch-size 512 --amp

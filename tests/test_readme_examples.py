@@ -8,7 +8,7 @@ several GPUs) are listed in ``NOT_HERE`` with the reason and the test that cover
 
 These tests take a few minutes (the ablation examples train dozens of small models), so the
 README's test command leaves them out (``-m "not examples"`` in pyproject.toml) and ``.ci/run``
-runs them after it: ``python -m pytest -q -m examples``.
+runs them after it: ``python -m pytest -q -m examples -n auto`` (each xdist worker builds its own world).
 """
 
 from __future__ import annotations
