@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from augkit.cli import options
-from augkit.errors import AugkitError
 from augkit.cli.train import config_options, resolve_config
+from augkit.errors import AugkitError
 from augkit.train.lr_find import MAX_LR, MIN_LR, STEPS
 
 # train's options that the range test has no use for: refused rather than ignored.

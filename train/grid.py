@@ -33,7 +33,8 @@ class Study:
 
     ``variants`` replaces the grid with named configurations, for comparisons that are not a
     product (none / crop+flip / MixUp / CutMix change different fields): each is a name and its
-    field changes, and a run's point is ``{"variant": name}`` (its label ``variant=mixup``).
+    field changes, and a run's point is ``{"variant": name}`` (labelled by the name alone, ``mixup``;
+its folder ``variant=mixup``).
     """
 
     base: TrainConfig

@@ -2,8 +2,8 @@
 
 Leslie Smith's test ("Cyclical Learning Rates for Training Neural Networks", 2017), as fastai's
 ``Learner.lr_find`` and Lightning's ``Tuner.lr_find`` run it: the run's own model, data,
-augmentation (MixUp/CutMix included), optimiser and penalties, but the learning rate raised exponentially from
-``min_lr`` to ``max_lr`` over ``steps`` optimisation steps (no schedule, no warm-up), and the
+augmentation (MixUp/CutMix included), optimiser and penalties, but the learning rate raised
+exponentially from ``min_lr`` to ``max_lr`` over ``steps`` optimisation steps (no schedule, no warm-up), and the
 training loss recorded at each. The curve is smoothed by an exponential moving average with
 bias correction (``beta`` 0.98, fastai's), and the test stops early once the smoothed loss
 passes ``DIVERGE`` times its lowest value, or a loss is not finite: past there only larger
@@ -15,8 +15,9 @@ suggestion, the rule fastai pairs with one-cycle training (augkit's default sche
 (Lightning's rule, fastai's ``steep``) is reported beside it: the usual pick for a constant
 lr. On the sample digits the suggestion lies within a factor of 3 of the best peak lr of an
 ``augkit ablate --grid lr=...`` sweep (tests/test_lr_find.py runs it over seeds; measured:
-0.05-0.13 against the sweep's 0.1, docs/benchmarks.md), where the steepest descent gave
-0.03-0.1. ``--lr-scaling linear`` is honoured: the test varies the optimiser's lr, and the
+0.06-0.13 over seeds 0-4 against the sweep's 0.1, docs/benchmarks.md), where the steepest
+descent gave 0.03-0.1. A fall of the smoothed loss under ``MIN_FALL`` (10%) is no curve to read:
+no suggestion. ``--lr-scaling linear`` is honoured: the test varies the optimiser's lr, and the
 suggestion is given as the ``--lr`` that yields it (divided by batch_size / 256).
 
 Nothing is written but the picture (``plot_lr_find``): the model and optimiser live in memory
