@@ -149,18 +149,19 @@ def _check_batchnorm_batches(config: TrainConfig, images: int, distributed: Dist
     """BatchNorm in training mode needs two images a batch (one has no variance: torch raises).
 
     Raises:
-        AugkitError: a training batch of one image on some process (``--batch-size 1``, one
-            training image, or a last batch of one), naming the fix.
+        AugkitError: a training batch of one image on some process (``--batch-size 1``, or one
+            training image), naming the fix.
     """
     if not config.batchnorm:
         return
     processes = distributed.world_size if distributed is not None else 1
-    last = images % config.batch_size or config.batch_size
-    smallest = min(config.batch_size, images, last) // processes
+    # Training batches are all full (the last partial one is dropped), or one batch of every image
+    # when there are fewer than --batch-size (augkit.train.batches).
+    smallest = min(config.batch_size, images) // processes
     if smallest < 2:
         raise AugkitError(f"BatchNorm needs at least 2 images in every training batch per process, and with "
-                          f"{images} training image(s) and --batch-size {config.batch_size} some batch has "
-                          f"{smallest or 1}; choose another --batch-size (or --train-subset), or --no-batchnorm")  # fmt: skip
+                          f"{images} training image(s) and --batch-size {config.batch_size} a batch has "
+                          f"{max(smallest, 1)}; choose a larger --batch-size (or --train-subset), or --no-batchnorm")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the loop
