@@ -216,7 +216,7 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     distributed = Distributed.from_env(os.environ)  # set by torchrun; None for one process
     main = distributed is None or distributed.main
     given = {key: value for key, value in flags.items() if value is not None}
-    finding_for = False
+    lr_auto = False
     if data is not None:
         given["data"] = data
     if resume is not None:
@@ -227,7 +227,7 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
             if distributed is not None:
                 raise click.UsageError("--lr auto runs on one process: run `augkit lr-find` first and pass its --lr to torchrun")
             given.pop("lr")
-            finding_for = True
+            lr_auto = True
         config = resolve_config(config_file, given, assignments)
         run_dir = out if out is not None else _default_run_dir(config)
 
@@ -237,7 +237,7 @@ def train(data: str | None, config_file: Path | None, assignments: tuple[str, ..
     # The run prints its config once DATA, the device, --augment, --stats and RUN_DIR are checked.
     log = (lambda message: None) if as_json or quiet else (lambda message: click.echo(message, err=True))
     finding = None
-    if finding_for:
+    if lr_auto:
         from augkit.train.run_dir import check_outside_data, prepare_run_dir
 
         check_outside_data(run_dir, config)  # before the test: RUN_DIR must take the run that follows
