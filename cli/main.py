@@ -23,6 +23,7 @@ from augkit.errors import DISK_FULL, PROCESS_ERRORS, AugkitError, AugkitWarning,
 COMMANDS = {
     "preprocess": "augkit.cli.preprocess:preprocess",
     "preview": "augkit.cli.preview:preview",
+    "studio": "augkit.cli.studio:studio",
     "stats": "augkit.cli.stats:stats",
     "steps": "augkit.cli.steps:steps",
     "train": "augkit.cli.train:train",

@@ -15,6 +15,8 @@ from augkit.cli import options
 @click.option("-n", "--variants", "n", type=click.IntRange(1, 32), default=6, show_default=True, help="Augmented variants per image.")
 @click.option("--rows", type=click.IntRange(1, 64), default=4, show_default=True, help="Images sampled from each dataset given.")
 @options.seed
+@click.option("--epoch", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="The first epoch drawn: variants are epochs EPOCH..EPOCH+N-1.")
+@click.option("--sample-seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Which images are sampled from each dataset  [default: the pipeline's seed].")
 @click.option("--stages", is_flag=True, help="Show the image after each step instead of N variants; steps that did not apply say so.")
 @click.option("-o", "--out", type=options.OutputPath(), default=Path("preview.png"), show_default=True, help="The PNG to write (missing folders are created).")
 @click.option("--open", "open_after", is_flag=True, help="Open the PNG in the default viewer.")
@@ -24,6 +26,8 @@ def preview(
     n: int,
     rows: int,
     seed: int | None,
+    epoch: int,
+    sample_seed: int | None,
     stages: bool,
     out: Path,
     open_after: bool,
@@ -42,22 +46,21 @@ def preview(
       augkit preview -p "crop(size=24, padding=4); rotate(limit=15); hflip" cat.jpg dog.png
       augkit preview ~/data/flowers --rows 6 -n 8 -p aug.yaml --seed 3
       augkit preview -p aug.yaml --stages photo.jpg
+      augkit preview -p aug.yaml --epoch 10 --sample-seed 2   (what `augkit studio` shows)
     """
     from augkit.files import atomic_write
     from augkit.io.datasets import sample_data_dir
     from augkit.pipeline import load_pipeline
-    from augkit.pipeline.spec import format_inline
-    from augkit.preview import DEFAULT_PIPELINE, build_rows, collect_sources, render
+    from augkit.preview import DEFAULT_PIPELINE, collect_sources, contact_sheet
 
     if out.suffix.lower() != ".png":
         from augkit.errors import AugkitError
 
         raise AugkitError(f"-o {out}: the contact sheet is a PNG; name it .png")
     pipeline = load_pipeline(pipeline_spec if pipeline_spec is not None else DEFAULT_PIPELINE, seed=seed)
-    sources = collect_sources(inputs or [sample_data_dir() / "photos"], rows=rows, seed=pipeline.seed)
-    tiles = build_rows(pipeline, sources, n=n, stages=stages)
-    title = f"seed {pipeline.seed}: {format_inline(pipeline.to_spec())}"
-    atomic_write(out, render(tiles, title))
+    sample = pipeline.seed if sample_seed is None else sample_seed
+    sources = collect_sources(inputs or [sample_data_dir() / "photos"], rows=rows, seed=sample)
+    atomic_write(out, contact_sheet(pipeline, sources, n=n, epoch=epoch, stages=stages))
     images = f"{len(sources)} image{'s' if len(sources) != 1 else ''}"
     click.echo(f"wrote {out} ({images} x {'stages' if stages else f'{n} variant' + ('s' if n != 1 else '')})")
     if open_after:

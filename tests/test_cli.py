@@ -55,7 +55,7 @@ try:
     cli({args!r}, prog_name="augkit")
 except SystemExit as exit:
     assert exit.code == 0, exit.code
-heavy = sorted(m for m in ("torch", "albumentations", "cv2", "matplotlib") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "albumentations", "cv2", "matplotlib", "starlette", "uvicorn") if m in sys.modules)
 print("LOADED", heavy)
 """
 
@@ -70,7 +70,7 @@ def test_help_loads_none_of_the_heavy_libraries(args):
 
 
 def test_import_augkit_loads_neither_torch_nor_click():
-    code = "import sys, augkit; print(sorted(m for m in ('torch', 'click', 'albumentations', 'cv2') if m in sys.modules))"
+    code = "import sys, augkit; print(sorted(m for m in ('torch', 'click', 'albumentations', 'cv2', 'starlette', 'uvicorn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

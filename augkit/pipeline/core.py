@@ -31,7 +31,7 @@ from augkit.pipeline.steps import AugkitTransform
 from augkit.pixels import MAX_SIDE, PixelError, check_image
 
 # Parameters that name files, resolved against the spec file's folder.
-_PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
+PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
 # Bookkeeping albumentations adds to every transform's parameters: not worth a caption.
 _UNCAPTIONED = {"shape", "fill", "fill_mask", "interpolation", "mask_interpolation", "border_mode"}
 
@@ -88,7 +88,7 @@ class Pipeline:
             params["transforms"] = [
                 self._build(child, f"{where}.{name}[{j}]") for j, child in enumerate(params["transforms"])
             ]
-        for key in _PATH_PARAMS.get(name, ()):
+        for key in PATH_PARAMS.get(name, ()):
             if isinstance(params.get(key), str):
                 params[key] = str(self._base_dir / params[key])
         try:
@@ -265,13 +265,17 @@ class Pipeline:
         so the saved file loads from where it was saved, wherever the pipeline came from.
         """
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in SPEC_SUFFIXES:
+        if path.suffix.lower() not in SPEC_SUFFIXES:
             raise SpecError(f"save the pipeline as .yaml, .yml or .json, not {path.name!r}")
+        return atomic_write(path, self.to_text(path.suffix, folder=path.parent))
+
+    def to_text(self, suffix: str = ".yaml", *, folder: str | Path | None = None) -> str:
+        """The spec as ``save`` writes it: YAML, or JSON for ``suffix`` ".json"; relative paths in
+        it (stats files) rewritten relative to ``folder`` (None: as the spec wrote them)."""
         spec = self.to_spec()
-        _rebase_paths(spec["steps"], self._base_dir, path.parent.resolve())
-        text = json.dumps(spec, indent=2) + "\n" if suffix == ".json" else yaml.safe_dump(spec, sort_keys=False)
-        return atomic_write(path, text)
+        if folder is not None:
+            _rebase_paths(spec["steps"], self._base_dir, Path(folder).resolve())
+        return json.dumps(spec, indent=2) + "\n" if suffix.lower() == ".json" else yaml.safe_dump(spec, sort_keys=False)
 
     @property
     def transforms(self) -> list[Any]:
@@ -409,7 +413,7 @@ def _rebase_paths(steps: list[dict[str, Any]], old_base: Path, new_base: Path) -
     """Rewrite, in place, relative file parameters from ``old_base`` to ``new_base``."""
     for step in steps:
         (name, params), = step.items()
-        for key in _PATH_PARAMS.get(name, ()):
+        for key in PATH_PARAMS.get(name, ()):
             value = params.get(key)
             if isinstance(value, str) and not Path(value).is_absolute():
                 target = old_base / value

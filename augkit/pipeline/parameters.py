@@ -4,7 +4,7 @@ Every fact comes from the step itself, so that augkit's steps and albumentations
 are described the same way and the description cannot drift from the code:
 
 - the type, the allowed values (a ``Literal``) and the bounds (pydantic's ``Field(ge=...)``,
-  albumentations' ``check_range_bounds``) from the step's pydantic ``InitSchema``;
+  albumentations' ``check_range_bounds``, augkit's ``Bounds``) from the step's pydantic ``InitSchema``;
 - augkit's own bounds on albumentations' parameters (kernel sizes, counts, output sizes) from
   ``augkit.pipeline.registry``, which enforces them;
 - the default from the signature of ``__init__``;
@@ -39,6 +39,18 @@ _COMMON_MEANINGS = {
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """Where every number of a parameter lies, the high end included: ``Annotated[float |
+    tuple[float, float], Bounds(-360, 360)]`` in an ``InitSchema``. A declaration for people
+    (``augkit steps``) and for controls (``augkit studio``'s sliders); pydantic ignores it, the
+    schema's validator enforces it."""
+
+    low: float
+    high: float
+    low_inclusive: bool = True
+
+
+@dataclass(frozen=True)
 class ParameterInfo:
     """One parameter of a step, as ``augkit steps NAME`` shows it.
 
@@ -49,8 +61,10 @@ class ParameterInfo:
         default: the value used when the spec leaves the key out; ``inspect.Parameter.empty``
             when the key is required.
         choices: the values of a fixed set the parameter takes (a ``Literal``), else ().
-        bounds: "0 <= p <= 1", ">= 0", "each in [0, 1]"; "" when none is declared.
+        bounds: "in [0, 1]", ">= 0", "each in [0, 1]"; "" when none is declared.
         meaning: one line from the step's docstring; "" when it says nothing.
+        low, high: the bounds as numbers (None where that side has none); inclusive or not as
+            ``bounds`` says.
     """
 
     name: str
@@ -59,6 +73,8 @@ class ParameterInfo:
     choices: tuple[Any, ...]
     bounds: str
     meaning: str
+    low: float | None = None
+    high: float | None = None
 
     @property
     def required(self) -> bool:
@@ -67,7 +83,8 @@ class ParameterInfo:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples as lists, a required parameter without a ``default`` key."""
         data = {"name": self.name, "type": self.type, "choices": [_plain(c) for c in self.choices],
-                "bounds": self.bounds, "meaning": self.meaning, "required": self.required}  # fmt: skip
+                "bounds": self.bounds, "low": self.low, "high": self.high, "meaning": self.meaning,
+                "required": self.required}  # fmt: skip
         if not self.required:
             data["default"] = _plain(self.default)
         return data
@@ -91,14 +108,16 @@ def describe_step(name: str | type) -> tuple[str, list[ParameterInfo]]:
         choices = _choices(annotation)
         if choices and all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
             choices.sort()  # OpenCV flags, listed by value
-        bounds = _bounds(key, metadata + _annotated_metadata(annotation))
+        low, high, each = _limits(key, metadata + _annotated_metadata(annotation))
         infos.append(ParameterInfo(
             name=key,
             type="[step, ...]" if key == "transforms" and cls.__name__ in COMPOSITIONS else _type_text(annotation),
             default=parameter.default,
             choices=tuple(choices),
-            bounds=bounds,
+            bounds=_bounds_text(low, high, each),
             meaning=meanings.get(key) or _COMMON_MEANINGS.get(key, ""),
+            low=None if low is None else low[0],
+            high=None if high is None else high[0],
         ))  # fmt: skip
     return summary, infos
 
@@ -174,12 +193,19 @@ def _annotated_metadata(annotation: Any) -> list[Any]:
 _ANNOTATED_BOUNDS = (("ge", True, True), ("gt", False, True), ("le", True, False), ("lt", False, False))
 
 
-def _bounds(key: str, metadata: list[Any]) -> str:
-    """The declared bounds of a parameter in words, or augkit's own bound on its numbers
-    (``augkit.pipeline.registry`` checks it for every step) when that is tighter."""
-    low = high = None  # (value, inclusive)
+Limit = tuple[float, bool]  # (bound, inclusive)
+
+
+def _limits(key: str, metadata: list[Any]) -> tuple[Limit | None, Limit | None, bool]:
+    """The declared bounds of a parameter (low, high, whether they bound each number of a
+    pair), or augkit's own bound on its numbers (``augkit.pipeline.registry`` checks it for
+    every step) when that is tighter."""
+    low: Limit | None = None
+    high: Limit | None = None
     each = False
     for item in metadata:
+        if isinstance(item, Bounds):
+            low, high, each = (item.low, item.low_inclusive), (item.high, True), True
         for attribute, inclusive, is_low in _ANNOTATED_BOUNDS:
             value = getattr(item, attribute, None)
             if isinstance(value, (int, float)):
@@ -196,6 +222,11 @@ def _bounds(key: str, metadata: list[Any]) -> str:
             each = each or key not in ("height", "width", "size", "min_height", "min_width", "max_size")
     if key == "p" and low is None and high is None:
         low, high = (0, True), (1, True)  # registry.validate_params checks it for every step
+    return low, high, each
+
+
+def _bounds_text(low: Limit | None, high: Limit | None, each: bool) -> str:
+    """Bounds in words: "in [0, 1]", "each >= 0", ""."""
     if low is None and high is None:
         return ""
     prefix = "each " if each else ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -31,6 +31,7 @@ from augkit.errors import AugkitError
 from augkit.io.images import DEFAULT_MAX_PIXELS
 from augkit.pipeline import functional as F
 from augkit.pipeline._albumentations import A
+from augkit.pipeline.parameters import Bounds
 from augkit.pixels import MAX_SIDE, full_scale
 from augkit.stats import MIN_STD, ChannelStats, floored_std
 
@@ -138,8 +139,8 @@ class Crop(AugkitTransform, A.DualTransform):
         size: int | tuple[int, int] | float
         mode: Literal["random", "center", "random_resized"]
         padding: int = Field(ge=0)
-        scale: tuple[float, float]
-        ratio: tuple[float, float]
+        scale: Annotated[tuple[float, float], Bounds(0, 1, low_inclusive=False)]
+        ratio: Annotated[tuple[float, float], Bounds(*RATIO_BOUNDS)]
         border: Border
         fill: float
         fill_mask: float
@@ -275,7 +276,7 @@ class Rotate(AugkitTransform, A.DualTransform):
     """
 
     class InitSchema(BaseInitSchema):
-        limit: float | tuple[float, float]
+        limit: Annotated[float | tuple[float, float], Bounds(-MAX_ANGLE, MAX_ANGLE)]
         border: Border
         fill: float
         fill_mask: float
@@ -333,7 +334,7 @@ class _Jitter(AugkitTransform, A.ImageOnlyTransform):
     """
 
     class InitSchema(BaseInitSchema):
-        limit: float | tuple[float, float]
+        limit: Annotated[float | tuple[float, float], Bounds(-1, 1)]
 
         @model_validator(mode="after")
         def _check(self) -> _Jitter.InitSchema:
