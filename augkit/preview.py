@@ -12,21 +12,24 @@ by inverting that step.
 
 Every text is wrapped by its measured width (``wrap_text``), never by a guess at how wide
 characters are, so no caption runs into its neighbour and no title runs off the sheet.
-matplotlib is imported inside the functions that draw or measure: the core stays light.
+The sheet's text is drawn with Pillow straight onto its pixels, in the font matplotlib's
+figures use, and wrapped by that same font's widths; matplotlib's own measure (``text_width``)
+serves the figures of ``augkit.train.plots``. matplotlib is imported only inside the functions
+that need it (a font's path, a figure's measure): the core stays light.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from augkit.errors import AugkitError, AugkitWarning, ImageReadError
 from augkit.io.datasets import Dataset, open_dataset, stored_channels
@@ -38,15 +41,12 @@ from augkit.pipeline.registry import COMPOSITIONS
 from augkit.pipeline.steps import Scale, Standardize, SubtractMean
 from augkit.pixels import to_uint8
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 TILE = 176  # the longer side of a drawn tile at most, in pixels
-FONT_PX = 11  # caption font size (pixels at 100 dpi)
+FONT_PX = 11  # caption font size, pixels to the em (the title's is a pixel more)
 LINE_PX = 14  # the height of one caption or title line, font size x line spacing (1.15) and a little
 GAP = 8
 MARGIN = 12
-DPI = 100
+BLACK, DIMGRAY = (0, 0, 0), (105, 105, 105)  # captions and title; the legend (CSS's dimgray)
 SKIPPED_GRAY = 170  # the frame and cross of a step that did not apply, on the stages sheet
 LEGEND = ("sizes: height x width in pixels; ×k: drawn k times its size (nearest pixels when enlarged); "
           "(y,x): a crop's top-left corner")
@@ -88,11 +88,13 @@ class Tile:
     skipped: bool = False
 
 
-def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[Source]:
+def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int, *, confined: bool = False) -> list[Source]:
     """Images named directly, plus ``rows`` images sampled (seeded) from each dataset named.
 
     An image named directly must be readable (ImageReadError says why not); files of a dataset
     that cannot be read are passed over, as every command passes them over, with a warning.
+    ``confined``: a dataset's files that resolve outside its folder (a symlink out) are passed
+    over too, silently, as if absent (``augkit studio`` reads only under the folders it is given).
     """
     sources: list[Source] = []
     for item in inputs:
@@ -102,13 +104,15 @@ def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int) -> list[
             sources.append(Source(read_image(path, gray=stored_channels(path) == 1), path.name, len(sources)))
             continue
         dataset = open_dataset(path)
-        sources.extend(_sample(dataset, rows, seed))
+        sources.extend(_sample(dataset, rows, seed, confined))
     return sources
 
 
-def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
+def _sample(dataset: Dataset, rows: int, seed: int, confined: bool = False) -> list[Source]:
     """``rows`` readable images of ``dataset``, in a seeded random order, shown by index."""
     order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
+    if confined:
+        order = [i for i in order if _inside(dataset, i)]
     picked: list[tuple[int, np.ndarray]] = []
     skipped: list[ImageReadError] = []
     for i in order:
@@ -130,6 +134,13 @@ def _sample(dataset: Dataset, rows: int, seed: int) -> list[Source]:
             label = f"{dataset.classes[dataset.labels[i]]}/{label}"
         sources.append(Source(image, label, i))
     return sources
+
+
+def _inside(dataset: Dataset, i: int) -> bool:
+    """Whether sample ``i`` of ``dataset`` resolves inside its root (array kinds read from the root itself)."""
+    if dataset._store is not None or dataset.root is None:
+        return True
+    return dataset.root.resolve() in Path(dataset.sources[i]).resolve().parents
 
 
 def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
@@ -156,30 +167,44 @@ def _last_normalizer(transforms: Sequence[object]) -> object | None:
     return next((t for t in reversed(transforms) if isinstance(t, _NORMALIZERS)), None)
 
 
-def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bool) -> list[list[Tile]]:
+def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bool, epoch: int = 0) -> list[list[Tile]]:
     """The tiles of every row: original first, then variants (or stages, skipped steps included).
 
+    Variants are the draws of epochs ``epoch`` .. ``epoch + n - 1``; stages are epoch ``epoch``'s.
     Captions say what was drawn; ``sheet`` adds each tile's true size.
     """
     rows = []
     for source in sources:
         row = [Tile(to_viewable(source.image, None), source.label)]
         if stages:
-            row += _stage_tiles(pipeline, source)
+            row += _stage_tiles(pipeline, source, epoch)
         else:
             normalizer = _last_normalizer(pipeline.transforms)
-            for epoch in range(n):
-                image, applied = pipeline.replay(source.image, index=source.index, epoch=epoch)
+            for variant in range(epoch, epoch + n):
+                image, applied = pipeline.replay(source.image, index=source.index, epoch=variant)
                 text = "  ".join(a.caption for a in applied if a.caption) or "(no change drawn)"
                 row.append(Tile(to_viewable(image, normalizer), text))
         rows.append(row)
     return rows
 
 
-def _stage_tiles(pipeline: Pipeline, source: Source) -> list[Tile]:
+def contact_sheet(pipeline: Pipeline, sources: Sequence[Source], *, n: int = 6, epoch: int = 0, stages: bool = False) -> bytes:
+    """The PNG ``augkit preview`` writes (and ``augkit studio`` shows) for ``sources``.
+
+    Titled with the pipeline's seed and inline spec (and the first epoch drawn, when not 0),
+    so a sheet says what made it. The same arguments give the same bytes.
+    """
+    from augkit.pipeline.spec import format_inline
+
+    first = f", {'epoch' if stages else 'epochs'} {epoch}{'' if stages else f'..{epoch + n - 1}'}" if epoch else ""
+    title = f"seed {pipeline.seed}{first}: {format_inline(pipeline.to_spec())}"
+    return render(build_rows(pipeline, sources, n=n, stages=stages, epoch=epoch), title)
+
+
+def _stage_tiles(pipeline: Pipeline, source: Source, epoch: int) -> list[Tile]:
     """A tile per step of the pipeline, in order: the image after it, or, for a step whose
     probability did not fire (or that its OneOf/SomeOf did not pick), "NAME: skipped (p=P)"."""
-    done = {id(applied.transform): (applied, image) for applied, image in pipeline.stages(source.image, index=source.index)}
+    done = {id(applied.transform): (applied, image) for applied, image in pipeline.stages(source.image, index=source.index, epoch=epoch)}
     tiles, normalizer, previous = [], None, to_viewable(source.image, None)
     for (name, parent), transform in zip(_leaf_steps(pipeline.to_spec()["steps"]), pipeline.transforms):
         if id(transform) not in done:
@@ -266,27 +291,64 @@ def text_width(text: str, size: float, weight: str = "normal") -> float:
     return width
 
 
-def wrap_text(text: str, width: float, size: float, *, weight: str = "normal", breaks: Sequence[str] = (" ",)) -> list[str]:
-    """``text`` in lines no wider than ``width`` points at font ``size``, by measured widths.
+@functools.lru_cache(maxsize=4)
+def _font(size: int, weight: str) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (``weight`` "bold": DejaVu Sans Bold) at ``size`` pixels to the em, from the
+    files matplotlib ships: the face its figures use, and the same file whatever a matplotlibrc
+    says, so a sheet's bytes do not depend on the user's settings. Pillow's basic layout (no
+    libraqm): the same glyph positions on every install."""
+    import matplotlib  # only for the path of its fonts
 
+    name = "DejaVuSans-Bold.ttf" if weight == "bold" else "DejaVuSans.ttf"
+    path = Path(matplotlib.get_data_path(), "fonts", "ttf", name)
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+
+@functools.lru_cache(maxsize=65536)
+def pixel_width(text: str, size: float, weight: str = "normal") -> float:
+    """The width in pixels of the ink of one line of ``text`` at font ``size`` (pixels to the
+    em, a whole number), as the contact sheet draws it (``_font``, Pillow)."""
+    left, _, right, _ = _font(int(size), weight).getbbox(text, anchor="ls")
+    return right - left
+
+
+def wrap_text(
+    text: str,
+    width: float,
+    size: float,
+    *,
+    weight: str = "normal",
+    breaks: Sequence[str] = (" ",),
+    measure: Callable[[str, float, str], float] = text_width,
+) -> list[str]:
+    """``text`` in lines no wider than ``width`` at font ``size``, by widths ``measure`` gives.
+
+    ``measure(line, size, weight)``: the width of a line, in ``width``'s unit; ``text_width``
+    (points, matplotlib's figures) or ``pixel_width`` (pixels, the contact sheet).
     Lines break at its newlines, then at the first of ``breaks`` that makes the pieces fit
     (the separator stays at the end of its line, trailing spaces dropped), then at "/" (a
     long path), and a piece wider than a line on its own at characters: nothing is cut off.
     """
-    width *= 0.97  # hinting makes widths at other resolutions differ by a little
+    # Headroom: matplotlib draws at other resolutions than it measures, and hinting moves widths
+    # by a little. Pillow draws what it measures; the sheet keeps the headroom, and so its breaks.
+    width *= 0.97
+
+    def fits(line: str) -> bool:
+        return measure(line, size, weight) <= width
+
     lines: list[str] = []
     for paragraph in text.split("\n"):
-        lines += _wrap(paragraph, width, size, weight, (*breaks, "/"))
+        lines += _wrap(paragraph, fits, (*breaks, "/"))
     return lines
 
 
-def _wrap(text: str, width: float, size: float, weight: str, breaks: Sequence[str]) -> list[str]:
-    if text_width(text, size, weight) <= width:
+def _wrap(text: str, fits: Callable[[str], bool], breaks: Sequence[str]) -> list[str]:
+    if fits(text):
         return [text]
     if not breaks:  # characters: as many as fit on each line, one at least
         lines = [""]
         for char in text:
-            if lines[-1] and text_width(lines[-1] + char, size, weight) > width:
+            if lines[-1] and not fits(lines[-1] + char):
                 lines.append("")
             lines[-1] += char
         return lines
@@ -295,12 +357,12 @@ def _wrap(text: str, width: float, size: float, weight: str, breaks: Sequence[st
     pieces = [unit + separator for unit in units[:-1]] + units[-1:]
     lines, line = [], ""
     for piece in pieces:
-        if line and text_width((line + piece).rstrip(), size, weight) > width:
+        if line and not fits((line + piece).rstrip()):
             lines.append(line.rstrip())
             line = ""
         body = piece.rstrip()
-        if not line and text_width(body, size, weight) > width:
-            parts = _wrap(body, width, size, weight, others)
+        if not line and not fits(body):
+            parts = _wrap(body, fits, others)
             lines += parts[:-1]
             line = parts[-1] + piece[len(body):]
         else:
@@ -313,16 +375,65 @@ def _wrap(text: str, width: float, size: float, weight: str, breaks: Sequence[st
 # ----------------------------------------------------------------------------- the sheet
 
 
-def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Figure:
-    """The contact sheet as a matplotlib Figure (``render`` gives its PNG bytes).
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels of the sheet; x1 and y1 exclusive
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of text placed on a sheet.
+
+    Drawn at (``x``, ``baseline``) with Pillow's ``anchor`` ("ls": from the left, "ms": centred
+    on ``x``), at ``size`` pixels to the em, in ``color`` (RGB). ``box``: where its ink lies, as
+    Pillow measures it; ``cell``: the part of the sheet it belongs to (its tile's cell, or the
+    header above the tiles).
+    """
+
+    text: str
+    x: int
+    baseline: int
+    anchor: str
+    size: int
+    weight: str
+    color: tuple[int, int, int]
+    box: Box
+    cell: Box
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A laid-out contact sheet: ``canvas`` (H x W x 3 uint8 RGB, the tiles on white, no text)
+    and the ``lines`` of text to draw over it (``draw``)."""
+
+    canvas: np.ndarray
+    lines: list[Line]
+
+    def draw(self) -> np.ndarray:
+        """The sheet as a picture: a copy of ``canvas`` with every line drawn, anti-aliased."""
+        picture = Image.fromarray(self.canvas)
+        pen = ImageDraw.Draw(picture)
+        for line in self.lines:
+            pen.text((line.x, line.baseline), line.text, fill=line.color, font=_font(line.size, line.weight), anchor=line.anchor)
+        return np.asarray(picture)
+
+
+def _place(text: str, x: int, top: int, anchor: str, size: int, weight: str, color: tuple[int, int, int], cell: Box) -> Line:
+    """``text`` with the top of its line at ``top``, where matplotlib's ``va="top"`` put it: the
+    baseline that far below as "l" rises above it (matplotlib measures a line's top on "lp")."""
+    font = _font(size, weight)
+    baseline = top - font.getbbox("lp", anchor="ls")[1]
+    x0, y0, x1, y1 = font.getbbox(text, anchor=anchor)
+    return Line(text, x, baseline, anchor, size, weight, color, (x + x0, baseline + y0, x + x1, baseline + y1), cell)
+
+
+def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Sheet:
+    """The contact sheet laid out: its canvas and its lines of text (``render`` gives its PNG).
 
     Each tile is drawn at ``_scale_for`` its size in a ``TILE``-wide cell, its caption below
     it with its true size ("24x24 px ×7") last; the title (bold) and ``LEGEND`` wrap to the
     sheet's width, the captions to the cell's, and each row is as tall as its longest caption.
+    Text: DejaVu Sans at ``FONT_PX`` pixels (the title bold, a pixel larger), black; the legend
+    dim gray; wrapped by the widths of the very font that draws it (``pixel_width``).
     """
-    from matplotlib.figure import Figure  # deferred: see the module docstring
-
-    pt = 72 / DPI  # points per pixel
     drawn = []
     for row in rows:
         cells = []
@@ -335,22 +446,25 @@ def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Figure:
             else:
                 h, w = tile.image.shape[:2]
                 caption = f"{tile.caption}\n{h}x{w} px{_factor_text(factor)}"
-            lines = wrap_text(caption, (TILE - 4) * pt, FONT_PX * pt, breaks=("  ", " "))
+            lines = wrap_text(caption, TILE - 4, FONT_PX, breaks=("  ", " "), measure=pixel_width)
             cells.append((image, lines))
         drawn.append(cells)
     columns = max(len(row) for row in drawn)
     width = 2 * MARGIN + columns * TILE + (columns - 1) * GAP
-    title_lines = wrap_text(title, (width - 2 * MARGIN) * pt, (FONT_PX + 1) * pt, weight="bold", breaks=("; ", ", ", " "))
-    legend_lines = wrap_text(LEGEND, (width - 2 * MARGIN) * pt, FONT_PX * pt, breaks=("; ", " "))
+    title_lines = wrap_text(title, width - 2 * MARGIN, FONT_PX + 1, weight="bold", breaks=("; ", ", ", " "), measure=pixel_width)
+    legend_lines = wrap_text(LEGEND, width - 2 * MARGIN, FONT_PX, breaks=("; ", " "), measure=pixel_width)
     header = (len(title_lines) + 1) * (LINE_PX + 1) + len(legend_lines) * LINE_PX + GAP
     heights = [max(image.shape[0] for image, _ in cells) + 4 + max(len(lines) for _, lines in cells) * LINE_PX + GAP
                for cells in drawn]  # fmt: skip
     height = 2 * MARGIN + header + sum(heights)
 
     canvas = np.full((height, width, 3), 255, np.uint8)
-    texts = [(MARGIN, MARGIN + i * (LINE_PX + 1), line, "left", "bold", "black") for i, line in enumerate(title_lines)]
+    head = (MARGIN, MARGIN, width - MARGIN, MARGIN + header)
+    texts = [_place(line, MARGIN, MARGIN + i * (LINE_PX + 1), "ls", FONT_PX + 1, "bold", BLACK, head)
+             for i, line in enumerate(title_lines)]  # fmt: skip
     top = MARGIN + len(title_lines) * (LINE_PX + 1) + 2
-    texts += [(MARGIN, top + i * LINE_PX, line, "left", "normal", "dimgray") for i, line in enumerate(legend_lines)]
+    texts += [_place(line, MARGIN, top + i * LINE_PX, "ls", FONT_PX, "normal", DIMGRAY, head)
+              for i, line in enumerate(legend_lines)]  # fmt: skip
     top = MARGIN + header
     for cells, row_height in zip(drawn, heights):
         image_height = max(image.shape[0] for image, _ in cells)
@@ -359,21 +473,20 @@ def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Figure:
             h, w = image.shape[:2]
             x0, y0 = left + (TILE - w) // 2, top + (image_height - h) // 2
             canvas[y0 : y0 + h, x0 : x0 + w] = image
-            texts += [(left + TILE / 2, top + image_height + 4 + i * LINE_PX, line, "center", "normal", "black")
+            cell = (left, top, left + TILE, top + row_height - GAP)
+            texts += [_place(line, left + TILE // 2, top + image_height + 4 + i * LINE_PX, "ms", FONT_PX, "normal", BLACK, cell)
                       for i, line in enumerate(lines)]  # fmt: skip
         top += row_height
-
-    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    figure.figimage(canvas, 0, 0, origin="upper")
-    for x, y, line, align, weight, color in texts:
-        size = (FONT_PX + (weight == "bold")) * pt
-        figure.text(x / width, 1 - y / height, line, fontsize=size, weight=weight, color=color, va="top", ha=align,
-                    parse_math=False)  # a "$" in a file name is a "$", not mathtext
-    return figure
+    return Sheet(canvas, texts)
 
 
 def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:
-    """The contact sheet (``sheet``) as PNG bytes; the same rows give the same bytes."""
-    buffer = io.BytesIO()
-    sheet(rows, title).savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
+    """The contact sheet (``sheet``) as PNG bytes; the same rows give the same bytes.
+
+    zlib level 1 with the "up" filter: for the studio's 1052x1304 sheet 35 ms, against 51 ms with
+    libpng's own filter choice and 206 ms at Pillow's level 6 (what matplotlib's savefig used),
+    for 4% and 16% more bytes (bench/preview_render.py). No metadata, no timestamp.
+    """
+    picture = cv2.cvtColor(sheet(rows, title).draw(), cv2.COLOR_RGB2BGR)
+    _, png = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
+    return png.tobytes()

@@ -3,7 +3,8 @@ by its own picture or drawn over another, and the evidence each picture is there
 
 Every figure is drawn for real (matplotlib's Agg) and every text it draws is measured:
 ``drawn_texts`` records the texts matplotlib actually draws (not the ticks it leaves out)
-with their boxes in pixels.
+with their boxes in pixels. A contact sheet is drawn for real too (Pillow on its canvas), and
+``assert_sheet_fits`` checks its laid-out lines against the pixels that drawing changed.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ from click.testing import CliRunner
 import augkit
 from augkit.cli.main import cli
 from augkit.preview import (
+    GAP,
+    MARGIN,
     TILE,
+    Sheet,
+    Tile,
     build_rows,
     collect_sources,
+    pixel_width,
     sheet,
     text_width,
     wrap_text,
@@ -73,6 +79,54 @@ def assert_texts_fit(figure, dpi: float = 110) -> list[tuple[str, object]]:
     return texts
 
 
+def assert_sheet_fits(layout: Sheet) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Every line of a contact sheet lies inside the sheet and inside its cell (a caption: its
+    tile's column of the grid, below the header; the title and legend: the header), on white
+    (never over a tile), apart from every other line; drawn for real, its ink lies inside its
+    box, and nothing else on the sheet changes (nothing clipped, nothing drawn where it was not
+    measured). Returns (text, box) of each line, as ``drawn_texts`` does."""
+    canvas = layout.canvas
+    height, width = canvas.shape[:2]
+    lines = [line for line in layout.lines if line.text.strip()]
+    header = max(line.cell[3] for line in lines if line.anchor == "ls")
+    for line in lines:
+        x0, y0, x1, y1 = line.box
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, f"{line.text!r} at {line.box} leaves the {width}x{height} sheet"
+        left, top, right, bottom = line.cell
+        assert left <= x0 and top <= y0 and x1 <= right and y1 <= bottom, f"{line.text!r} at {line.box} leaves {line.cell}"
+        if line.anchor == "ms":  # a caption: centred in a tile's column of the grid, under the header
+            assert (left - MARGIN) % (TILE + GAP) == 0 and right - left == TILE and top >= header, line.cell
+            assert line.x == (left + right) // 2, line
+        else:
+            assert (left, top, right) == (MARGIN, MARGIN, width - MARGIN), line.cell
+        assert (canvas[y0:y1, x0:x1] == 255).all(), f"{line.text!r} is drawn over a tile"
+    for i, a in enumerate(lines):
+        for b in lines[i + 1 :]:
+            overlap_w = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+            overlap_h = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+            assert overlap_w <= 0 or overlap_h <= 0, f"{a.text!r} {a.box} overlaps {b.text!r} {b.box}"
+    changed = (layout.draw() != canvas).any(axis=2)
+    boxed = np.zeros_like(changed)
+    for line in lines:
+        x0, y0, x1, y1 = line.box
+        assert changed[y0:y1, x0:x1].any(), f"{line.text!r} left no ink"
+        boxed[y0:y1, x0:x1] = True
+    assert not (changed & ~boxed).any(), f"ink outside every box, e.g. at (y,x) {np.argwhere(changed & ~boxed)[0]}"
+    return [(line.text, line.box) for line in lines]
+
+
+def assert_captions_whole(layout: Sheet, rows: list[list[Tile]]) -> None:
+    """Each tile's caption is drawn whole (wrapped, never cut) in its own cell, row by row."""
+    cells: dict[tuple[int, int, int, int], str] = {}
+    for line in layout.lines:
+        if line.anchor == "ms":
+            cells[line.cell] = cells.get(line.cell, "") + line.text
+    ordered = [cells[cell] for cell in sorted(cells, key=lambda cell: (cell[1], cell[0]))]
+    assert len(ordered) == sum(len(row) for row in rows)
+    for drawn, tile in zip(ordered, [tile for row in rows for tile in row]):
+        assert squash(drawn).startswith(squash(tile.caption)), (drawn, tile.caption)
+
+
 def strings(texts: list[tuple[str, object]]) -> list[str]:
     return [text for text, _ in texts]
 
@@ -90,13 +144,14 @@ def drawn_whole(text: str, texts: list[tuple[str, object]]) -> bool:
 # ----------------------------------------------------------------------------- wrapping
 
 
-def test_wrap_text_keeps_every_character_and_every_line_within_its_width():
+@pytest.mark.parametrize(("measure", "size"), [(text_width, 9), (pixel_width, 12)])  # matplotlib's points, the sheet's pixels
+def test_wrap_text_keeps_every_character_and_every_line_within_its_width(measure, size):
     title = "seed 0: " + "; ".join(f"rotate(limit={i}, p=0.5)" for i in range(12)) + "; " + "x" * 90
     for width in (120, 300, 700):
-        lines = wrap_text(title, width, 9, weight="bold", breaks=("; ", " "))
-        assert all(text_width(line, 9, "bold") <= width for line in lines)
+        lines = wrap_text(title, width, size, weight="bold", breaks=("; ", " "), measure=measure)
+        assert all(measure(line, size, "bold") <= width for line in lines)
         assert squash("".join(lines)) == squash(title)
-    lines = wrap_text(title, 400, 9, weight="bold", breaks=("; ", " "))
+    lines = wrap_text(title, 400, size, weight="bold", breaks=("; ", " "), measure=measure)
     assert all(line.endswith(";") for line in lines[:-2])  # broken after a step, not inside one
 
 
@@ -111,10 +166,6 @@ def test_a_long_path_breaks_at_its_slashes():
 # ----------------------------------------------------------------------------- contact sheets
 
 
-def _canvas(figure) -> np.ndarray:
-    return np.asarray(figure.images[0].get_array())
-
-
 @pytest.mark.parametrize(
     ("image", "spec", "factor", "size"),
     [
@@ -126,13 +177,13 @@ def test_small_tiles_are_enlarged_with_whole_pixels_and_say_their_true_size(imag
     pipeline = augkit.load_pipeline(spec)
     sources = collect_sources([PHOTOS / image], rows=1, seed=0)
     (row,) = build_rows(pipeline, sources, n=2, stages=False)
-    figure = sheet([row], "t")
-    texts = strings(assert_texts_fit(figure, dpi=100))
+    layout = sheet([row], "t")
+    texts = strings(assert_sheet_fits(layout))
     tile = row[1].image
     assert tile.shape[:2] == size
     enlarged = np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)  # nearest: each pixel a block
     assert max(enlarged.shape[:2]) >= TILE // 2  # readable whatever the crop
-    canvas = _canvas(figure)
+    canvas = layout.draw()
     _, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(canvas, enlarged, cv2.TM_SQDIFF))
     h, w = enlarged.shape[:2]
     np.testing.assert_array_equal(canvas[y : y + h, x : x + w], enlarged)  # drawn exactly so on the sheet
@@ -144,14 +195,14 @@ def test_small_tiles_are_enlarged_with_whole_pixels_and_say_their_true_size(imag
 def test_an_8x8_digit_is_enlarged_to_a_readable_tile():
     pipeline = augkit.load_pipeline("hflip(p=1)")
     (row,) = build_rows(pipeline, collect_sources([DIGITS], rows=1, seed=0), n=1, stages=False)
-    texts = strings(assert_texts_fit(sheet([row], "t"), dpi=100))
+    texts = strings(assert_sheet_fits(sheet([row], "t")))
     assert texts.count("8x8 px ×22") == 2
 
 
 def test_a_landscape_source_is_captioned_height_by_width(tmp_path, write_png):
     path = write_png(tmp_path / "wide.png", np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8))
     (row,) = build_rows(augkit.load_pipeline("hflip(p=1)"), collect_sources([path], rows=1, seed=0), n=1, stages=False)
-    assert "30x50 px ×3" in strings(drawn_texts(sheet([row], "t"), dpi=100))
+    assert "30x50 px ×3" in [line.text for line in sheet([row], "t").lines]
 
 
 def test_captions_never_show_a_signed_zero():
@@ -172,8 +223,7 @@ def test_stages_mark_the_steps_that_did_not_apply():
     assert blur.startswith("Blur") and noise.startswith("GaussNoise")
     assert sorted([blur.endswith(": skipped (in OneOf)"), noise.endswith(": skipped (in OneOf)")]) == [False, True]
     assert [tile.skipped for tile in row[1:]] == [False, True, "skipped" in blur, "skipped" in noise, False]
-    figure = sheet([row], "t")
-    texts = strings(assert_texts_fit(figure, dpi=100))
+    texts = strings(assert_sheet_fits(sheet([row], "t")))
     assert "rotate: skipped (p=0)" in texts
     assert "24x24 px ×7" in texts  # the skipped step has no size: it drew nothing
 
@@ -202,12 +252,9 @@ def test_sheet_texts_stay_inside_apart_and_off_the_tiles(tmp_path, inputs, spec,
     sources += collect_sources([long_name], rows=1, seed=0)
     rows = build_rows(pipeline, sources, n=n, stages=stages)
     title = f"seed {pipeline.seed}: {format_inline(pipeline.to_spec())}"
-    figure = sheet(rows, title)
-    texts = assert_texts_fit(figure, dpi=100)
-    canvas, height = _canvas(figure), figure.get_figheight() * 100
-    for text, box in texts:  # white under every text: no caption over an image
-        top, bottom = max(0, math.floor(height - box.y1)), math.ceil(height - box.y0)
-        assert (canvas[top:bottom, max(0, math.floor(box.x0)) : math.ceil(box.x1)] == 255).all(), text
+    layout = sheet(rows, title)
+    texts = assert_sheet_fits(layout)  # inside, apart, on white, ink where measured
+    assert_captions_whole(layout, rows)
     assert drawn_whole(title, texts)  # wrapped, never cut off
 
 
