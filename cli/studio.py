@@ -39,7 +39,6 @@ def studio(
     unless --host says otherwise. Ctrl-C stops it.
 
     \b
-    Needs the studio extra: pip install 'augkit[studio]'
     Examples:
       augkit studio --open
       augkit studio ~/data/flowers -p aug.yaml
@@ -52,7 +51,8 @@ def studio(
     except ImportError as error:
         from augkit.errors import AugkitError
 
-        raise AugkitError(f"augkit studio needs the studio extra ({error.name} is missing): pip install 'augkit[studio]'") from None
+        raise AugkitError(f"augkit studio needs {error.name}, one of augkit's dependencies, missing here: "
+                          "pip install starlette uvicorn") from None  # fmt: skip
     from augkit.pipeline import load_pipeline
     from augkit.pipeline.spec import spec_file
     from augkit.preview import DEFAULT_PIPELINE

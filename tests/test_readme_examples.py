@@ -108,6 +108,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  - brightness: {limit: 0.2, p: 0.5}\n  - hflip: {p: 0.5}\n"
     )
     (world / "flowers.yaml").write_text("model: resnet\nepochs: 3\nbatch_size: 32\n")
+    # What the studio's "Export YAML" downloads (its form: Pipeline.to_text).
+    (world / "pipeline.yaml").write_text(
+        "seed: 0\nsteps:\n- crop:\n    size: 64\n    mode: random_resized\n    scale:\n    - 0.5\n    - 1.0\n"
+        "- rotate:\n    limit:\n    - -20\n    - 20\n    p: 0.7\n- hflip:\n    p: 0.5\n"
+    )
     _image_folder(home / "data" / "flowers", {"": 16}, side=96, ext="jpg")  # class folders, no split (as downloaded)
     _image_folder(home / "data" / "pets", {"": 8}, side=256, ext="png")
     # A CIFAR-10 python folder in the real format (pickled batches of 3072-byte rows).
@@ -170,12 +175,40 @@ def _check(ok: bool, done: subprocess.CompletedProcess) -> None:
     assert ok, f"the example ran but did not do what its comment says:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
 
+def _serve_briefly(world: Path, command: str) -> subprocess.CompletedProcess:
+    """A server (``augkit studio``): started as printed, its page and state fetched once it
+    prints its URL, then stopped with Ctrl-C (SIGINT), as a user stops it."""
+    import signal
+    import urllib.request
+
+    words = shlex.split(command)
+    assert words[:2] == ["augkit", "studio"] and "--open" not in words, command  # no browser windows from tests
+    words = [str(world / "home") + w[1:] if w.startswith("~/") else w for w in words]
+    env = dict(os.environ, HOME=str(world / "home"))
+    process = subprocess.Popen([sys.executable, "-m", "augkit", *words[1:]], cwd=world, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+", line)
+        if url is not None:
+            for path in ("", "api/state"):
+                with urllib.request.urlopen(url.group(0) + path, timeout=60) as response:
+                    assert response.status == 200, (command, path)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    return subprocess.CompletedProcess(words, process.returncode, line + out, err)
+
+
 @pytest.mark.parametrize("command", readme_examples())
 def test_the_readmes_example_runs_as_printed(world, command):
     reason = next((why for key, why in NOT_HERE.items() if key in command), None)
     if reason:
         pytest.skip(reason)
-    done = _augkit(world, command.split("  #")[0].strip())
+    printed = command.split("  #")[0].strip()
+    done = _serve_briefly(world, printed) if printed.startswith("augkit studio") else _augkit(world, printed)
     assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stderr[-3000:]}"
     assert "Traceback" not in done.stderr, done.stderr
     assert not re.search(r"^\S*(Warning|warn)\b", done.stderr, re.M), f"a warning in normal output:\n{done.stderr}"
