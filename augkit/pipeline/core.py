@@ -33,7 +33,7 @@ from augkit.pixels import MAX_SIDE, PixelError, check_image
 # Parameters that name files, resolved against the spec file's folder.
 PATH_PARAMS = {"standardize": ("stats",), "subtract_mean": ("stats",)}
 # Bookkeeping albumentations adds to every transform's parameters: not worth a caption.
-_UNCAPTIONED = {"shape", "fill", "fill_mask", "interpolation", "mask_interpolation", "border_mode"}
+_UNCAPTIONED = {"shape", "fill", "fill_mask", "interpolation", "mask_interpolation", "border_mode", "output_shape"}
 
 
 @dataclass(frozen=True)
