@@ -80,12 +80,23 @@ class Tile:
     """One cell of a sheet: a viewable image (uint8, H x W or H x W x C) and its caption.
 
     ``skipped``: a step that did not apply, on the stages sheet; ``image`` (its unchanged
-    input) then only gives the cell its size, and the cell is drawn blank.
+    input) then only gives the cell its size, and the cell is drawn blank. ``size``: the true
+    height x width of an image already shrunk to its drawn size (``_tile``); None otherwise.
     """
 
     image: np.ndarray
     caption: str
     skipped: bool = False
+    size: tuple[int, int] | None = None
+
+
+def _tile(image: np.ndarray, caption: str, skipped: bool = False) -> Tile:
+    """A tile holding its image at most at the size it is drawn: a large output is shrunk now
+    (as ``sheet`` would shrink it), so a sheet of big images never keeps them all at full size."""
+    factor = _scale_for(image.shape)
+    if factor >= 1:
+        return Tile(image, caption, skipped)
+    return Tile(_fit(image, factor), caption, skipped, size=(image.shape[0], image.shape[1]))
 
 
 def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int, *, confined: bool = False) -> list[Source]:
@@ -140,7 +151,10 @@ def _inside(dataset: Dataset, i: int) -> bool:
     """Whether sample ``i`` of ``dataset`` resolves inside its root (array kinds read from the root itself)."""
     if dataset._store is not None or dataset.root is None:
         return True
-    return dataset.root.resolve() in Path(dataset.sources[i]).resolve().parents
+    try:
+        return dataset.root.resolve() in Path(dataset.sources[i]).resolve().parents
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): not a file inside
+        return False
 
 
 def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
@@ -152,12 +166,19 @@ def to_viewable(image: np.ndarray, normalizer: object | None) -> np.ndarray:
     if image.dtype in (np.uint8, np.uint16):
         return to_uint8(image)
     x = image.astype(np.float32)
+    scale = shift = None
     if isinstance(normalizer, Standardize):
-        x = x * normalizer.std.astype(np.float32) + normalizer.mean.astype(np.float32)
+        scale, shift = normalizer.std.astype(np.float32), normalizer.mean.astype(np.float32)
     elif isinstance(normalizer, SubtractMean):
-        x = x + normalizer.mean.astype(np.float32)
+        shift = normalizer.mean.astype(np.float32)
     elif isinstance(normalizer, A.Normalize) and normalizer.normalization == "standard":
-        x = x * np.float32(normalizer.std) + np.float32(normalizer.mean)
+        scale, shift = np.float32(normalizer.std), np.float32(normalizer.mean)
+    try:  # statistics with another channel count than the image (a Normalize of 2 means on RGB) explain nothing
+        fits = all(np.broadcast_shapes(x.shape, np.shape(v)) == x.shape for v in (scale, shift) if v is not None)
+    except ValueError:
+        fits = False
+    if fits and shift is not None:
+        x = (x * scale if scale is not None else x) + shift
     elif not isinstance(normalizer, Scale) and (x.min() < 0 or x.max() > 1):
         x = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)  # unknown scale: stretch
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -175,7 +196,7 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
     """
     rows = []
     for source in sources:
-        row = [Tile(to_viewable(source.image, None), source.label)]
+        row = [_tile(to_viewable(source.image, None), source.label)]
         if stages:
             row += _stage_tiles(pipeline, source, epoch)
         else:
@@ -183,7 +204,7 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
             for variant in range(epoch, epoch + n):
                 image, applied = pipeline.replay(source.image, index=source.index, epoch=variant)
                 text = "  ".join(a.caption for a in applied if a.caption) or "(no change drawn)"
-                row.append(Tile(to_viewable(image, normalizer), text))
+                row.append(_tile(to_viewable(image, normalizer), text))
         rows.append(row)
     return rows
 
@@ -209,13 +230,13 @@ def _stage_tiles(pipeline: Pipeline, source: Source, epoch: int) -> list[Tile]:
     for (name, parent), transform in zip(_leaf_steps(pipeline.to_spec()["steps"]), pipeline.transforms):
         if id(transform) not in done:
             reason = f"in {parent}" if parent else f"p={transform.p:g}"
-            tiles.append(Tile(previous, f"{name}: skipped ({reason})", skipped=True))
+            tiles.append(_tile(previous, f"{name}: skipped ({reason})", skipped=True))
             continue
         applied, image = done[id(transform)]
         if isinstance(transform, _NORMALIZERS):
             normalizer = transform
         previous = to_viewable(image, normalizer)
-        tiles.append(Tile(previous, applied.caption or applied.name))
+        tiles.append(_tile(previous, applied.caption or applied.name))
     return tiles
 
 
@@ -438,13 +459,13 @@ def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Sheet:
     for row in rows:
         cells = []
         for tile in row:
-            factor = _scale_for(tile.image.shape)
-            image = _fit(tile.image, factor)
+            h, w = tile.size or tile.image.shape[:2]
+            factor = _scale_for((h, w))
+            image = _fit(tile.image, 1.0 if tile.size else factor)  # a tile with a size is drawn as it is
             if tile.skipped:
                 image = _blank(image.shape)
                 caption = tile.caption
             else:
-                h, w = tile.image.shape[:2]
                 caption = f"{tile.caption}\n{h}x{w} px{_factor_text(factor)}"
             lines = wrap_text(caption, TILE - 4, FONT_PX, breaks=("  ", " "), measure=pixel_width)
             cells.append((image, lines))

@@ -64,7 +64,10 @@ def studio(
     listener = _listen(host, port)
     bound_port = listener.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/"
-    config = uvicorn.Config(create_app(session, allowed_hosts(host)), log_level="warning", access_log=False, lifespan="off")
+    # Ctrl-C waits for a sheet being drawn at most a second: a slow pipeline's render then ends
+    # with the process (its thread is not waited for), not seconds after the user asked to stop.
+    config = uvicorn.Config(create_app(session, allowed_hosts(host)), log_level="warning", access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=1)  # fmt: skip
     server = uvicorn.Server(config)
     click.echo(f"augkit studio: {url}  (Ctrl-C stops it)")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -92,7 +95,7 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(address)
         listener.listen(64)
-    except OSError as error:
-        raise AugkitError(f"--host {host} --port {port}: cannot serve there ({error.strerror or error}); "
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode (a label over 63 characters)
+        raise AugkitError(f"--host {host} --port {port}: cannot serve there ({getattr(error, 'strerror', None) or error}); "
                           "pick another --port, or 0 for a free one") from None  # fmt: skip
     return listener

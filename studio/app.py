@@ -19,22 +19,25 @@ DNS rebinding), and POSTs must be JSON (a form on another site cannot post one w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from augkit.documents import DocumentError, DocumentSyntaxError, parse_document, short_repr
 from augkit.errors import AugkitError, SpecError
 from augkit.studio.controls import step_controls
 from augkit.studio.session import BadRequest, Invalid, Studio
@@ -51,9 +54,9 @@ def create_app(studio: Studio, hosts: Sequence[str]) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 body = await _json_body(request)
-                # A sheet takes tens of milliseconds of CPU: off the event loop, so the page's
-                # other requests (and Ctrl-C) are answered meanwhile.
-                return _json(await run_in_threadpool(answer, body))
+                return _json(await in_thread(answer, body))
+            except asyncio.CancelledError:  # Ctrl-C while a sheet is drawn: the server is stopping
+                return _errors(503, "augkit studio is stopping")
             except _Refused as refused:
                 return _errors(refused.status, str(refused))
             except Invalid as invalid:
@@ -75,11 +78,11 @@ def create_app(studio: Studio, hosts: Sequence[str]) -> Starlette:
         return _json(studio.state())
 
     async def steps(request: Request) -> Response:
-        return _json(await run_in_threadpool(studio.steps))
+        return _json(await in_thread(studio.steps))
 
     async def step(request: Request) -> Response:
         try:
-            return _json(await run_in_threadpool(step_controls, request.path_params["name"]))
+            return _json(await in_thread(step_controls, request.path_params["name"]))
         except SpecError as error:
             return _errors(404, str(error))
 
@@ -94,7 +97,7 @@ def create_app(studio: Studio, hosts: Sequence[str]) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
     ]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: _not_routed, 405: _not_routed})
 
 
 def allowed_hosts(host: str) -> list[str]:
@@ -106,6 +109,39 @@ def allowed_hosts(host: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- plumbing
+
+
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a daemon thread of its own, awaited.
+
+    A sheet takes tens of milliseconds of CPU (seconds for a heavy pipeline): off the event loop,
+    the page's other requests are answered meanwhile. A daemon thread, not the thread pool's, so
+    that Ctrl-C never waits for a sheet being drawn: the process ends and the draw with it (the
+    studio writes nothing that could be left half done).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile: nobody waits for it
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(*args), None)
+        except BaseException as error:  # noqa: BLE001 (handed to the awaiting request)
+            outcome = (None, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop has closed: the server stopped while this ran
+            pass
+
+    threading.Thread(target=run, name="augkit studio", daemon=True).start()
+    return await future
 
 _NO_STORE = {"Cache-Control": "no-store"}  # a reload after an upgrade gets the new page
 
@@ -130,14 +166,33 @@ async def _json_body(request: Request) -> Any:
         raw += chunk
         if len(raw) > MAX_BODY:
             raise _Refused(413, f"the request is larger than {MAX_BODY // 2**20} MiB")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _Refused(400, f"the body is not JSON: {error}") from None
+    try:  # augkit's bounded reader: json.loads alone overflows its recursion on 1,000 nested brackets
+        return parse_document(raw, source="the body", what="request", format="json", max_bytes=MAX_BODY)
+    except DocumentSyntaxError as error:
+        raise _Refused(400, f"the body is not JSON: {error.reason}") from None
+    except DocumentError as error:  # too deep, a number too long, not UTF-8
+        raise _Refused(400, str(error)) from None
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: a file name that is not UTF-8 (Python keeps its
+    bytes as lone surrogates) becomes ``\\udcXX``, which JSON allows and UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers=_NO_STORE)
+    return _AsciiJSON(data, status_code=status, headers=_NO_STORE)
+
+
+async def _not_routed(request: Request, error: HTTPException) -> Response:
+    """404 and 405 as the API's JSON under /api (every /api answer is JSON), as text elsewhere."""
+    if request.url.path.startswith("/api/"):
+        answer = _errors(error.status_code, f"{request.method} {short_repr(request.url.path)}: {error.detail}")
+        answer.headers.update(error.headers or {})  # a 405's Allow
+        return answer
+    return PlainTextResponse(error.detail, status_code=error.status_code, headers=error.headers)
 
 
 def _errors(status: int, message: str) -> Response:

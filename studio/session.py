@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from augkit.documents import parse_document
+from augkit.documents import parse_document, short_repr
 from augkit.errors import AugkitError, AugkitWarning, SpecError
 from augkit.io.datasets import sample_data_dir
 from augkit.pipeline import load_pipeline
 from augkit.pipeline.core import PATH_PARAMS, Pipeline
-from augkit.pipeline.registry import get_step, list_steps, step_parameters
+from augkit.pipeline.registry import COMPOSITIONS, get_step, list_steps, step_parameters
 from augkit.pipeline.spec import SPEC_SUFFIXES, canonical_spec, format_inline, from_albumentations, parse_inline
 from augkit.preview import Source, collect_sources, contact_sheet
 
@@ -35,6 +35,10 @@ from augkit.preview import Source, collect_sources, contact_sheet
 LIMITS = {"n": (1, 32), "rows": (1, 64), "epoch": (0, 2**31 - 1), "sample_seed": (0, 2**63 - 1), "seed": (0, 2**64 - 1)}
 EXPORT_NAME = "pipeline.yaml"  # the name the page downloads the spec as, and the command it shows uses
 _CACHED_SAMPLES = 8  # (rows, sample_seed) draws kept decoded: flipping between samples costs no reads
+_CACHED_BYTES = 1 << 30  # and at most 1 GiB of them: 64 rows of 12-megapixel photos are 2.3 GB a draw
+# Steps in one pipeline, compositions' children included: pipelines people write have tens; the
+# stages sheet draws a tile per step, and 30,000 steps took 23 GB before the kernel killed the server.
+MAX_STEPS = 256
 
 
 class BadRequest(AugkitError):
@@ -191,6 +195,8 @@ class Studio:
             warnings.simplefilter("always", AugkitWarning)
             try:
                 spec = _read_spec_text(text, name)
+                if _count_steps(spec["steps"]) > MAX_STEPS:
+                    raise Invalid([_too_many_steps(_count_steps(spec["steps"]))])
                 self._check_paths(spec["steps"])
                 load_pipeline(spec, base_dir=self.base_dir)
             except Invalid:
@@ -211,16 +217,22 @@ class Studio:
         steps = data.get("steps")
         if not isinstance(steps, list):
             raise BadRequest("'pipeline' needs 'steps', a list of {name, params, raw}")
+        if len(steps) > MAX_STEPS:  # before each is checked: 4 MiB of JSON is 200,000 steps
+            raise Invalid([_too_many_steps(len(steps))])
         problems: list[Problem] = []
         seed = data.get("seed", 0)
         low, high = LIMITS["seed"]
         if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
             problems.append(Problem(f"the seed must be a whole number from {low} to {high}, got {seed!r}"))
+        if not isinstance(data.get("compile", True), bool):
+            problems.append(Problem(f"'compile' must be true or false, got {data['compile']!r}"))
         canonical = []
         for i, step in enumerate(steps):
             step_problems, built = self._step(i, step)
             problems += step_problems
             canonical.append(built)
+        if not problems and _count_steps(canonical) > MAX_STEPS:
+            problems.append(_too_many_steps(_count_steps(canonical)))
         if problems:
             raise Invalid(problems)
         spec = {"seed": seed, "steps": canonical}
@@ -250,21 +262,32 @@ class Studio:
         built = {name: params}
         if problems:
             return problems, built
+        if _count_steps([built]) > MAX_STEPS:  # checked before a composition of thousands is built
+            return [Problem(_too_many_steps(_count_steps([built])).message, i, "transforms")], built
+        # A problem of a composition's child is shown at the text that holds the children.
+        nested = name in COMPOSITIONS
         try:
             self._check_paths([built])
             load_pipeline({"steps": [built]}, base_dir=self.base_dir)
         except Invalid as invalid:
-            return [Problem(p.message, i, p.key) for p in invalid.problems], built
+            return [Problem(p.message, i, "transforms" if nested else p.key) for p in invalid.problems], built
         except AugkitError as error:
             message = re.sub(r"^steps\[0\]: ", "", str(error))
-            return [Problem(message, i, _problem_key(message, name))], built
+            if nested and not message.startswith(f"step '{name}'"):
+                return [Problem(message, i, "transforms")], built
+            named_file = next((k for k, value in _file_params([built]) if value and value in message), None)  # "x.json: not found"
+            return [Problem(message, i, _problem_key(message, name) or named_file)], built
         return [], built
 
     def _check_paths(self, steps: Sequence[Mapping[str, Any]]) -> None:
         """Refuse a file parameter (a stats file) that resolves outside the studio's folders."""
         problems = []
         for key, value in _file_params(steps):
-            path = (self.base_dir / value).resolve()
+            try:
+                path = (self.base_dir / value).resolve()
+            except (ValueError, OSError, RuntimeError) as error:  # a NUL in the name; a symlink loop (3.11: RuntimeError)
+                problems.append(Problem(f"{key}: {short_repr(value)} is not a file augkit studio can read ({error})", key=key))
+                continue
             if not any(root in path.parents for root in self.roots):
                 where = ", ".join(str(root) for root in self.roots) or "none: no folder was given"
                 problems.append(Problem(
@@ -278,9 +301,9 @@ class Studio:
         key = (rows, sample_seed)
         if key not in self._samples:
             self._samples[key] = collect_sources(self._sources_from, rows=rows, seed=sample_seed, confined=True)
-            while len(self._samples) > _CACHED_SAMPLES:
-                self._samples.popitem(last=False)
         self._samples.move_to_end(key)
+        while len(self._samples) > 1 and (len(self._samples) > _CACHED_SAMPLES or _decoded_bytes(self._samples) > _CACHED_BYTES):
+            self._samples.popitem(last=False)  # the oldest draw; the one asked for stays
         return self._samples[key]
 
     def command(self, *, n: int, rows: int, epoch: int, sample_seed: int) -> str:
@@ -346,6 +369,27 @@ def _run_problem(message: str) -> Problem:
     """A failure while the sheet ran, placed at its step when the message names it."""
     where = re.search(r"\(steps\[(\d+)\]\)", message)
     return Problem(message, int(where.group(1)) if where else None)
+
+
+def _decoded_bytes(samples: Mapping[Any, Sequence[Source]]) -> int:
+    return sum(source.image.nbytes for sources in samples.values() for source in sources)
+
+
+def _too_many_steps(count: int) -> Problem:
+    return Problem(f"a pipeline holds at most {MAX_STEPS} steps (compositions' children included), got {count}; use fewer")
+
+
+def _count_steps(steps: Any) -> int:
+    """How many steps ``steps`` (canonical, or not yet checked) holds, compositions' children included."""
+    if not isinstance(steps, list):
+        return 0
+    count = 0
+    for step in steps:
+        count += 1
+        if isinstance(step, Mapping) and len(step) == 1:
+            ((_, params),) = step.items()
+            count += _count_steps(params.get("transforms")) if isinstance(params, Mapping) else 0
+    return count
 
 
 def _file_params(steps: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -31,7 +34,8 @@ from augkit.pipeline.registry import list_steps  # noqa: E402
 from augkit.stats import ChannelStats  # noqa: E402
 from augkit.studio.app import allowed_hosts, create_app  # noqa: E402
 from augkit.studio.controls import step_controls  # noqa: E402
-from augkit.studio.session import Studio  # noqa: E402
+from augkit.studio import session  # noqa: E402
+from augkit.studio.session import MAX_STEPS, Studio  # noqa: E402
 
 PHOTOS = sample_data_dir() / "photos"
 CLI = [sys.executable, "-m", "augkit"]
@@ -250,9 +254,23 @@ def test_no_request_path_reaches_a_file_outside_the_static_folder(photos_client,
     assert "import" not in answer.text and "root:" not in answer.text
 
 
-def test_static_files_are_served(photos_client):
-    assert photos_client.get("/").status_code == 200
-    assert photos_client.get("/static/studio.js").status_code == 200
+def test_the_page_and_every_script_module_it_loads_are_served(photos_client):
+    """index.html's module and each module it imports, with a JavaScript type (a browser refuses
+    to run a module script served as anything else), and the style sheet."""
+    page = photos_client.get("/")
+    assert page.status_code == 200
+    pending = re.findall(r'<script type="module" src="static/([\w.]+)"', page.text)
+    assert pending == ["main.js"]
+    served = set()
+    while pending:
+        name = pending.pop()
+        answer = photos_client.get(f"/static/{name}")
+        assert answer.status_code == 200, name
+        assert answer.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript"), (name, answer.headers)
+        served.add(name)
+        pending += set(re.findall(r'^import .* from "\./([\w.]+)";$', answer.text, re.MULTILINE)) - served
+    assert {"main.js", "api.js", "sheet.js", "steps.js"} <= served
+    assert photos_client.get("/static/studio.css").status_code == 200
 
 
 @pytest.fixture
@@ -345,3 +363,156 @@ def test_without_uvicorn_it_says_what_to_install():
     assert result.returncode == 2
     assert "pip install starlette uvicorn" in result.stderr
 
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [("[" * 5000 + "]" * 5000, "nested more than 64 levels deep"),  # json.loads: RecursionError, a 500
+     ('{"pipeline": {"steps": [], "seed": 1' + "0" * 5000 + "}}", "a number written with 5001 characters"),
+     (b"\xff\xfe{}", "not UTF-8")],
+)  # fmt: skip
+def test_a_body_past_the_document_limits_is_one_line_400(photos_client, body, says):
+    answer = photos_client.post("/api/sheet", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["errors"]
+    assert says in error["message"] and "\n" not in error["message"]
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path, write_png):
+    name = os.fsdecode(b"r\xe9\xff.png")  # Linux keeps any bytes; the studio sees surrogates
+    try:
+        write_png(tmp_path / "data" / name, np.full((8, 8, 3), 90, np.uint8))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    studio = client([tmp_path / "data"])
+    answer = studio.post("/api/sheet", json=sheet_body([], n=1, rows=1))
+    assert answer.status_code == 200, answer.text  # was a 500: UTF-8 cannot encode a surrogate
+    assert answer.json()["sources"][0]["label"] == name  # \udcXX escapes, which JSON parsers read back
+
+
+def test_more_steps_than_the_limit_are_refused_before_anything_runs(photos_client):
+    too_many = MAX_STEPS + 1
+    flat = photos_client.post("/api/sheet", json=sheet_body([{"name": "hflip"}] * too_many))
+    assert flat.status_code == 422 and f"got {too_many}" in flat.json()["errors"][0]["message"]
+    children = "[" + ", ".join(["hflip"] * too_many) + "]"
+    composition = [{"name": "OneOf", "raw": {"transforms": children}}]
+    nested = photos_client.post("/api/sheet", json=sheet_body(composition, stages=0))
+    (error,) = nested.json()["errors"]
+    assert nested.status_code == 422 and (error["step"], error["key"]) == (0, "transforms"), error
+    imported = photos_client.post("/api/import", json={"text": "steps:\n" + "  - hflip\n" * too_many, "name": "a.yaml"})
+    assert imported.status_code == 422 and f"at most {MAX_STEPS} steps" in imported.json()["errors"][0]["message"]
+    at_the_limit = photos_client.post("/api/sheet", json=sheet_body([{"name": "hflip"}] * MAX_STEPS, n=1, rows=1))
+    assert at_the_limit.status_code == 200, at_the_limit.text
+
+
+def test_a_compositions_child_error_is_placed_at_its_transforms_text(photos_client):
+    steps = [{"name": "OneOf", "raw": {"transforms": "[{hflip: {p: 3}}]"}},  # p: the child's, not OneOf's own p
+             {"name": "OneOf", "params": {"p": 3}, "raw": {"transforms": "[hflip]"}},
+             {"name": "SomeOf", "raw": {"transforms": "[{standardize: {stats: /etc/passwd}}]"}}]  # fmt: skip
+    errors = photos_client.post("/api/sheet", json=sheet_body(steps)).json()["errors"]
+    assert [(e["step"], e["key"]) for e in errors] == [(0, "transforms"), (1, "p"), (2, "transforms")], errors
+
+
+@pytest.mark.parametrize("stats", ["a\x00b.json", "LOOP", "missing.json"])
+def test_a_stats_file_that_cannot_be_read_is_placed_at_stats(tmp_path, stats):
+    (tmp_path / "loop.json").symlink_to(tmp_path / "loop.json")  # resolve(): RuntimeError on 3.11, a 500
+    studio = client([PHOTOS], "hflip", base_dir=tmp_path, spec_dir=tmp_path)
+    stats = str(tmp_path / "loop.json") if stats == "LOOP" else stats
+    answer = studio.post("/api/sheet", json=sheet_body([{"name": "standardize", "params": {"stats": stats}}]))
+    assert answer.status_code == 422 and answer.json()["errors"][0]["key"] == "stats", answer.text
+    spec = json.dumps({"steps": [{"standardize": {"stats": stats}}]})
+    imported = studio.post("/api/import", json={"text": spec, "name": "a.json"})
+    assert imported.status_code == 422, imported.text
+
+
+def test_compile_must_be_a_bool(photos_client):
+    answer = photos_client.post("/api/sheet", json={"pipeline": {"steps": [], "compile": "no"}})
+    assert answer.status_code == 422 and "'compile' must be true or false" in answer.json()["errors"][0]["message"]
+
+
+def test_unrouted_api_requests_are_json(photos_client):
+    missing = photos_client.get("/api/nope")
+    assert missing.status_code == 404 and missing.json()["ok"] is False
+    wrong_method = photos_client.get("/api/sheet")
+    assert wrong_method.status_code == 405 and "Method Not Allowed" in wrong_method.json()["errors"][0]["message"]
+    assert wrong_method.headers["allow"] == "POST"
+    assert photos_client.get("/static/nope.js").headers["content-type"].startswith("text/plain")
+
+
+def test_decoded_samples_are_kept_within_a_byte_budget(monkeypatch):
+    studio = Studio([PHOTOS], augkit.load_pipeline("hflip"), rows=2)
+    for seed in range(4):
+        studio.sources(6, seed)
+    assert len(studio._samples) == 5  # the start draw and four more: under the count and the budget
+    monkeypatch.setattr(session, "_CACHED_BYTES", 1)
+    latest = studio.sources(6, 9)
+    assert list(studio._samples) == [(6, 9)] and len(latest) == 6  # the draw asked for always stays
+
+
+def test_a_host_name_idna_cannot_encode_is_one_line_exit_2():
+    result = subprocess.run([*CLI, "studio", "--host", "a" * 300], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot serve there" in result.stderr
+
+
+def test_a_symlink_loop_in_a_dataset_is_passed_over(tmp_path, write_png):
+    for name in ("a", "b"):
+        write_png(tmp_path / "data" / "cls" / f"{name}.png", np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "data" / "cls" / "zz.png").symlink_to(tmp_path / "data" / "cls" / "zz.png")
+    answer = client([tmp_path / "data"]).post("/api/sheet", json=sheet_body([], rows=3)).json()
+    assert sorted(s["label"] for s in answer["sources"]) == ["cls/a.png", "cls/b.png"]
+
+
+def test_a_normalisation_with_another_channel_count_is_shown_stretched(photos_client):
+    steps = [{"name": "Normalize", "params": {"mean": [0.5, 0.5], "std": [0.2, 0.2], "p": 1}}]
+    assert photos_client.post("/api/sheet", json=sheet_body(steps)).status_code == 200
+
+
+def test_a_parameter_called_name_is_an_unknown_parameter(photos_client):
+    answer = photos_client.post("/api/sheet", json=sheet_body([{"name": "HorizontalFlip", "params": {"name": "x"}}]))
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["key"] == "name" and "unknown parameter 'name'" in answer.json()["errors"][0]["message"]
+
+
+def test_big_outputs_are_kept_at_their_drawn_size():
+    from augkit.preview import TILE, build_rows, collect_sources
+
+    sources = collect_sources([PHOTOS / "rocket.jpg"], rows=1, seed=0)
+    (row,) = build_rows(augkit.load_pipeline("Resize(height=2000, width=3000)"), sources, n=3, stages=False)
+    for tile in row[1:]:
+        assert max(tile.image.shape[:2]) <= TILE and tile.size == (2000, 3000)
+
+
+def test_ctrl_c_does_not_wait_for_a_sheet_being_drawn():
+    # Minutes of work (32 variants of 3000 x 3000 elastic warps): Ctrl-C must end the process, not wait.
+    process, url = _start("--rows", "4")
+    body = sheet_body([{"name": "Resize", "params": {"height": 3000, "width": 3000}}, {"name": "ElasticTransform", "params": {"p": 1}}],
+                      n=32, rows=4)  # fmt: skip
+    request = urllib.request.Request(url + "api/sheet", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    answers = []
+
+    def ask():
+        try:
+            answers.append(urllib.request.urlopen(request, timeout=120).status)
+        except urllib.error.HTTPError as error:
+            answers.append(error.code)
+        except OSError:
+            answers.append(None)
+
+    import threading
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    try:
+        time.sleep(3)  # the sheet is being drawn
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    asking.join(timeout=10)
+    assert process.returncode == 0 and "stopped" in out, err
+    assert "Traceback" not in err, err
+    assert answers in ([503], [None]), answers

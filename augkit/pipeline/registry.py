@@ -269,7 +269,7 @@ def _schema_message(name: str, accepted: dict, params: Mapping[str, Any], error:
     return f"step {name!r}: {message}"
 
 
-def create_step(name: str | type, **params: Any) -> Any:
+def create_step(name: str | type, /, **params: Any) -> Any:
     """Validate ``params`` and build the step ``name`` (a transform instance)."""
     cls = get_step(name)
     label = name if isinstance(name, str) else cls.__name__
