@@ -143,6 +143,7 @@ async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     threading.Thread(target=run, name="augkit studio", daemon=True).start()
     return await future
 
+
 _NO_STORE = {"Cache-Control": "no-store"}  # a reload after an upgrade gets the new page
 
 
