@@ -1,6 +1,6 @@
 """The studio's web app (Starlette): the page, its static files, and the JSON API it calls.
 
-Routes (the page's side is studio/static/studio.js):
+Routes (the page's side is studio/static/main.js and the modules it imports):
 
     GET  /                  the page
     GET  /static/<file>     its script and style sheet (from this package: no CDN, no internet)
