@@ -370,7 +370,9 @@ def test_steps_json_is_the_same_description_for_programs():
     data = json.loads(invoke("steps", "crop", "--json").output)
     mode = next(p for p in data["parameters"] if p["name"] == "mode")
     assert mode == {"name": "mode", "type": "", "choices": ["random", "center", "random_resized"], "bounds": "",
-                    "meaning": mode["meaning"], "required": False, "default": "random"}  # fmt: skip
+                    "low": None, "high": None, "meaning": mode["meaning"], "required": False, "default": "random"}  # fmt: skip
+    scale = next(p for p in data["parameters"] if p["name"] == "scale")
+    assert (scale["bounds"], scale["low"], scale["high"]) == ("each in (0, 1]", 0, 1)
     assert mode["meaning"].startswith('"random" (a window at a random position)')
 
 
