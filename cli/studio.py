@@ -75,7 +75,9 @@ def studio(
     if open_browser:
         import webbrowser
 
-        webbrowser.open(url)  # the socket already listens: the page's first request waits for the server
+        # The socket already listens: the page's first request waits for the server.
+        if not webbrowser.open(url):
+            click.echo("no browser found to open: open the address above in one", err=True)
     try:
         server.run(sockets=[listener])
     except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then raises it again for the caller
@@ -86,6 +88,7 @@ def studio(
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port), bound now, so the URL printed is the one served
     (port 0: the system's free port) and a port in use is one line, not a server log."""
+    from augkit.documents import short_repr
     from augkit.errors import AugkitError
 
     try:
@@ -95,7 +98,10 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(address)
         listener.listen(64)
-    except (OSError, UnicodeError) as error:  # UnicodeError: a name IDNA cannot encode (a label over 63 characters)
-        raise AugkitError(f"--host {host} --port {port}: cannot serve there ({getattr(error, 'strerror', None) or error}); "
+    except (socket.gaierror, UnicodeError) as error:  # no such name; one IDNA cannot encode (a label over 63 characters)
+        raise AugkitError(f"--host {short_repr(host)}: cannot serve there, not an address of this machine "
+                          f"({getattr(error, 'strerror', None) or error}); the default, 127.0.0.1, serves this machine alone") from None  # fmt: skip
+    except OSError as error:
+        raise AugkitError(f"--host {host} --port {port}: cannot serve there ({error.strerror or error}); "
                           "pick another --port, or 0 for a free one") from None  # fmt: skip
     return listener

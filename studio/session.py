@@ -171,14 +171,11 @@ class Studio:
     def export(self, body: Any) -> dict[str, Any]:
         """``POST /api/export``: the spec as the YAML file the page downloads, and inline.
 
-        Stats files are named by absolute path: the download may land in any folder.
+        Stats files are named by absolute path (``pipeline`` makes them so): the download may land
+        in any folder.
         """
         pipeline = self.pipeline(_mapping(body, "the request").get("pipeline"))
-        spec = pipeline.to_spec()
-        for step in spec["steps"]:
-            _absolute_paths(step, self.base_dir)
-        pipeline = load_pipeline(spec, base_dir=self.base_dir)
-        return {"ok": True, "yaml": pipeline.to_text(".yaml"), "inline": format_inline(spec), "filename": EXPORT_NAME}
+        return {"ok": True, "yaml": pipeline.to_text(".yaml"), "inline": format_inline(pipeline.to_spec()), "filename": EXPORT_NAME}
 
     def import_spec(self, body: Any) -> dict[str, Any]:
         """``POST /api/import``: a spec file's text (YAML, JSON, albumentations' save format) or
@@ -239,6 +236,9 @@ class Studio:
         if data.get("compile", True) is False:
             spec["compile"] = False
         try:
+            spec = canonical_spec(spec)
+            for step in spec["steps"]:  # as the export names them, so the sheet's title is the exported file's
+                _absolute_paths(step, self.base_dir)
             return load_pipeline(spec, base_dir=self.base_dir)
         except AugkitError as error:  # every step builds alone: a problem of the whole (none known)
             raise Invalid([Problem(str(error))]) from None
@@ -328,8 +328,12 @@ def _integer(body: Mapping[str, Any], key: str, default: int) -> int:
     value = body.get(key, default)
     low, high = LIMITS[key]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise Invalid([Problem(f"{key} must be a whole number from {low} to {high}, got {value!r}")])
+        label = _LABELS.get(key, key)
+        raise Invalid([Problem(f"{label} must be a whole number from {low} to {high}, got {short_repr(value)}")])
     return value
+
+
+_LABELS = {"n": "variants", "sample_seed": "the sample's seed"}  # as the page labels them
 
 
 def _augkit_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:

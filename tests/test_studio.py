@@ -168,7 +168,7 @@ def test_a_step_that_fails_on_these_images_is_placed_at_the_step(photos_client):
         ({"pipeline": {"steps": "hflip"}}, 400, "'steps', a list"),
         ({"pipeline": {"steps": [{"name": 3}]}}, 400, "steps[0] must be"),
         ({"pipeline": {"steps": [{"name": "hflip", "raw": {"p": 1}}]}}, 400, "raw values are the text typed"),
-        ({"pipeline": {"steps": []}, "n": 0}, 422, "n must be a whole number from 1 to 32"),
+        ({"pipeline": {"steps": []}, "n": 0}, 422, "variants must be a whole number from 1 to 32"),
         ({"pipeline": {"steps": [], "seed": -1}}, 422, "the seed must be a whole number"),
     ],
 )
@@ -214,6 +214,8 @@ def test_export_names_stats_files_by_absolute_path(tmp_path, write_png):
     answer = studio.post("/api/export", json={"pipeline": {"steps": steps}})
     assert answer.status_code == 200, answer.text
     assert yaml.safe_load(answer.json()["yaml"])["steps"] == [{"standardize": {"stats": str(tmp_path / "data" / "stats.json")}}]
+    sheet = studio.post("/api/sheet", json=sheet_body(steps)).json()  # its title names the file as the export does
+    assert sheet["inline"] == answer.json()["inline"] == f"standardize(stats={tmp_path / 'data' / 'stats.json'})"
 
 
 def test_import_reads_yaml_json_albumentations_and_inline(photos_client, tmp_path):
