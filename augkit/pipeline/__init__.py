@@ -35,6 +35,7 @@ Modules, each importing (at its top) only modules listed before it:
     parameters       each step's parameters described for people (``augkit steps NAME``)
     plan             the compiled form of a pipeline's top-level steps (``Plan``)
     batch            the steps' draws for a batch of samples at once (``draw_batch``)
+    targets          masks, boxes and keypoints: the spec's ``targets``, the ``Augmented`` result
     core             ``Pipeline``, ``load_pipeline``, ``Applied``, captions
 
 Image inputs follow ``augkit.pixels``: uint8, uint16 or float32 on [0, 1]; anything else raises
@@ -54,6 +55,7 @@ _LAZY = {
     "Pipeline": "augkit.pipeline.core",
     "load_pipeline": "augkit.pipeline.core",
     "Applied": "augkit.pipeline.core",
+    "Augmented": "augkit.pipeline.targets",
     "list_steps": "augkit.pipeline.registry",
     "get_step": "augkit.pipeline.registry",
     "create_step": "augkit.pipeline.registry",
@@ -64,6 +66,7 @@ __all__ = ["SpecError", *_LAZY]
 if TYPE_CHECKING:
     from augkit.pipeline.core import Applied, Pipeline, load_pipeline
     from augkit.pipeline.registry import create_step, get_step, list_steps
+    from augkit.pipeline.targets import Augmented
 
 
 __getattr__ = lazy_attributes("augkit.pipeline", _LAZY, globals())

@@ -28,6 +28,7 @@ from augkit.pipeline.registry import COMPOSITIONS, create_step
 from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
 from augkit.pipeline.steps import AugkitTransform
+from augkit.pipeline.targets import Augmented, compose_params, label_fields
 from augkit.pixels import MAX_SIDE, PixelError, check_image
 
 # Parameters that name files, resolved against the spec file's folder.
@@ -68,7 +69,10 @@ class Pipeline:
         self._base_dir = Path(base_dir if base_dir is not None else Path.cwd()).resolve()
         self._leaves: list[_Leaf] = []
         transforms = [self._build(step, f"steps[{i}]") for i, step in enumerate(spec["steps"])]
-        self.compose = _SeededCompose(transforms, p=1.0, seed=self.seed)
+        # Boxes and keypoints as the spec declares them (masks need no declaration).
+        self.targets: dict[str, dict[str, Any]] = spec.get("targets", {})
+        self._label_fields = label_fields(self.targets)
+        self.compose = _SeededCompose(transforms, p=1.0, seed=self.seed, **compose_params(self.targets))
         self._top_level = tuple(transforms)
         self.compose.uint16_blocker = next((leaf.name for leaf in self._leaves if not _takes_uint16(leaf.transform)), None)
         self._random = SampleRandom(numpy=any(_draws_from_numpy(t) for t in _walk(transforms)))
@@ -101,15 +105,39 @@ class Pipeline:
 
     # ------------------------------------------------------------------------- running
 
-    def __call__(self, image: np.ndarray, *, index: int | None = None, epoch: int = 0) -> np.ndarray:
-        """Augment one image; the result depends only on (seed, ``epoch``, ``index``).
+    def __call__(
+        self,
+        image: np.ndarray,
+        *,
+        mask: np.ndarray | None = None,
+        masks: Any = None,
+        bboxes: Any = None,
+        keypoints: Any = None,
+        index: int | None = None,
+        epoch: int = 0,
+        **labels: Any,
+    ) -> np.ndarray | Augmented:
+        """Augment one image, and its targets if given; the result depends only on (seed,
+        ``epoch``, ``index``).
 
         Args:
             image: H x W or H x W x C, uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]
                 (``augkit.pixels``); anything else is refused, never guessed.
+            mask: H x W labels (bool, uint8, uint16, int32; float32 for a soft mask), moved with
+                the image, nearest-neighbour. masks: several, N x H x W or a list.
+            bboxes: N x 4 (more columns ride along) in the box format the spec's ``targets``
+                declares (``augkit.pipeline.targets``); keypoints likewise.
+            labels: the label fields the spec declares (``labels=[...]`` by default for boxes),
+                one entry per box or keypoint.
             index: the sample's index in its dataset: what makes a sample's draws the same in
                 every process and different from every other sample's.
             epoch: the epoch (or any counter of passes over the data).
+
+        Returns:
+            The image alone when no target is given; else an ``Augmented`` (image, mask, masks,
+            bboxes, keypoints, label fields). The image is the same in both, to OpenCV's rounding:
+            with targets every step runs on its own (the compiled plan moves pixels only), with
+            the same draws.
 
         Without ``index``, calls are numbered 0, 1, 2, ... within this object: reproducible in
         the main process; in worker processes (a DataLoader's, a multiprocessing pool's) the
@@ -119,19 +147,14 @@ class Pipeline:
 
         Raises:
             PixelError: the image is outside the pixel contract (dtype or value range).
-            AugkitError: a step failed on this image (the message names the step and the shape).
+            AugkitError: a step failed on this image (the message names the step and the shape);
+                targets the spec does not declare, or of the wrong shape.
         """
         _check_image_input(image, self.compose.uint16_blocker)
-        epoch = _counter("epoch", epoch)
-        if index is None:
-            index = self._calls
-            self._calls += 1
-            salt = process_salt()
-            if salt:
-                index ^= salt  # a stream of this worker's own (the key scatters every bit)
-        else:
-            index = _counter("index", index)
-        key = self._key(index, epoch)
+        key = self._sample_key(index, epoch)
+        if mask is not None or masks is not None or bboxes is not None or keypoints is not None or labels:
+            targets = {"mask": mask, "masks": masks, "bboxes": bboxes, "keypoints": keypoints}
+            return self._with_targets(image, {k: v for k, v in targets.items() if v is not None}, labels, key)
         self._random.reseed(key)
         try:
             if self.plan is not None and self.plan.accepts(image):
@@ -146,6 +169,63 @@ class Pipeline:
             if type(out) is np.ndarray and 1 < out.ndim < 4 and out.size:
                 return out
         raise self._failure(image, key)
+
+    def _sample_key(self, index: int | None, epoch: int) -> int:
+        """The key of this call's sample: from ``index``, or from the call's number (module docstring of seeding)."""
+        epoch = _counter("epoch", epoch)
+        if index is None:
+            index = self._calls
+            self._calls += 1
+            salt = process_salt()
+            if salt:
+                index ^= salt  # a stream of this worker's own (the key scatters every bit)
+        else:
+            index = _counter("index", index)
+        return self._key(index, epoch)
+
+    def _with_targets(self, image: np.ndarray, targets: dict[str, Any], labels: dict[str, Any], key: int) -> Augmented:
+        """The image and its targets through albumentations' Compose, each step on its own, with
+        the draws of sample ``key`` (the same, in the same order, as the image alone gets)."""
+        for name in ("bboxes", "keypoints"):
+            if name in targets and name not in self.targets:
+                example = "{bboxes: {format: pascal_voc}}" if name == "bboxes" else "{keypoints: {format: xy}}"
+                raise AugkitError(
+                    f"{name} given, but the pipeline's spec declares no {name} format: add 'targets: {example}' "
+                    f"to it (augkit.pipeline.targets lists the formats)"
+                )
+        declared = self._label_fields
+        for field_name in labels:
+            if field_name not in declared:
+                names = ", ".join(declared) or "none"
+                raise AugkitError(f"unknown argument or label field {field_name!r}; the spec declares label fields: {names}")
+        alone = next((name for name in labels if declared[name] not in targets), None)
+        if alone is not None:
+            raise AugkitError(f"{alone} given without the {declared[alone]} it labels: pass both, one entry per box or keypoint")
+        missing = [name for name, target in declared.items() if target in targets and name not in labels]
+        if missing:
+            raise AugkitError(f"label field {missing[0]!r} not given: pass {missing[0]}=[...] beside the "
+                              f"{declared[missing[0]]}, one entry each")  # fmt: skip
+        data = {"image": image, **targets, **labels}
+        for name, target in declared.items():  # albumentations wants every declared target, given or not
+            if target not in targets:
+                data[target], data[name] = [], []
+        self._random.reseed(key)
+        try:
+            # force_apply: the Compose's own draw for its p (always 1) would shift every step's draws.
+            out = self.compose(force_apply=True, **data)
+        except AugkitError:
+            raise
+        except Exception as error:  # noqa: BLE001 (albumentations' checks of the targets: one line)
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            raise AugkitError(f"the pipeline failed on this image and its targets: {lines[0][:300] if lines else type(error).__name__}") from None
+        return Augmented(
+            image=out["image"],
+            mask=out.get("mask"),
+            masks=out.get("masks"),
+            bboxes=None if "bboxes" not in targets else np.asarray(out["bboxes"], np.float32),
+            keypoints=None if "keypoints" not in targets else np.asarray(out["keypoints"], np.float32),
+            fields={name: out[name] for name in labels},
+        )
 
     def _key(self, index: int, epoch: int) -> int:
         """The sample's key (``augkit.pipeline.seeding``): the epoch's part is kept between calls."""
@@ -216,13 +296,14 @@ class Pipeline:
         """
         return draw_batch(self, _image_shape(shape), _indices(indices), _counter("epoch", epoch))
 
-    def replay(self, image: np.ndarray, *, index: int, epoch: int = 0) -> tuple[np.ndarray, list[Applied]]:
-        """Like calling the pipeline, and also return what each applied step drew."""
+    def replay(self, image: np.ndarray, *, index: int, epoch: int = 0, **targets: Any) -> tuple[Any, list[Applied]]:
+        """Like calling the pipeline (``targets``: as ``__call__`` takes them, which then returns
+        an ``Augmented``), and also return what each applied step drew."""
         for leaf in self._leaves:  # children a OneOf did not pick keep their last draw otherwise
             leaf.transform.params = {}
         plan, self.plan = self.plan, None  # step by step: each transform keeps what it drew
         try:
-            output = self(image, index=index, epoch=epoch)
+            output = self(image, index=index, epoch=epoch, **targets)
         finally:
             self.plan = plan
         applied = [

@@ -38,6 +38,7 @@ import yaml
 from augkit.documents import DocumentError, parse_document, read_document, short_repr
 from augkit.errors import AugkitWarning, SpecError
 from augkit.pipeline.registry import COMPOSITIONS, get_step, list_steps
+from augkit.pipeline.targets import canonical_targets, from_albumentations_params
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 _ALBUMENTATIONS_KEYS = ("__class_fullname__", "__version__", "transform")
@@ -164,16 +165,17 @@ def _parse_inline_step(item: str) -> dict[str, dict[str, Any]]:
 
 def canonical_spec(data: Any) -> dict[str, Any]:
     """Check the structure and return ``{"seed": int, "steps": [{name: params}, ...]}``, with
+    ``"targets"`` when the spec declares boxes or keypoints (``augkit.pipeline.targets``) and
     ``"compile": False`` when the spec says so (a plan runs by default: ``augkit.pipeline.plan``)."""
     if isinstance(data, list):
         data = {"steps": data}
     if not isinstance(data, Mapping):
         raise SpecError(f"a pipeline spec is a mapping with 'steps' (and optionally 'seed'), got {type(data).__name__}")
-    unknown = set(data) - {"seed", "steps", "compile"}
+    unknown = set(data) - {"seed", "steps", "compile", "targets"}
     if unknown:
         raise SpecError(
             f"pipeline spec: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected 'seed', 'steps' "
-            f"and optionally 'compile'"
+            f"and optionally 'targets' and 'compile'"
         )
     compile_ = data.get("compile", True)
     if not isinstance(compile_, (bool, np.bool_)):
@@ -186,6 +188,8 @@ def canonical_spec(data: Any) -> dict[str, Any]:
     if "steps" not in data or not isinstance(data["steps"], list):
         raise SpecError("pipeline spec: 'steps' must be a list of steps, e.g. [{hflip: {p: 0.5}}]")
     spec = {"seed": seed, "steps": [_canonical_step(step, f"steps[{i}]") for i, step in enumerate(data["steps"])]}
+    if data.get("targets") is not None:  # boxes and keypoints, declared (augkit.pipeline.targets)
+        spec["targets"] = canonical_targets(data["targets"])
     if not compile_:  # the default (true) is left out, so specs read as they did before plans
         spec["compile"] = False
     return spec
@@ -291,9 +295,6 @@ def from_albumentations(data: Mapping[str, Any], path: Path | str = "<dict>") ->
     root = data.get("transform")
     if not isinstance(root, Mapping) or root.get("__class_fullname__") not in ("Compose", "Sequential"):
         raise SpecError(f"{path}: an albumentations file must hold a Compose under 'transform'")
-    for key in ("bbox_params", "keypoint_params"):
-        if root.get(key):
-            raise SpecError(f"{path}: {key} is set; augkit pipelines transform images (and masks) only")
     seed = root.get("seed")
     if seed is None:
         # Files written by albumentations itself carry no seed (augkit's carry the pipeline's).
@@ -304,7 +305,11 @@ def from_albumentations(data: Mapping[str, Any], path: Path | str = "<dict>") ->
             stacklevel=2,
         )
         seed = 0
-    return {"seed": seed, "steps": _from_albumentations_steps(root.get("transforms", []), path)}
+    spec = {"seed": seed, "steps": _from_albumentations_steps(root.get("transforms", []), path)}
+    targets = from_albumentations_params(root)  # its bbox_params and keypoint_params
+    if targets:
+        spec["targets"] = targets
+    return spec
 
 
 def _from_albumentations_steps(items: Any, path: Path | str) -> list[dict[str, Any]]:

@@ -1,0 +1,194 @@
+"""Targets besides the image: masks, bounding boxes and keypoints, as a spec declares them.
+
+Masks need no declaration (a mask is a label image of the image's height and width: every
+geometric step moves it with the image, nearest-neighbour). Boxes and keypoints do: ``[10, 20,
+50, 60]`` is COCO's x, y, width, height or Pascal VOC's corners, and only the spec can say which::
+
+    seed: 0
+    targets:
+      bboxes: {format: coco, label_fields: [labels], min_visibility: 0.3}
+      keypoints: {format: xy}
+    steps: [...]
+
+The keys and their meanings are albumentations' ``BboxParams`` and ``KeypointParams`` (2.0.x),
+which a pipeline's ``compose`` is built with, so that albumentations' transforms and augkit's
+move targets the same way in one pipeline. Formats (albumentations' names):
+
+- boxes: ``pascal_voc`` [x_min, y_min, x_max, y_max] in pixels; ``coco`` [x_min, y_min, width,
+  height] in pixels; ``yolo`` [x_center, y_center, width, height] as fractions of the image's
+  sides; ``albumentations`` [x_min, y_min, x_max, y_max] as fractions;
+- keypoints: ``xy``, ``yx``, ``xya``, ``xys``, ``xyas``, ``xysa``, ``xyz`` (x, y in pixels;
+  a: an angle, in degrees unless ``angle_in_degrees: false``; s: a scale).
+
+A box is kept while ``min_area`` (pixels), ``min_width``/``min_height`` (pixels) and
+``min_visibility`` (the fraction of its area still in the image) hold after each step; the part
+outside the image is clipped. A keypoint that leaves the image is dropped unless
+``remove_invisible: false``. Label fields (``label_fields``, by default ``[labels]`` for boxes
+and none for keypoints) are lists beside them, one entry per box or keypoint, dropped with it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from augkit.documents import short_repr
+from augkit.errors import SpecError
+
+BBOX_FORMATS = ("pascal_voc", "coco", "yolo", "albumentations")
+KEYPOINT_FORMATS = ("xy", "yx", "xya", "xys", "xyas", "xysa", "xyz")
+# Per target: key -> (kind, default). Kinds: "format", "fields", "fraction" (in [0, 1]),
+# "pixels" (>= 0), "flag" (true or false), "ratio" (> 0 or null).
+_KEYS: dict[str, dict[str, tuple[str, Any]]] = {
+    "bboxes": {
+        "format": ("format", None),
+        "label_fields": ("fields", ["labels"]),
+        "min_area": ("pixels", 0.0),
+        "min_visibility": ("fraction", 0.0),
+        "min_width": ("pixels", 0.0),
+        "min_height": ("pixels", 0.0),
+        "clip": ("flag", False),
+        "filter_invalid_bboxes": ("flag", False),
+        "max_accept_ratio": ("ratio", None),
+        "check_each_transform": ("flag", True),
+    },
+    "keypoints": {
+        "format": ("format", None),
+        "label_fields": ("fields", []),
+        "remove_invisible": ("flag", True),
+        "angle_in_degrees": ("flag", True),
+        "check_each_transform": ("flag", True),
+    },
+}
+_FORMATS = {"bboxes": BBOX_FORMATS, "keypoints": KEYPOINT_FORMATS}
+# Names a label field cannot take: the call's own keywords.
+_RESERVED = {"image", "mask", "masks", "bboxes", "keypoints", "index", "epoch"}
+
+
+def canonical_targets(data: Any, where: str = "pipeline spec") -> dict[str, dict[str, Any]]:
+    """Check a spec's ``targets`` and return it as given (defaults are not filled in).
+
+    Raises:
+        SpecError: one line naming the key (``targets.bboxes.format``) and what it takes.
+    """
+    if not isinstance(data, Mapping) or not data:
+        raise SpecError(f"{where}: 'targets' maps bboxes and/or keypoints to their settings, e.g. "
+                        f"{{bboxes: {{format: coco}}}}; got {short_repr(data)}")  # fmt: skip
+    unknown = [key for key in data if key not in _KEYS]
+    if unknown:
+        raise SpecError(f"{where}: unknown target {short_repr(unknown[0])} in 'targets'; declare bboxes and/or "
+                        "keypoints (masks need no declaration)")  # fmt: skip
+    targets = {}
+    fields_seen: dict[str, str] = {}
+    for target, settings in data.items():
+        place = f"{where}: targets.{target}"
+        if not isinstance(settings, Mapping) or "format" not in settings:
+            raise SpecError(f"{place} needs at least a format, one of {', '.join(_FORMATS[target])}; got {short_repr(settings)}")
+        checked = {}
+        for key, value in settings.items():
+            if key not in _KEYS[target]:
+                raise SpecError(f"{place}: unknown key {short_repr(key)}; {target} take {', '.join(_KEYS[target])}")
+            checked[key] = _checked(target, key, value, f"{place}.{key}")
+        for name in checked.get("label_fields", _KEYS[target]["label_fields"][1]):
+            if name in fields_seen:
+                raise SpecError(f"{place}.label_fields: {name!r} is already a label field of {fields_seen[name]}; "
+                                "give each target its own label fields")  # fmt: skip
+            fields_seen[name] = target
+        targets[target] = checked
+    return targets
+
+
+def _checked(target: str, key: str, value: Any, place: str) -> Any:
+    kind = _KEYS[target][key][0]
+    if kind == "format":
+        if value not in _FORMATS[target]:
+            raise SpecError(f"{place} must be one of {', '.join(_FORMATS[target])}, got {short_repr(value)}")
+        return value
+    if kind == "fields":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
+            raise SpecError(f"{place} must be a list of names (Python identifiers), got {short_repr(value)}")
+        clash = next((v for v in value if v in _RESERVED), None)
+        if clash is not None or len(set(value)) != len(value):
+            problem = f"{clash!r} is the name of an argument of the call" if clash else "a name is repeated"
+            raise SpecError(f"{place}: {problem}; pick other names")
+        return list(value)
+    if kind == "flag":
+        if not isinstance(value, bool):
+            raise SpecError(f"{place} must be true or false, got {short_repr(value)}")
+        return value
+    if kind == "ratio" and value is None:
+        return None
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if kind == "fraction" and not (number and 0 <= value <= 1):
+        raise SpecError(f"{place} is a fraction in [0, 1], got {short_repr(value)}")
+    if kind == "pixels" and not (number and value >= 0):
+        raise SpecError(f"{place} is a number of pixels >= 0, got {short_repr(value)}")
+    if kind == "ratio" and not (number and value > 0):
+        raise SpecError(f"{place} is a ratio > 0 or null, got {short_repr(value)}")
+    return float(value)
+
+
+def label_fields(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Every declared label field -> the target it labels ("bboxes" or "keypoints")."""
+    return {name: target for target, settings in targets.items()
+            for name in settings.get("label_fields", _KEYS[target]["label_fields"][1])}  # fmt: skip
+
+
+def compose_params(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``bbox_params`` and ``keypoint_params`` for albumentations' ``Compose``, from ``targets``."""
+    from augkit.pipeline._albumentations import A
+
+    params: dict[str, Any] = {}
+    for target, cls, keyword in (("bboxes", A.BboxParams, "bbox_params"), ("keypoints", A.KeypointParams, "keypoint_params")):
+        if target in targets:
+            settings = {key: default for key, (_, default) in _KEYS[target].items()}
+            params[keyword] = cls(**{**settings, **targets[target]})
+    return params
+
+
+def from_albumentations_params(root: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``targets`` of a Compose saved by albumentations (its ``bbox_params``, ``keypoint_params``),
+    without the keys left at their defaults."""
+    targets = {}
+    for target, keyword in (("bboxes", "bbox_params"), ("keypoints", "keypoint_params")):
+        saved = root.get(keyword)
+        if not isinstance(saved, Mapping):
+            continue
+        settings = {key: value for key, value in saved.items() if key in _KEYS[target]}
+        if settings.get("label_fields") is None:
+            settings["label_fields"] = []
+        targets[target] = {key: value for key, value in settings.items()
+                           if key == "format" or value != _KEYS[target][key][1]}  # fmt: skip
+    return targets
+
+
+@dataclass(frozen=True)
+class Augmented:
+    """What a pipeline returns when targets are given: the image and each target, moved together.
+
+    Attributes:
+        image: H x W or H x W x C, the pipeline's output (dtype as without targets).
+        mask: H x W labels (the input mask's dtype), or None when none was given.
+        masks: N x H x W (an array, or a list when a list was given), or None.
+        bboxes: N x 4 float32 (more columns if more were given) in the spec's box format; boxes
+            that left the image (per ``min_visibility``, ``min_area``, ...) are gone. None when
+            none were given.
+        keypoints: N x K float32 in the spec's keypoint format, or None.
+        fields: every label field given (``labels``, ...), each filtered with its boxes or keypoints.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None = None
+    masks: Any = None
+    bboxes: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> Any:
+        """The label field named ``labels`` (the boxes' by default), or None."""
+        return self.fields.get("labels")
