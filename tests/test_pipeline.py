@@ -154,7 +154,7 @@ def test_a_pipeline_saved_into_another_folder_loads_from_there(spec_dir, tmp_pat
     [
         ("rotat(limit=10)", r"unknown step 'rotat' \(did you mean 'rotate'"),
         ("randomgamma", r"did you mean .*'RandomGamma'"),
-        ("rotate(limt=10)", r"step 'rotate': unknown parameter 'limt' \(did you mean 'limit'\?\); rotate accepts: limit, border, fill, fill_mask, p"),
+        ("rotate(limt=10)", r"step 'rotate': unknown parameter 'limt' \(did you mean 'limit'\?\); rotate accepts: limit, border, fill, fill_mask, rotate_method, p"),
         ("rotate(p=1.5)", r"step 'rotate': parameter 'p' is a probability in \[0, 1\], got 1.5"),
         ("hflip(p=-0.1)", r"'p' is a probability in \[0, 1\]"),
         ("RandomGamma(p=yes)", r"'RandomGamma': parameter 'p' got True, expected float"),

@@ -5,7 +5,8 @@ formula can be tested on its own. Inputs follow augkit's pixel contract (``augki
 uint8 (0..255), uint16 (0..65535) or float32 on [0, 1]; intensity steps keep the dtype and its
 range, normalisation steps return float32. Outputs keep the input's layout (HxWxC, C >= 1) even
 where OpenCV drops a single channel axis. Masks (label maps, any integer dtype) only ever move
-with nearest-neighbour sampling: a label is never blended with its neighbour.
+with nearest-neighbour sampling: a label is never blended with its neighbour. Boxes and keypoints
+move by the matrices the pixels are warped with (the section "boxes and keypoints").
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
 import stringzilla
 
 from augkit.errors import AugkitError
+from augkit.pipeline._albumentations import A
 from augkit.pixels import full_scale, to_uint8, to_unit_scale
 from augkit.resize import resample
 
@@ -199,9 +202,7 @@ def rotate(
             never be blended into values that are no label.
     """
     height, width = img.shape[:2]
-    center = ((width - 1) / 2, (height - 1) / 2)
-    matrix = cv2.getRotationMatrix2D(center, angle, 1.0)
-    return warp_affine(img, matrix, height, width, border, fill, nearest=nearest)
+    return warp_affine(img, rotation_matrix(angle, height, width), height, width, border, fill, nearest=nearest)
 
 
 # From this many pixels on, a 3-channel warp goes through 4 channels; below, the conversions
@@ -250,6 +251,111 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
         return mask
     out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
     return keep_channels(out, mask)
+
+
+# ----------------------------------------------------------------------------- boxes and keypoints
+
+# Points and boxes move by the same 2 x 3 matrix as the pixels, in albumentations' two conventions
+# (its own geometric transforms keep both):
+# - points (keypoints, and every matrix here) put a pixel's centre at integer coordinates: pixel
+#   (row i, column j) is the point (j, i) and the image spans [-0.5, W - 0.5], as in OpenCV's
+#   warps, so each matrix is the very one the pixels are warped with. albumentations' flips
+#   (x -> W - 1 - x) and Rotate (about ((W - 1) / 2, (H - 1) / 2)) agree; its Resize alone scales
+#   keypoints as if corners were at integers (x -> x * ratio), half a pixel times (ratio - 1) off.
+# - boxes put pixel edges at integers: pixel (i, j) covers [j, j + 1] x [i, i + 1], so the box
+#   [x_min, y_min, x_max, y_max] = [2, 3, 5, 7] holds columns 2..4 and rows 3..6 (pascal_voc's
+#   pixels; albumentations' normalised boxes are these divided by W and H).
+
+BoxRule = Literal["largest_box", "ellipse"]
+
+
+def rotation_matrix(angle: float, height: int, width: int) -> np.ndarray:
+    """``rotate``'s 2 x 3 map from input to output points (float64): counter-clockwise by ``angle``
+    degrees about ((width - 1) / 2, (height - 1) / 2), ``cv2.getRotationMatrix2D``'s matrix, the
+    one ``rotate`` warps with (and albumentations' Rotate for the same angle)."""
+    return cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+
+
+def crop_matrix(y: int, x: int, height: int, width: int, out_height: int, out_width: int) -> np.ndarray:
+    """``crop_resized(img, y, x, height, width, out_height, out_width)``'s 2 x 3 map from input to
+    output points (float64).
+
+    The window's first pixel is the input's (row ``y``, column ``x``), negative or past the far
+    side where the window reaches into padding; the resize aligns pixel corners, as ``resize``
+    (and ``cv2.resize``) do: column ``c`` moves to ``(c - x + 0.5) * out_width / width - 0.5``,
+    rows likewise (``c - x`` without a resize).
+    """
+    sx, sy = out_width / width, out_height / height
+    return np.array([[sx, 0.0, (0.5 - x) * sx - 0.5], [0.0, sy, (0.5 - y) * sy - 0.5]])
+
+
+def shear_matrix(factor: float, axis: str) -> np.ndarray:
+    """``shear(img, factor, axis)``'s 2 x 3 map from input to output points (float64): (x, y) moves
+    to (x - factor * (y + 0.5), y) for "x", to (x, y - factor * (x + 0.5)) for "y" (about the image's
+    top-left corner, at -0.5). Its inverse is the shear by ``-factor``, which ``shear`` warps with."""
+    if axis == "x":
+        return np.array([[1.0, -factor, -0.5 * factor], [0.0, 1.0, 0.0]])
+    return np.array([[1.0, 0.0, 0.0], [-factor, 1.0, -0.5 * factor]])
+
+
+def translate_matrix(dy: float, dx: float) -> np.ndarray:
+    """``translate(img, dy, dx)``'s 2 x 3 map from input to output points (float64): (x + dx, y + dy)."""
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+
+
+def points_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """N x 2 points (x, y; pixel centres at integers) moved by a 2 x 3 matrix: N x 2 float64."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def boxes_affine(boxes: np.ndarray, matrix: np.ndarray, rule: BoxRule = "largest_box") -> np.ndarray:
+    """N x 4+ boxes [x_min, y_min, x_max, y_max, ...] in pixels (edges at integers) moved by ``matrix``.
+
+    Args:
+        boxes: N x 4 or more (columns after the fourth, such as labels, are kept), any float dtype.
+        matrix: 2 x 3, a map of points (pixel centres at integers), as the functions above give;
+            it is shifted by half a pixel to act on edges (a rotation about (W - 1) / 2 in points
+            turns boxes about W / 2: the same motion).
+        rule: albumentations' ``rotate_method`` names and functions (albumentations 2.0
+            ``augmentations/geometric/functional.py``, called here): "largest_box", the box around
+            the four moved corners (``bboxes_affine_largest_box``: it holds the whole moved box,
+            and is exact for maps that keep axes: crops, resizes, flips, translations); "ellipse",
+            the box around the moved ellipse inscribed in the box, sampled at 360 points
+            (``bboxes_affine_ellipse``: tighter under rotations, and exact for round objects).
+
+    Returns:
+        N x 4+ float64, not clipped: albumentations' ``Compose`` clips and filters boxes
+        (``BboxParams``' min_visibility, min_area) after every step.
+    """
+    if rule not in ("largest_box", "ellipse"):
+        raise AugkitError(f"box rule must be 'largest_box' or 'ellipse', got {rule!r}")
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if len(boxes) == 0:
+        return boxes
+    shift = 0.5 - matrix[:, :2].sum(axis=1) * 0.5  # T(+0.5) @ matrix @ T(-0.5): edges to centres and back
+    edges = np.vstack([np.column_stack([matrix[:, :2], matrix[:, 2] + shift]), [0.0, 0.0, 1.0]])
+    geometric = A.augmentations.geometric.functional
+    move = geometric.bboxes_affine_largest_box if rule == "largest_box" else geometric.bboxes_affine_ellipse
+    return move(boxes, edges)
+
+
+def keypoints_affine(keypoints: np.ndarray, matrix: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """albumentations' N x 5+ keypoints [x, y, z, angle, scale, ...] moved by a 2 x 3 ``matrix``.
+
+    x, y (pixels, centres at integers) go through the matrix; the angle (radians) turns with it,
+    by ``atan2(-m10, m00)`` and is wrapped to [0, 2 pi); the keypoint's scale is multiplied by
+    ``scale`` (the resize factor: albumentations passes the larger of the two axes'); z and other
+    columns are kept. As albumentations' ``keypoints_affine`` with a constant border (which adds
+    no reflected copies). Returns float64 of the same shape.
+    """
+    out = np.array(keypoints, dtype=np.float64)
+    if len(out) == 0:
+        return out
+    out[:, :2] = points_affine(out[:, :2], matrix)
+    out[:, 3] = np.mod(out[:, 3] + math.atan2(-matrix[1, 0], matrix[0, 0]), 2 * math.pi)
+    out[:, 4] *= scale
+    return out
 
 
 def _rows(img: np.ndarray) -> np.ndarray:
@@ -424,10 +530,8 @@ def shear(img: np.ndarray, factor: float, axis: str, *, fill: float = 0, nearest
     from (x, y + factor * (x + 0.5)) for "y". Pixels from outside are ``fill`` (image units).
     """
     height, width = img.shape[:2]
-    if axis == "x":
-        matrix = np.array([[1.0, factor, 0.5 * factor], [0.0, 1.0, 0.0]])
-    else:
-        matrix = np.array([[1.0, 0.0, 0.0], [factor, 1.0, 0.5 * factor]])
+    # The output -> input map is the shear by -factor (``shear_matrix`` is the input -> output one).
+    matrix = shear_matrix(-factor, axis)
     return warp_affine(img, matrix, height, width, "constant", fill, nearest=nearest, inverse=True)
 
 

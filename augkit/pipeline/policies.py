@@ -37,7 +37,16 @@ from pydantic import Field, model_validator
 from augkit.errors import AugkitError
 from augkit.pipeline import functional as F
 from augkit.pipeline._albumentations import A
-from augkit.pipeline.steps import AugkitTransform, BaseInitSchema, _check_fill, _check_number, _on_labels, _signed, _step
+from augkit.pipeline.steps import (
+    AugkitTransform,
+    BaseInitSchema,
+    _check_fill,
+    _check_number,
+    _on_labels,
+    _signed,
+    _step,
+    move_boxes,
+)
 
 # ----------------------------------------------------------------------------- magnitudes
 
@@ -269,6 +278,50 @@ def _move_mask(mask: np.ndarray, ops: list[Op], fill_mask: float) -> np.ndarray:
     return _on_labels(mask, lambda m: run_ops(m, moves, nearest=True, fill=fill_mask))
 
 
+def op_matrix(op: Op, height: int, width: int) -> np.ndarray | None:
+    """The 2 x 3 map of points (pixel centres at integers) by which a geometric operation moves an
+    image of ``height`` x ``width`` (``apply_op``'s warp); None for the others, which move nothing."""
+    name, m = op
+    if name == "Rotate":
+        return F.rotation_matrix(m, height, width)
+    if name in ("ShearX", "ShearY"):
+        return F.shear_matrix(m, "x" if name == "ShearX" else "y")
+    if name == "TranslateX":
+        return F.translate_matrix(0, int(m))
+    if name == "TranslateY":
+        return F.translate_matrix(int(m), 0)
+    return None
+
+
+def ops_matrix(ops: list[Op], height: int, width: int) -> np.ndarray:
+    """The map of points of ``ops`` one after another (every one keeps the size): 2 x 3 float64."""
+    total = np.eye(3)
+    for op in ops:
+        matrix = op_matrix(op, height, width)
+        if matrix is not None:
+            total = np.vstack([matrix, [0.0, 0.0, 1.0]]) @ total
+    return total[:2]
+
+
+def move_boxes_by_ops(bboxes: np.ndarray, ops: list[Op], shape: tuple) -> np.ndarray:
+    """albumentations' normalised N x 4+ boxes moved by the geometric operations of ``ops`` in turn.
+
+    Each moves them as ``steps.move_boxes`` does (the box around the four moved corners); what one
+    moves out of the image is cut off before the next, as it is from the pixels (its place shows
+    ``fill``), and a box with nothing left inside is dropped. What the last one moves out is left
+    to ``Compose``, which clips it and weighs it against ``min_visibility``.
+    """
+    if len(bboxes) == 0:
+        return bboxes
+    for index, matrix in enumerate(m for m in (op_matrix(op, *shape[:2]) for op in ops) if m is not None):
+        if index > 0:
+            bboxes = np.array(bboxes, dtype=np.float64)
+            bboxes[:, :4] = np.clip(bboxes[:, :4], 0.0, 1.0)
+            bboxes = bboxes[(bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])]
+        bboxes = move_boxes(bboxes, matrix, shape, shape)
+    return bboxes
+
+
 # Short names for captions ("rand: rotate +12.0°, solarize 178.5").
 _SHORT = {
     "ShearX": "shear_x", "ShearY": "shear_y", "TranslateX": "translate_x", "TranslateY": "translate_y",
@@ -333,7 +386,8 @@ class _PolicySchema(BaseInitSchema):
 
 class _Policy(AugkitTransform, A.DualTransform):
     """Shared by randaugment, trivialaugment and autoaugment: operations drawn per sample, applied
-    in order to the image; masks follow the geometric ones, nearest-neighbour.
+    in order to the image; masks follow the geometric ones, nearest-neighbour, and boxes and
+    keypoints by the same matrices (``op_matrix``; boxes as ``move_boxes_by_ops`` says).
 
     Args:
         interpolation: how rotations and shears sample: "nearest" (torchvision's default) or "bilinear".
@@ -356,6 +410,14 @@ class _Policy(AugkitTransform, A.DualTransform):
 
     def apply_to_mask(self, mask: np.ndarray, ops: list[Op], **params: Any) -> np.ndarray:
         return _move_mask(mask, ops, self.fill_mask)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, ops: list[Op], **params: Any) -> np.ndarray:
+        return move_boxes_by_ops(bboxes, ops, params["shape"])
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, ops: list[Op], **params: Any) -> np.ndarray:
+        """All the operations' maps at once: a keypoint that one moves out and a later one back in
+        comes back (``Compose`` sees only where it ends), though its pixel was lost on the way."""
+        return F.keypoints_affine(keypoints, ops_matrix(ops, *params["shape"][:2]))
 
     def describe(self, params: dict[str, Any]) -> str:
         return f"{self.prefix}: {', '.join(describe_op(op) for op in params['ops']) or 'no op'}"
@@ -505,6 +567,14 @@ class AutoAugment(_Policy):
         return ("policy", *super().get_transform_init_args_names())
 
 
+def _no_targets(what: str) -> AugkitError:
+    """The error for ``what`` ("masks", "boxes", "keypoints") given to augmix."""
+    return AugkitError(
+        f"step 'augmix' blends several transformed copies of the image, which {what} cannot follow; "
+        f"use randaugment, trivialaugment or autoaugment with {what}"
+    )
+
+
 def _dirichlet(rng: random.Random, alpha: float, n: int) -> list[float]:
     """A draw of Dirichlet(alpha, ..., alpha) over ``n``: gamma variates, normalised."""
     draws = [rng.gammavariate(alpha, 1.0) for _ in range(n)]
@@ -520,7 +590,8 @@ class AugMix(AugkitTransform, A.DualTransform):
     mixture, the chains' shares ~ Dirichlet(alpha, ..., alpha); each chain is ``chain_depth``
     operations (1 to 3 at random with -1) drawn from ``AUGMIX_SPACE``, each at a magnitude bin
     drawn from the first ``severity`` of 10. The mixture is computed in float32 and rounded
-    (torchvision truncates). Masks are refused: a blend of moved images has no label map.
+    (torchvision truncates). Masks, boxes and keypoints are refused: a blend of moved images has no
+    label map, and an object in it has as many places as there are chains.
 
     Args:
         severity: how far up the ranges magnitudes go, 1 to 10 (bins 0..severity-1 of 10).
@@ -594,10 +665,13 @@ class AugMix(AugkitTransform, A.DualTransform):
         return F.weighted_sum([img, *augmented], weights)
 
     def apply_to_mask(self, mask: np.ndarray, *args: Any, **params: Any) -> np.ndarray:
-        raise AugkitError(
-            "step 'augmix' blends several transformed copies of the image, which no mask follows; "
-            "use randaugment, trivialaugment or autoaugment with masks"
-        )
+        raise _no_targets("masks")
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, *args: Any, **params: Any) -> np.ndarray:
+        raise _no_targets("boxes")
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, *args: Any, **params: Any) -> np.ndarray:
+        raise _no_targets("keypoints")
 
     def describe(self, params: dict[str, Any]) -> str:
         """The chains, " | " between them; operations drawn at magnitude 0 (a third of them at

@@ -14,7 +14,11 @@ Every numeric parameter is finite and bounded, and the bound is in the error: an
 forever. Outputs are bounded by ``MAX_SIDE`` per side (OpenCV's warps refuse larger ones)
 and by ``augkit.io.images.DEFAULT_MAX_PIXELS`` in all. Geometric steps move masks with
 nearest-neighbour sampling, so a mask's labels come out as labels (a subset of the input's,
-plus ``fill_mask`` where a constant border shows).
+plus ``fill_mask`` where a constant border shows). Boxes and keypoints move by the matrix the pixels
+are warped with (``augkit.pipeline.functional``, "boxes and keypoints"). Where a border mirrors or
+repeats the image, albumentations' own transforms add boxes and keypoints for the copies of objects
+the border shows; augkit's keep the original objects' only, so boxes and labels stay one to one
+with the annotations given.
 """
 
 from __future__ import annotations
@@ -81,6 +85,24 @@ def _on_labels(mask: np.ndarray, move: Any) -> np.ndarray:
     if mask.dtype == np.bool_:
         return move(mask.view(np.uint8)).astype(bool)
     return move(mask)
+
+
+def move_boxes(
+    bboxes: np.ndarray, matrix: np.ndarray, shape: tuple, out_shape: tuple, rule: F.BoxRule = "largest_box"
+) -> np.ndarray:
+    """albumentations' N x 4+ normalised boxes (pixels divided by the input's width and height,
+    ``shape``: H, W, ...) moved by a 2 x 3 map of points (``F.boxes_affine`` by ``rule``) and
+    normalised by the output's (``out_shape``); not clipped (``Compose`` clips and filters)."""
+    if len(bboxes) == 0:
+        return bboxes
+    (height, width), (out_height, out_width) = shape[:2], out_shape[:2]
+    pixels = np.array(bboxes, dtype=np.float64)
+    pixels[:, [0, 2]] *= width
+    pixels[:, [1, 3]] *= height
+    moved = F.boxes_affine(pixels, matrix, rule)
+    moved[:, [0, 2]] /= out_width
+    moved[:, [1, 3]] /= out_height
+    return moved
 
 
 def symmetric(limit: float | tuple[float, float]) -> tuple[float, float]:
@@ -250,6 +272,22 @@ class Crop(AugkitTransform, A.DualTransform):
     def apply_to_mask(self, mask: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
         return _on_labels(mask, lambda m: F.resize_mask(self._window(m, pad, window, self.fill_mask), *out))
 
+    def apply_to_bboxes(self, bboxes: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any) -> np.ndarray:
+        return move_boxes(bboxes, self._matrix(pad, window, out), params["shape"], out)
+
+    def apply_to_keypoints(
+        self, keypoints: np.ndarray, pad: tuple, window: tuple, out: tuple, **params: Any
+    ) -> np.ndarray:
+        _, _, h, w = window
+        # A keypoint's scale grows by the larger of the resize's factors, as albumentations' crops scale it.
+        return F.keypoints_affine(keypoints, self._matrix(pad, window, out), max(out[0] / h, out[1] / w))
+
+    @staticmethod
+    def _matrix(pad: tuple, window: tuple, out: tuple) -> np.ndarray:
+        """The map of points of the window (given in the padded image's coordinates) and its resize."""
+        y, x, h, w = window
+        return F.crop_matrix(y - pad[0], x - pad[2], h, w, *out)
+
     def _window(self, img: np.ndarray, pad: tuple, window: tuple, fill: float) -> np.ndarray:
         """The window, given in the padded image's coordinates, cut from the unpadded image."""
         y, x, h, w = window
@@ -273,6 +311,10 @@ class Rotate(AugkitTransform, A.DualTransform):
         border: how the corners uncovered by the rotation are filled.
         fill: their value with ``border: constant``, in the image's units.
         fill_mask: their label in a mask with ``border: constant``.
+        rotate_method: how a box turns: "largest_box", the box around its turned corners (it holds
+            the object, loosely for round ones), or "ellipse", the box around the turned ellipse
+            inscribed in it (tighter; exact for round objects). albumentations' Rotate's
+            ``rotate_method``, the same names and functions (``functional.boxes_affine``).
     """
 
     class InitSchema(BaseInitSchema):
@@ -280,6 +322,7 @@ class Rotate(AugkitTransform, A.DualTransform):
         border: Border
         fill: float
         fill_mask: float
+        rotate_method: F.BoxRule
 
         @model_validator(mode="after")
         def _check(self) -> Rotate.InitSchema:
@@ -299,6 +342,7 @@ class Rotate(AugkitTransform, A.DualTransform):
         border: Border = "reflect",
         fill: float = 0,
         fill_mask: float = 0,
+        rotate_method: F.BoxRule = "largest_box",
         p: float = 0.5,
     ) -> None:
         super().__init__(p=p)
@@ -306,6 +350,7 @@ class Rotate(AugkitTransform, A.DualTransform):
         self.border = border
         self.fill = fill
         self.fill_mask = fill_mask
+        self.rotate_method = rotate_method
 
     def get_params(self) -> dict[str, Any]:
         return {"angle": self.py_random.uniform(*symmetric(self.limit))}
@@ -316,11 +361,18 @@ class Rotate(AugkitTransform, A.DualTransform):
     def apply_to_mask(self, mask: np.ndarray, angle: float, **params: Any) -> np.ndarray:
         return _on_labels(mask, lambda m: F.rotate(m, angle, border=self.border, fill=self.fill_mask, nearest=True))
 
+    def apply_to_bboxes(self, bboxes: np.ndarray, angle: float, **params: Any) -> np.ndarray:
+        shape = params["shape"]
+        return move_boxes(bboxes, F.rotation_matrix(angle, *shape[:2]), shape, shape, self.rotate_method)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, angle: float, **params: Any) -> np.ndarray:
+        return F.keypoints_affine(keypoints, F.rotation_matrix(angle, *params["shape"][:2]))
+
     def describe(self, params: dict[str, Any]) -> str:
         return f"rot {_signed(params['angle'], 1)}°"
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("limit", "border", "fill", "fill_mask")
+        return ("limit", "border", "fill", "fill_mask", "rotate_method")
 
 
 # ----------------------------------------------------------------------------- photometric
