@@ -178,3 +178,39 @@ def test_replay_with_targets_gives_the_result_and_the_draws():
     out, applied = pipeline.replay(PHOTO, index=3, bboxes=[BOX], labels=[1])
     assert isinstance(out, Augmented) and [a.name for a in applied] == ["Affine", "hflip"]
     np.testing.assert_array_equal(out.bboxes, pipeline(PHOTO, bboxes=[BOX], labels=[1], index=3).bboxes)
+
+
+def test_the_compiled_plan_moves_boxes_and_keypoints_as_the_steps_do():
+    # Merged warps (crops, rotations, flips), a table, a step the plan runs as it is, a second warp.
+    steps = [{"crop": {"size": 0.8, "mode": "random_resized", "scale": [0.3, 1]}}, {"rotate": {"limit": 30, "p": 1}},
+             "hflip", "vflip", {"brightness": {"p": 1}}, {"GaussNoise": {"p": 1}}, {"crop": {"size": 200, "padding": 20}},
+             {"rotate": {"limit": 20, "p": 1, "border": "constant", "rotate_method": "ellipse"}},
+             {"crop": {"size": 0.5, "mode": "random_resized"}}]  # fmt: skip
+    targets = {"bboxes": {"format": "pascal_voc", "min_visibility": 0.2}, "keypoints": {"format": "xyas", "label_fields": ["names"]}}
+    compiled = augkit.load_pipeline({"seed": 2, "targets": targets, "steps": steps})
+    one_by_one = augkit.load_pipeline({"seed": 2, "targets": targets, "steps": steps, "compile": False})
+    given = {"bboxes": [BOX, [10, 10, 40, 60], [400, 250, 450, 300]], "labels": [1, 2, 3],
+             "keypoints": [[120, 60, 30, 1], [300, 200, 0, 2], [5, 290, 100, 1]], "names": ["eye", "ear", "paw"]}  # fmt: skip
+    kept = 0
+    for index in range(30):
+        fast, slow = compiled(PHOTO, index=index, **given), one_by_one(PHOTO, index=index, **given)
+        np.testing.assert_array_equal(fast.image, compiled(PHOTO, index=index))  # the image as without targets
+        assert list(fast.labels) == list(slow.labels) and list(fast.fields["names"]) == list(slow.fields["names"])
+        np.testing.assert_allclose(fast.bboxes, slow.bboxes, atol=1e-3)
+        if len(fast.keypoints):
+            turn = np.abs(fast.keypoints[:, 2] - slow.keypoints[:, 2])
+            np.testing.assert_allclose(np.minimum(turn, 360 - turn), 0, atol=1e-3)  # degrees, modulo a turn
+            np.testing.assert_allclose(fast.keypoints[:, [0, 1, 3]], slow.keypoints[:, [0, 1, 3]], atol=1e-3)
+        kept += len(fast.bboxes)
+    assert 0 < kept < 90  # some boxes dropped by min_visibility, some kept: both paths filter alike
+
+
+@pytest.mark.parametrize("flip", ["hflip", "vflip"])
+def test_keypoint_angles_mirror_as_albumentations_flips_do(flip):
+    # pi - angle for a horizontal flip, -angle for a vertical one, merged with a rotation by the plan or not.
+    for compile_ in (True, False):
+        pipeline = augkit.load_pipeline({"targets": {"keypoints": {"format": "xya"}}, "compile": compile_,
+                                         "steps": [{"rotate": {"limit": [10, 10], "p": 1}}, {flip: {"p": 1}}]})  # fmt: skip
+        (x, y, angle), = pipeline(PHOTO, keypoints=[[200, 100, 30]], index=0).keypoints
+        expected = (180 - (30 + 10)) % 360 if flip == "hflip" else (-(30 + 10)) % 360
+        assert abs(angle - expected) < 1e-3, (compile_, angle, expected)

@@ -344,15 +344,19 @@ def keypoints_affine(keypoints: np.ndarray, matrix: np.ndarray, scale: float = 1
     """albumentations' N x 5+ keypoints [x, y, z, angle, scale, ...] moved by a 2 x 3 ``matrix``.
 
     x, y (pixels, centres at integers) go through the matrix; the angle (radians) turns with it,
-    by ``atan2(-m10, m00)`` and is wrapped to [0, 2 pi); the keypoint's scale is multiplied by
-    ``scale`` (the resize factor: albumentations passes the larger of the two axes'); z and other
-    columns are kept. As albumentations' ``keypoints_affine`` with a constant border (which adds
-    no reflected copies). Returns float64 of the same shape.
+    by ``atan2(-m10, m00)``, after mirroring (``-angle``) when the map mirrors (a negative
+    determinant: a flip merged in by the compiled plan), and is wrapped to [0, 2 pi): the angles
+    albumentations' Rotate, HorizontalFlip (pi - angle) and VerticalFlip (-angle) give. The
+    keypoint's scale is multiplied by ``scale`` (the resize factor: albumentations passes the
+    larger of the two axes'); z and other columns are kept. As albumentations' ``keypoints_affine``
+    with a constant border (which adds no reflected copies). Returns float64 of the same shape.
     """
     out = np.array(keypoints, dtype=np.float64)
     if len(out) == 0:
         return out
     out[:, :2] = points_affine(out[:, :2], matrix)
+    if matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0] < 0:
+        out[:, 3] = -out[:, 3]  # a mirror: the map is a vertical flip, then a map that keeps orientation
     out[:, 3] = np.mod(out[:, 3] + math.atan2(-matrix[1, 0], matrix[0, 0]), 2 * math.pi)
     out[:, 4] *= scale
     return out

@@ -37,9 +37,10 @@ Everything else (albumentations' other steps, compositions such as ``OneOf``, im
 than 4 channels, intensity steps on uint16 or float32 images, ``standardize(mode=pixel)`` and
 ``subtract_mean(mode=image)``, whose every pixel has its own statistics: no table of 256 levels
 holds them) runs as it does without a plan, in order. ``Plan.describe`` (``augkit steps
---plan``) says which steps merge; ``compile: false`` in a spec turns plans off. Masks
-(``pipeline.compose(image=..., mask=...)``) never go through a plan: they run step by step,
-nearest-neighbour.
+--plan``) says which steps merge; ``compile: false`` in a spec turns plans off. Boxes and
+keypoints ride along (``Targets``): each geometric step moves them by the inverse of the map its
+pixels are sampled with, the steps that run as they are move them themselves. Masks never go
+through a plan: a call with a mask runs step by step, nearest-neighbour.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from augkit.errors import AugkitError
 from augkit.io.images import DEFAULT_MAX_PIXELS
 from augkit.pipeline import functional as F
 from augkit.pipeline._albumentations import A
-from augkit.pipeline.steps import Brightness, Contrast, Crop, Rotate, Scale, Standardize, SubtractMean, symmetric
+from augkit.pipeline.steps import Brightness, Contrast, Crop, Rotate, Scale, Standardize, SubtractMean, move_boxes, symmetric
 
 # An affine map (a, b, c, d, e, f): a point (x, y) of the output goes to (a x + b y + c, d x + e y + f)
 # of the source. Plain floats: composing a few of them in Python is faster than numpy's 3 x 3.
@@ -462,6 +463,51 @@ def _refuse_size(what: str, made: str, height: int, width: int) -> None:
         )
 
 
+class Targets:
+    """Boxes and keypoints riding along a plan: each geometric step moves them by the inverse of
+    the very map its pixels are sampled with (``Window``), every other step as it moves them
+    itself, and after each step they are clipped and filtered as albumentations' Compose does
+    (``check_data_post_transform``: ``min_visibility``, ``min_area``, keypoints outside).
+
+    Args:
+        data: the Compose's data after its ``preprocess``: boxes normalised N x 4+ (label fields as
+            columns), keypoints N x 5+ in pixels ([x, y, z, angle, scale, ...]), the label fields.
+        compose: that Compose (its processors filter, and later convert back).
+    """
+
+    def __init__(self, data: dict[str, Any], compose: Any) -> None:
+        self.data = data
+        self.compose = compose
+
+    def move(self, kind: _Kind, window: Window, height: int, width: int) -> None:
+        """Move by a geometric step taking ``height`` x ``width`` to its ``window``."""
+        out_h, out_w, (a, b, c, d, e, f) = window[0], window[1], window[2]
+        if (a, b, c, d, e, f) != _IDENTITY:
+            forward = np.linalg.inv(np.array([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]]))[:2]  # input -> output points
+            data = self.data
+            if len(data.get("bboxes", ())):
+                rule = getattr(kind.transform, "rotate_method", "largest_box")  # exact for maps that keep axes
+                data["bboxes"] = move_boxes(data["bboxes"], forward, (height, width), (out_h, out_w), rule)
+            if len(data.get("keypoints", ())):
+                scale = max(math.hypot(forward[0, 0], forward[1, 0]), math.hypot(forward[0, 1], forward[1, 1]))
+                data["keypoints"] = F.keypoints_affine(data["keypoints"], forward, scale)
+        self._filter(out_h, out_w)
+
+    def run(self, transform: Any, image: np.ndarray) -> np.ndarray:
+        """A step the plan runs as it is: with the targets, as albumentations calls it."""
+        out = transform(image=image, **self.data)
+        image = out.pop("image")
+        self.data.update(out)
+        self._filter(*image.shape[:2])
+        return image
+
+    def _filter(self, height: int, width: int) -> None:
+        stand_in = np.broadcast_to(np.zeros((), np.uint8), (height, width))  # the shape, no pixels
+        data = self.compose.check_data_post_transform({**self.data, "image": stand_in})
+        data.pop("image")
+        self.data = data
+
+
 def _apply(kind: _Kind, params: dict[str, Any], image: np.ndarray) -> np.ndarray:
     """The step itself on ``image`` with the parameters drawn, as its own call applies them."""
     return kind.transform.apply_with_params(params, image=image)["image"]
@@ -506,8 +552,9 @@ class Plan:
         """Images the plan runs: H x W or H x W x C with C <= 4 (OpenCV's warps and tables)."""
         return image.ndim == 2 or image.shape[2] <= 4
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """The pipeline's output for ``image`` (H x W or H x W x C, C <= 4, the pixel contract)."""
+    def __call__(self, image: np.ndarray, targets: Targets | None = None) -> np.ndarray:
+        """The pipeline's output for ``image`` (H x W or H x W x C, C <= 4, the pixel contract);
+        ``targets`` (boxes, keypoints) are moved along, in place."""
         warp: _Warp | None = None  # geometry waiting to run, then the table
         table: np.ndarray | None = None
         height, width = image.shape[:2]  # of the image as the next step sees it
@@ -517,7 +564,7 @@ class Plan:
                 image = _finish(image, warp, table)
                 warp, table = None, None
                 check_padding(f"step {kind.name!r}", kind.transform, image)
-                image = kind.transform(image=image)["image"]
+                image = kind.transform(image=image)["image"] if targets is None else targets.run(kind.transform, image)
                 check_output_size(f"step {kind.name!r}", image)
                 height, width = image.shape[:2]
                 continue
@@ -526,6 +573,8 @@ class Plan:
                 continue
             if code == _GEOMETRIC:
                 window = kind.window(drawn, height, width)
+                if targets is not None:
+                    targets.move(kind, window, height, width)
                 if table is not None and kind.is_flip:
                     # A flip moves pixels without changing them: it runs before the table.
                     warp = warp or _Warp(height, width)
