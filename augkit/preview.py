@@ -10,6 +10,12 @@ stay visible), a 512x512 photo shrunk; the caption gives the true size and the f
 Float outputs (after standardize, subtract_mean, scale, Normalize) are mapped back to pixels
 by inverting that step.
 
+Targets (``Source.targets``, a ``Marks``: a label mask, boxes with their classes, keypoints;
+read from a dataset that has them) go through the same draws as their image and are drawn over
+every tile, the original's too: masks as translucent colours per label, boxes as outlines in
+their class's colour tagged with its name, keypoints as ringed dots (``draw_marks``). They
+change only the tiles' pixels: a sheet without targets is the same, byte for byte, as before.
+
 Every text is wrapped by its measured width (``wrap_text``), never by a guess at how wide
 characters are, so no caption runs into its neighbour and no title runs off the sheet.
 The sheet's text is drawn with Pillow straight onto its pixels, in the font matplotlib's
@@ -23,7 +29,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +40,12 @@ from PIL import Image, ImageDraw, ImageFont
 from augkit.errors import AugkitError, AugkitWarning, ImageReadError
 from augkit.io.datasets import Dataset, open_dataset, stored_channels
 from augkit.io.images import is_image_file, read_image
+from augkit.io.targets import mask_path
 from augkit.pipeline import functional as F
 from augkit.pipeline._albumentations import A
 from augkit.pipeline.core import Pipeline
 from augkit.pipeline.registry import COMPOSITIONS
+from augkit.pipeline.targets import Augmented
 from augkit.pipeline.steps import Scale, Standardize, SubtractMean
 from augkit.pixels import to_uint8
 
@@ -50,6 +58,16 @@ BLACK, DIMGRAY = (0, 0, 0), (105, 105, 105)  # captions and title; the legend (C
 SKIPPED_GRAY = 170  # the frame and cross of a step that did not apply, on the stages sheet
 LEGEND = ("sizes: height x width in pixels; ×k: drawn k times its size (nearest pixels when enlarged); "
           "(y,x): a crop's top-left corner")
+# Targets drawn over the tiles (``Marks``). Label k's colour, in masks and boxes alike, is
+# PALETTE[k % 12]: Okabe and Ito's colour-blind-safe eight (black left out: it is the rings'
+# colour) and four more of matplotlib's tab10, bright enough to tell apart on photos.
+PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+           (204, 121, 167), (148, 103, 189), (23, 190, 207), (188, 189, 34), (227, 119, 194), (44, 160, 44))  # fmt: skip
+MASK_ALPHA = 0.45  # a mask's tint over the pixels: the image still shows through; its outline is opaque
+BOX_PX = 2  # a box's outline, drawn inside its edges
+TAG_PX = 10  # the font size of a box's tag (its class), pixels to the em
+DOT_RADIUS = 3.5  # a keypoint's dot, pixels; ringed in RING, dark on any colour
+RING = (32, 32, 32)
 
 # Steps whose float output to_viewable knows how to map back to pixels.
 _NORMALIZERS = (Standardize, SubtractMean, Scale, A.Normalize)
@@ -66,13 +84,103 @@ DEFAULT_PIPELINE = {
 }
 
 
+@dataclass(frozen=True, eq=False)
+class Marks:
+    """An image's targets, as a sheet draws them over its tile (``draw_marks``).
+
+    Attributes:
+        mask: H x W integer labels (bool, uint8, uint16, int32), the image's height and width;
+            0 is background (not drawn), label k a tint of ``PALETTE[k % 12]``. None: no mask.
+        bboxes: N x 4 float32 [x_min, y_min, x_max, y_max] in pixels (Pascal VOC's format,
+            ``augkit.io.targets.BOX_FORMAT``; edges: the pixel at (y,x) alone is [x, y, x + 1,
+            y + 1]). More columns are dropped. None: no boxes.
+        labels: N int64, each box's class: its colour (as a mask's label k) and its tag
+            (``classes[k]``, else the number). None: unlabelled boxes, drawn in ``PALETTE[0]``
+            without a tag.
+        keypoints: K x 2 float32 [x, y] in pixels (a pixel's centre at +0.5), or None.
+        keypoint_ids: K int64, each keypoint's place in the image's list: its colour
+            (``PALETTE[id % 12]``), the same on every tile when others left the image. None: 0..K-1.
+        classes: the class names labels index.
+
+    Raises:
+        AugkitError: boxes that are not N x 4, labels or ids not one per box or keypoint, a mask
+            that is not H x W.
+    """
+
+    mask: np.ndarray | None = None
+    bboxes: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    keypoint_ids: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        def table(name: str, value: Any, columns: int) -> np.ndarray:
+            rows = np.asarray(value, np.float32)
+            if rows.size == 0:
+                rows = rows.reshape(0, columns)
+            if rows.ndim != 2 or rows.shape[1] < columns:
+                raise AugkitError(f"{name}: {columns} numbers a row expected, got an array of shape {rows.shape}")
+            return np.ascontiguousarray(rows[:, :columns])
+
+        def numbers(name: str, value: Any, count: int, of: str) -> np.ndarray:
+            ints = np.asarray(value).astype(np.int64).reshape(-1)
+            if len(ints) != count:
+                raise AugkitError(f"{name}: one per {of} expected ({count}), got {len(ints)}")
+            return ints
+
+        if self.mask is not None:
+            object.__setattr__(self, "mask", np.asarray(self.mask))
+            if self.mask.ndim != 2:
+                raise AugkitError(f"mask: H x W labels expected, got an array of shape {self.mask.shape}")
+        if self.bboxes is not None:
+            object.__setattr__(self, "bboxes", table("bboxes", self.bboxes, 4))
+            if self.labels is not None:
+                object.__setattr__(self, "labels", numbers("labels", self.labels, len(self.bboxes), "box"))
+        elif self.labels is not None:
+            raise AugkitError("labels given without the bboxes they label")
+        if self.keypoints is not None:
+            object.__setattr__(self, "keypoints", table("keypoints", self.keypoints, 2))
+            ids = np.arange(len(self.keypoints)) if self.keypoint_ids is None else self.keypoint_ids
+            object.__setattr__(self, "keypoint_ids", numbers("keypoint_ids", ids, len(self.keypoints), "keypoint"))
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+    def resized(self, before: tuple[int, ...], after: tuple[int, ...]) -> Marks:
+        """These marks on the image of shape ``before`` resized to ``after`` (H x W...): points
+        and boxes scaled, the mask by nearest neighbour (labels stay labels)."""
+        if before[:2] == after[:2]:
+            return self
+        (h, w), (height, width) = before[:2], after[:2]
+        scale = np.array([width / w, height / h], np.float32)
+        mask = self.mask
+        if mask is not None:
+            if mask.dtype not in (np.uint8, np.uint16, np.int16, np.int32, np.float32):  # what OpenCV resizes
+                mask = mask.astype(np.int32)
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        bboxes = None if self.bboxes is None else self.bboxes * np.tile(scale, 2)
+        keypoints = None if self.keypoints is None else self.keypoints * scale
+        return Marks(mask, bboxes, self.labels, keypoints, self.keypoint_ids, self.classes)
+
+
 @dataclass(frozen=True)
 class Source:
-    """One row's input: its image, a label for the row, and the sample index that seeds it."""
+    """One row's input: its image, a label for the row, the sample index that seeds it, and
+    its targets (``Marks`` in the image's pixels), drawn over every tile of its row.
+
+    Raises:
+        AugkitError: a mask of another height and width than the image.
+    """
 
     image: np.ndarray
     label: str
     index: int
+    targets: Marks | None = None
+
+    def __post_init__(self) -> None:
+        mask = None if self.targets is None else self.targets.mask
+        if mask is not None and mask.shape != self.image.shape[:2]:
+            raise AugkitError(f"{self.label}: its mask is {mask.shape[0]}x{mask.shape[1]}, the image "
+                              f"{self.image.shape[0]}x{self.image.shape[1]} (height x width)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,30 +190,39 @@ class Tile:
     ``skipped``: a step that did not apply, on the stages sheet; ``image`` (its unchanged
     input) then only gives the cell its size, and the cell is drawn blank. ``size``: the true
     height x width of an image already shrunk to its drawn size (``_tile``); None otherwise.
+    ``marks``: targets to draw over the image, in its pixels (``image``'s, shrunk with it).
     """
 
     image: np.ndarray
     caption: str
     skipped: bool = False
     size: tuple[int, int] | None = None
+    marks: Marks | None = None
 
 
-def _tile(image: np.ndarray, caption: str, skipped: bool = False) -> Tile:
+def _tile(image: np.ndarray, caption: str, skipped: bool = False, marks: Marks | None = None) -> Tile:
     """A tile holding its image at most at the size it is drawn: a large output is shrunk now
-    (as ``sheet`` would shrink it), so a sheet of big images never keeps them all at full size."""
+    (as ``sheet`` would shrink it), and its marks with it, so a sheet of big images never keeps
+    them all at full size."""
     factor = _scale_for(image.shape)
     if factor >= 1:
-        return Tile(image, caption, skipped)
-    return Tile(_fit(image, factor), caption, skipped, size=(image.shape[0], image.shape[1]))
+        return Tile(image, caption, skipped, marks=marks)
+    small = _fit(image, factor)
+    marks = None if marks is None else marks.resized(image.shape, small.shape)
+    return Tile(small, caption, skipped, size=(image.shape[0], image.shape[1]), marks=marks)
 
 
-def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int, *, confined: bool = False) -> list[Source]:
+def collect_sources(
+    inputs: Sequence[str | Path], rows: int, seed: int, *, confined: bool = False, targets: bool = True
+) -> list[Source]:
     """Images named directly, plus ``rows`` images sampled (seeded) from each dataset named.
 
     An image named directly must be readable (ImageReadError says why not); files of a dataset
     that cannot be read are passed over, as every command passes them over, with a warning.
     ``confined``: a dataset's files that resolve outside its folder (a symlink out) are passed
     over too, silently, as if absent (``augkit studio`` reads only under the folders it is given).
+    ``targets``: a dataset's masks or boxes come with its images (``Source.targets``); a sample
+    whose targets are broken is passed over as an unreadable image is.
     """
     sources: list[Source] = []
     for item in inputs:
@@ -115,21 +232,23 @@ def collect_sources(inputs: Sequence[str | Path], rows: int, seed: int, *, confi
             sources.append(Source(read_image(path, gray=stored_channels(path) == 1), path.name, len(sources)))
             continue
         dataset = open_dataset(path)
-        sources.extend(_sample(dataset, rows, seed, confined))
+        sources.extend(_sample(dataset, rows, seed, confined, targets and dataset.target_kind is not None))
     return sources
 
 
-def _sample(dataset: Dataset, rows: int, seed: int, confined: bool = False) -> list[Source]:
-    """``rows`` readable images of ``dataset``, in a seeded random order, shown by index."""
+def _sample(dataset: Dataset, rows: int, seed: int, confined: bool = False, targets: bool = False) -> list[Source]:
+    """``rows`` readable images of ``dataset`` (with their targets, if ``targets``), in a seeded
+    random order, shown by index."""
     order = np.random.default_rng(seed).permutation(len(dataset)).tolist()
     if confined:
-        order = [i for i in order if _inside(dataset, i)]
-    picked: list[tuple[int, np.ndarray]] = []
+        order = [i for i in order if _inside(dataset, i, targets)]
+    picked: list[tuple[int, np.ndarray, Marks | None]] = []
     skipped: list[ImageReadError] = []
     for i in order:
         try:
-            picked.append((i, dataset.read(i)))
-        except ImageReadError as error:
+            image = dataset.read(i)
+            picked.append((i, image, _read_marks(dataset, i, image.shape) if targets else None))
+        except ImageReadError as error:  # a TargetReadError too
             skipped.append(error)
         if len(picked) == rows:
             break
@@ -139,20 +258,30 @@ def _sample(dataset: Dataset, rows: int, seed: int, confined: bool = False) -> l
             raise AugkitError(f"no readable image in {dataset.root}: all {len(skipped)} failed (the first, {first})")
         warnings.warn(f"passed over {len(skipped)} unreadable file(s) in {dataset.root}, e.g. {first}", AugkitWarning, stacklevel=2)
     sources = []
-    for i, image in sorted(picked, key=lambda pick: pick[0]):
+    for i, image, marks in sorted(picked, key=lambda pick: pick[0]):
         label = Path(dataset.sources[i]).name
         if dataset.classes and dataset.labels[i] >= 0:
             label = f"{dataset.classes[dataset.labels[i]]}/{label}"
-        sources.append(Source(image, label, i))
+        sources.append(Source(image, label, i, marks))
     return sources
 
 
-def _inside(dataset: Dataset, i: int) -> bool:
-    """Whether sample ``i`` of ``dataset`` resolves inside its root (array kinds read from the root itself)."""
+def _read_marks(dataset: Dataset, i: int, shape: tuple[int, ...]) -> Marks:
+    """Sample ``i``'s targets (``Dataset.read_targets``) as the sheet draws them; TargetReadError if broken."""
+    targets = dataset.read_targets(i, shape)
+    return Marks(mask=targets.mask, bboxes=targets.bboxes, labels=targets.labels, classes=dataset.classes)
+
+
+def _inside(dataset: Dataset, i: int, targets: bool = False) -> bool:
+    """Whether sample ``i`` of ``dataset`` resolves inside its root (array kinds read from the
+    root itself), and, with ``targets``, its mask file too (boxes were read with the dataset)."""
     if dataset._store is not None or dataset.root is None:
         return True
+    paths = [Path(dataset.sources[i])]
+    if targets and dataset.target_kind == "masks":
+        paths.append(mask_path(dataset.sources[i]))
     try:
-        return dataset.root.resolve() in Path(dataset.sources[i]).resolve().parents
+        return all(dataset.root.resolve() in path.resolve().parents for path in paths)
     except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): not a file inside
         return False
 
@@ -192,25 +321,76 @@ def build_rows(pipeline: Pipeline, sources: Sequence[Source], n: int, stages: bo
     """The tiles of every row: original first, then variants (or stages, skipped steps included).
 
     Variants are the draws of epochs ``epoch`` .. ``epoch + n - 1``; stages are epoch ``epoch``'s.
-    Captions say what was drawn; ``sheet`` adds each tile's true size.
+    Captions say what was drawn; ``sheet`` adds each tile's true size. A source's targets go
+    through the same draws, and each tile carries them as they are after it (``Tile.marks``).
     """
+    if any(source.targets is not None for source in sources):
+        pipeline = _marking(pipeline, sources)
     rows = []
     for source in sources:
-        row = [_tile(to_viewable(source.image, None), source.label)]
+        row = [_tile(to_viewable(source.image, None), source.label, marks=source.targets)]
         if stages:
             row += _stage_tiles(pipeline, source, epoch)
         else:
             normalizer = _last_normalizer(pipeline.transforms)
             for variant in range(epoch, epoch + n):
-                image, applied = pipeline.replay(source.image, index=source.index, epoch=variant)
+                out, applied = pipeline.replay(source.image, index=source.index, epoch=variant, **_given(source.targets))
+                image, marks = _moved(out, source.targets)
                 text = "  ".join(a.caption for a in applied if a.caption) or "(no change drawn)"
-                row.append(_tile(to_viewable(image, normalizer), text))
+                row.append(_tile(to_viewable(image, normalizer), text, marks=marks))
         rows.append(row)
     return rows
 
 
+# The label fields the sheet passes beside boxes and keypoints: their numbers in the source's
+# lists, to find each survivor's class and colour after steps dropped others.
+_BOX_FIELD, _POINT_FIELD = "box_number", "point_number"
+
+
+def _marking(pipeline: Pipeline, sources: Sequence[Source]) -> Pipeline:
+    """``pipeline`` taking targets as the sheet passes them (``_given``): boxes in Pascal VOC
+    pixels, keypoints as x, y, each with its number as a label field. The spec's own settings
+    for them are kept (``min_visibility``, ...: the same boxes survive in any format); the
+    steps, seed and so every draw are the pipeline's."""
+    targets = {}
+    for name, form, field_name in (("bboxes", "pascal_voc", _BOX_FIELD), ("keypoints", "xy", _POINT_FIELD)):
+        if any(getattr(source.targets, name, None) is not None for source in sources):  # none declared: no warning for it
+            targets[name] = {**pipeline.targets.get(name, {}), "format": form, "label_fields": [field_name]}
+    if not targets:  # masks need no declaration
+        return pipeline
+    # Relative stats files resolve where the pipeline's did.
+    return Pipeline({**pipeline.to_spec(), "targets": targets}, base_dir=pipeline.base_dir)
+
+
+def _given(marks: Marks | None) -> dict[str, Any]:
+    """``marks`` as a ``_marking`` pipeline takes them (keyword arguments)."""
+    if marks is None:
+        return {}
+    given: dict[str, Any] = {} if marks.mask is None else {"mask": marks.mask}
+    if marks.bboxes is not None:
+        given.update(bboxes=marks.bboxes, **{_BOX_FIELD: np.arange(len(marks.bboxes))})
+    if marks.keypoints is not None:
+        given.update(keypoints=marks.keypoints, **{_POINT_FIELD: marks.keypoint_ids})
+    return given
+
+
+def _moved(out: Any, marks: Marks | None) -> tuple[np.ndarray, Marks | None]:
+    """The image and the marks of what a ``_marking`` pipeline returned for ``marks`` (``_given``)."""
+    if marks is None or not isinstance(out, Augmented):
+        return out, None
+    bboxes = labels = keypoints = ids = None
+    if out.bboxes is not None:
+        bboxes = out.bboxes
+        kept = np.asarray(out.fields[_BOX_FIELD], np.int64)
+        labels = None if marks.labels is None else marks.labels[kept]
+    if out.keypoints is not None:
+        keypoints, ids = out.keypoints, np.asarray(out.fields[_POINT_FIELD], np.int64)
+    return out.image, Marks(out.mask, bboxes, labels, keypoints, ids, marks.classes)
+
+
 def contact_sheet(pipeline: Pipeline, sources: Sequence[Source], *, n: int = 6, epoch: int = 0, stages: bool = False) -> bytes:
-    """The PNG ``augkit preview`` writes (and ``augkit studio`` shows) for ``sources``.
+    """The PNG ``augkit preview`` writes (and ``augkit studio`` shows) for ``sources``, with
+    the targets they carry drawn over their tiles.
 
     Titled with the pipeline's seed and inline spec (and the first epoch drawn, when not 0),
     so a sheet says what made it. The same arguments give the same bytes.
@@ -225,18 +405,20 @@ def contact_sheet(pipeline: Pipeline, sources: Sequence[Source], *, n: int = 6, 
 def _stage_tiles(pipeline: Pipeline, source: Source, epoch: int) -> list[Tile]:
     """A tile per step of the pipeline, in order: the image after it, or, for a step whose
     probability did not fire (or that its OneOf/SomeOf did not pick), "NAME: skipped (p=P)"."""
-    done = {id(applied.transform): (applied, image) for applied, image in pipeline.stages(source.image, index=source.index, epoch=epoch)}
+    outs = pipeline.stages(source.image, index=source.index, epoch=epoch, **_given(source.targets))
+    done = {id(applied.transform): (applied, out) for applied, out in outs}
     tiles, normalizer, previous = [], None, to_viewable(source.image, None)
     for (name, parent), transform in zip(_leaf_steps(pipeline.to_spec()["steps"]), pipeline.transforms):
         if id(transform) not in done:
             reason = f"in {parent}" if parent else f"p={transform.p:g}"
             tiles.append(_tile(previous, f"{name}: skipped ({reason})", skipped=True))
             continue
-        applied, image = done[id(transform)]
+        applied, out = done[id(transform)]
+        image, marks = _moved(out, source.targets)
         if isinstance(transform, _NORMALIZERS):
             normalizer = transform
         previous = to_viewable(image, normalizer)
-        tiles.append(_tile(previous, applied.caption or applied.name))
+        tiles.append(_tile(previous, applied.caption or applied.name, marks=marks))
     return tiles
 
 
@@ -290,6 +472,96 @@ def _blank(shape: tuple[int, ...]) -> np.ndarray:
     cv2.line(image, (0, 0), (w - 1, h - 1), color, 1, cv2.LINE_AA)
     cv2.line(image, (0, h - 1), (w - 1, 0), color, 1, cv2.LINE_AA)
     return image
+
+
+# ----------------------------------------------------------------------------- marks
+
+
+def _colour(k: int) -> tuple[int, int, int]:
+    return PALETTE[k % len(PALETTE)]
+
+
+def draw_marks(picture: np.ndarray, marks: Marks) -> np.ndarray:
+    """``picture`` (H x W x 3 uint8 RGB, not changed) with ``marks`` (in its pixels) drawn over it.
+
+    The mask as a tint of its labels' colours (``MASK_ALPHA``) with an opaque one-pixel outline
+    inside each region's edge; each box as a ``BOX_PX`` outline inside its edges in its class's
+    colour, tagged at its top-left (above the box where there is room, else inside it; always
+    inside the picture) with its class's name, or number, in black or white, whichever reads
+    better on the colour; each keypoint as a dot of its number's colour in a dark ring. Tags
+    go on last, so no other mark covers one.
+    """
+    out = picture.copy()
+    if marks.mask is not None:
+        _tint(out, marks.mask)
+    if marks.bboxes is None and marks.keypoints is None:
+        return out
+    image = Image.fromarray(out)
+    pen = ImageDraw.Draw(image)
+    height, width = out.shape[:2]
+    boxes = [] if marks.bboxes is None else np.rint(marks.bboxes).astype(np.int64).tolist()
+    labels = [None] * len(boxes) if marks.labels is None else marks.labels.tolist()
+    for (x0, y0, x1, y1), label in zip(boxes, labels):
+        pen.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=_colour(label or 0), width=BOX_PX)
+    if marks.keypoints is not None:
+        for (x, y), k in zip(marks.keypoints.tolist(), marks.keypoint_ids.tolist()):
+            cx, cy = x - 0.5, y - 0.5  # Pillow's pixel (0, 0) is centred on (0, 0); a keypoint's pixel centre on (0.5, 0.5)
+            r = DOT_RADIUS
+            pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_colour(k), outline=RING, width=1)
+    font = _font(TAG_PX, "bold")
+    ascent, descent = font.getmetrics()
+    placed: list[Box] = []
+    for (x0, y0, _, _), label in zip(boxes, labels):
+        if label is None:
+            continue
+        text = _fitting(marks.classes[label] if 0 <= label < len(marks.classes) else str(label), width - 4)
+        ink_left, _, ink_right, _ = font.getbbox(text, anchor="ls")
+        tag_w, tag_h = ink_right - ink_left + 4, ascent + descent
+        left = min(max(x0, 0), max(width - tag_w, 0))
+        top = y0 - tag_h if y0 >= tag_h else y0  # above the box, or inside its top edge
+        for _ in placed:  # below any tag already there, so none hides another
+            hit = next((p for p in placed if p[0] < left + tag_w and left < p[2] and p[1] < top + tag_h and top < p[3]), None)
+            if hit is None:
+                break
+            top = hit[3]
+        top = min(max(top, 0), max(height - tag_h, 0))
+        placed.append((left, top, left + tag_w, top + tag_h))
+        colour = _colour(label)
+        pen.rectangle((left, top, left + tag_w - 1, top + tag_h - 1), fill=colour)
+        pen.text((left + 2 - ink_left, top + ascent), text, fill=_ink_on(colour), font=font, anchor="ls")
+    return np.asarray(image)
+
+
+def _fitting(text: str, width: int) -> str:
+    """``text``, or as much of it as fits ``width`` pixels in a tag with "…" after it."""
+    if pixel_width(text, TAG_PX, "bold") <= width:
+        return text
+    while len(text) > 1 and pixel_width(text + "…", TAG_PX, "bold") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _tint(picture: np.ndarray, mask: np.ndarray) -> None:
+    """Tint ``picture`` (H x W x 3 uint8) in place with ``mask``'s colours; outline each region."""
+    inside = mask != 0
+    labels = (mask if mask.dtype.kind in "iu" else mask.astype(np.int32)) % len(PALETTE)
+    colours = np.asarray(PALETTE, np.uint8)[labels]
+    blend = cv2.addWeighted(picture, 1 - MASK_ALPHA, colours, MASK_ALPHA, 0)
+    # A region's edge: a pixel of it with a 4-neighbour of another label (the picture's border is no edge).
+    edge = np.zeros_like(inside)
+    edge[1:] |= mask[1:] != mask[:-1]
+    edge[:-1] |= mask[:-1] != mask[1:]
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+    np.copyto(blend, colours, where=edge[..., None])
+    np.copyto(picture, blend, where=inside[..., None])
+
+
+def _ink_on(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever contrasts more with ``colour`` (WCAG 2's relative luminance)."""
+    linear = [(c / 255) / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in colour]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return BLACK if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else (255, 255, 255)
 
 
 # ----------------------------------------------------------------------------- text
@@ -423,10 +695,12 @@ class Line:
 @dataclass(frozen=True)
 class Sheet:
     """A laid-out contact sheet: ``canvas`` (H x W x 3 uint8 RGB, the tiles on white, no text)
-    and the ``lines`` of text to draw over it (``draw``)."""
+    and the ``lines`` of text to draw over it (``draw``); ``tiles``: where each tile's picture
+    lies on the canvas, row by row (skipped steps' blank cells included)."""
 
     canvas: np.ndarray
     lines: list[Line]
+    tiles: list[list[Box]] = field(default_factory=list)
 
     def draw(self) -> np.ndarray:
         """The sheet as a picture: a copy of ``canvas`` with every line drawn, anti-aliased."""
@@ -467,6 +741,8 @@ def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Sheet:
                 caption = tile.caption
             else:
                 caption = f"{tile.caption}\n{h}x{w} px{_factor_text(factor)}"
+                if tile.marks is not None:
+                    image = draw_marks(image, tile.marks.resized(tile.image.shape, image.shape))
             lines = wrap_text(caption, TILE - 4, FONT_PX, breaks=("  ", " "), measure=pixel_width)
             cells.append((image, lines))
         drawn.append(cells)
@@ -487,18 +763,21 @@ def sheet(rows: Sequence[Sequence[Tile]], title: str) -> Sheet:
     texts += [_place(line, MARGIN, top + i * LINE_PX, "ls", FONT_PX, "normal", DIMGRAY, head)
               for i, line in enumerate(legend_lines)]  # fmt: skip
     top = MARGIN + header
+    places: list[list[Box]] = []
     for cells, row_height in zip(drawn, heights):
         image_height = max(image.shape[0] for image, _ in cells)
+        places.append([])
         for c, (image, lines) in enumerate(cells):
             left = MARGIN + c * (TILE + GAP)
             h, w = image.shape[:2]
             x0, y0 = left + (TILE - w) // 2, top + (image_height - h) // 2
             canvas[y0 : y0 + h, x0 : x0 + w] = image
+            places[-1].append((x0, y0, x0 + w, y0 + h))
             cell = (left, top, left + TILE, top + row_height - GAP)
             texts += [_place(line, left + TILE // 2, top + image_height + 4 + i * LINE_PX, "ms", FONT_PX, "normal", BLACK, cell)
                       for i, line in enumerate(lines)]  # fmt: skip
         top += row_height
-    return Sheet(canvas, texts)
+    return Sheet(canvas, texts, places)
 
 
 def render(rows: Sequence[Sequence[Tile]], title: str) -> bytes:

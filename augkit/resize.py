@@ -28,6 +28,11 @@ The preprocess modes (``resize_to``):
   sizes then vary from image to image, so this mode needs the folder output format, and an
   image whose result would pass the pixel limit is refused.
 
+Targets move with the pixels (``placement`` is the one geometry of the four modes):
+``resize_mask_to`` resizes label images by nearest neighbour (labels are never blended, the
+pad border is label 0), and ``resize_boxes_to`` scales and shifts boxes by the image's own
+ratios, clips them to the output and drops those left without area.
+
 ``draft_size`` lets ``read_image`` decode a JPEG that is much larger than the target at reduced
 scale first, as Pillow's ``Image.thumbnail`` does: the image is decoded at no less than twice
 the size it is resized to, so the area filter still has at least 2 x 2 decoded pixels for each
@@ -201,6 +206,31 @@ def draft_size(size: tuple[int, int], mode: str, gap: float = DRAFT_GAP) -> Call
     return need
 
 
+# Where ``resize_to`` puts an image: (scaled, offset, out). The image is scaled to ``scaled``
+# (height, width), then shifted by ``offset`` (rows, columns) into an output of ``out`` (height,
+# width): a negative offset cuts (center-crop), a positive one pads. A pixel edge of the source at
+# (y, x) lands at (y * scaled[0] / H + offset[0], x * scaled[1] / W + offset[1]). Plain tuples:
+# ``resize_to`` asks for one per image, and a named tuple would add a tenth to a 32-pixel resize.
+Placement = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def placement(shape: tuple[int, int], size: tuple[int, int], mode: str) -> Placement:
+    """Where ``resize_to(image, size, mode)`` puts an image of ``shape`` (H, W): the one geometry
+    its pixels, ``resize_mask_to``'s labels and ``resize_boxes_to``'s boxes all follow."""
+    height, width = size
+    h, w = shape
+    if mode == "exact":
+        return (height, width), (0, 0), (height, width)
+    factor = scale_factors((h, w), size, mode)[0]
+    sh, sw = max(1, round(h * factor)), max(1, round(w * factor))
+    if mode == "shorter":
+        return (sh, sw), (0, 0), (sh, sw)
+    if mode == "pad":  # fits inside, centred (the odd pixel of border goes below and right)
+        return (sh, sw), ((height - sh) // 2, (width - sw) // 2), (height, width)
+    # center-crop covers the output and keeps its centre
+    return (sh, sw), (-((sh - height) // 2), -((sw - width) // 2)), (height, width)
+
+
 def resize_to(
     image: np.ndarray, size: tuple[int, int], mode: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -216,14 +246,8 @@ def resize_to(
         AugkitError: an unknown mode, or an output past ``max_pixels`` (what it would be, the
             limit, and what to use instead).
     """
-    height, width = size
     h, w = image.shape[:2]
-    factor = scale_factors((h, w), size, mode)[0]
-    if mode == "exact":
-        scaled = (height, width)
-    else:
-        scaled = (max(1, round(h * factor)), max(1, round(w * factor)))
-    out = scaled if mode == "shorter" else (height, width)
+    (sh, sw), (dy, dx), out = placement((h, w), size, mode)
     if max_pixels is not None and out[0] * out[1] > max_pixels:
         raise AugkitError(
             f"resize mode {mode!r} would turn this {h} x {w} image into {out[0]} x {out[1]} = "
@@ -231,11 +255,63 @@ def resize_to(
             f"(a fixed output size) for images this elongated, or a smaller size"
         )
     if mode == "center-crop":
-        sh, sw = scaled
-        return resample(image, sh, sw, window=((sh - height) // 2, (sw - width) // 2, height, width))
-    resized = resample(image, *scaled)
+        return resample(image, sh, sw, window=(-dy, -dx, *out))
+    resized = resample(image, sh, sw)
     if mode == "pad":
-        sh, sw = scaled
-        top, left = (height - sh) // 2, (width - sw) // 2
-        return np.pad(resized, [(top, height - sh - top), (left, width - sw - left)] + [(0, 0)] * (image.ndim - 2))
+        return np.pad(resized, [(dy, out[0] - sh - dy), (dx, out[1] - sw - dx)] + [(0, 0)] * (image.ndim - 2))
     return resized  # exact, shorter
+
+
+def resize_mask_to(mask: np.ndarray, size: tuple[int, int], mode: str, fill: int = 0) -> np.ndarray:
+    """A label image resized as ``resize_to`` resizes its image: nearest neighbour, never blended.
+
+    Each output pixel takes the label of the source pixel under its centre, with pixel centres
+    aligned as in ``resample`` (output pixel i of a side scaled from n to m pixels reads source
+    pixel floor((i + 0.5) n / m)), so labels stay exactly the source's and line up with the
+    resized pixels. That is OpenCV's INTER_NEAREST_EXACT but for a centre exactly on the edge of
+    two source pixels (a shrink by 2), which here reads the pixel after the edge, as a box's
+    [x_min, x_max) holds x_min: a box drawn as a mask stays its mask's bounding box (within half
+    a pixel) whatever the scale.
+
+    Args:
+        mask: H x W (or H x W x C) of any integer dtype; the output keeps it.
+        size, mode: as ``resize_to``.
+        fill: the label of the border ``mode`` "pad" adds (0, which label maps use for background).
+    """
+    (sh, sw), (dy, dx), (out_h, out_w) = placement(mask.shape[:2], size, mode)
+    rows, row_at = _nearest_taps(mask.shape[0], sh, dy, out_h)
+    cols, col_at = _nearest_taps(mask.shape[1], sw, dx, out_w)
+    out = np.full((out_h, out_w, *mask.shape[2:]), fill, dtype=mask.dtype)
+    out[np.ix_(row_at, col_at)] = mask[np.ix_(rows, cols)]
+    return out
+
+
+def _nearest_taps(size: int, scaled: int, offset: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source pixels, output pixels they fill) of a side of ``size`` pixels scaled to ``scaled``
+    and shifted by ``offset`` into ``count`` output pixels; in exact integer arithmetic."""
+    at = np.arange(max(0, offset), min(count, offset + scaled), dtype=np.int64)
+    return ((2 * (at - offset) + 1) * size) // (2 * scaled), at
+
+
+def resize_boxes_to(
+    boxes: np.ndarray, shape: tuple[int, int], size: tuple[int, int], mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes moved exactly as ``resize_to`` moves the pixels of an image of ``shape`` (H, W).
+
+    Args:
+        boxes: N x 4 [x_min, y_min, x_max, y_max] in pixels of the source (pixel edges: a box
+            round pixel column 3 alone is [3, y, 4, y']); albumentations' "pascal_voc" format.
+        size, mode: as ``resize_to``.
+
+    Returns:
+        (boxes, kept): the boxes scaled by the image's own ratios (scaled size / source size,
+        per axis), shifted by its crop or pad, clipped to the output, as float32; only those
+        that keep a positive width and height (a box cut away by center-crop is dropped), and
+        the boolean N index of those kept, for their labels.
+    """
+    (sh, sw), (dy, dx), (out_h, out_w) = placement(shape, size, mode)
+    sy, sx = sh / shape[0], sw / shape[1]
+    moved = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * (sx, sy, sx, sy) + (dx, dy, dx, dy)
+    moved = np.clip(moved, 0, (out_w, out_h, out_w, out_h))
+    kept = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+    return moved[kept].astype(np.float32), kept

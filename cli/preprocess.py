@@ -84,14 +84,17 @@ def preprocess(
     """Preprocess the dataset SRC into OUT: decode, convert, resize, and (optionally) augment.
 
     SRC is any layout augkit opens (ImageFolder with or without train/ val/, a flat folder,
-    CIFAR batches, "digits"). Unreadable files are skipped and listed. OUT gets the images,
-    stats.json (per-channel mean/std of the training split) and manifest.json. Interrupted
-    runs resume: run the same command again. SRC is never modified.
+    CIFAR batches, "digits", images/ + masks/ folders, COCO annotations). Unreadable files
+    are skipped and listed. OUT gets the images, stats.json (per-channel mean/std of the
+    training split) and manifest.json; masks or boxes, resized with their images, are packed
+    beside them (broken ones skipped and listed too). Interrupted runs resume: run the same
+    command again. SRC is never modified.
 
     \b
     Examples:
       augkit preprocess ~/data/flowers flowers-64 --size 64 --workers 8
       augkit preprocess cifar-10-batches-py cifar-packed
+      augkit preprocess ~/data/coco coco-320 --size 320 --resize-mode pad
       augkit preprocess sample_data/digits digits-aug --copies 4 -p "rotate(limit=10, p=1)"
       augkit preprocess ~/data/pets pets-folder --size 224 --format folder --image-format jpg --split-val 0.1
       augkit preprocess /nfs/data/flowers /nfs/out/flowers-64 --size 64 --distributor dask --address tcp://head:8786
@@ -149,7 +152,8 @@ def preprocess(
         }, indent=2))
     else:
         for split, counts in report.counts.items():
-            click.echo(f"{split}: {counts['images']} images from {counts['sources']} sources, {counts['skipped']} skipped")
+            boxes = f", {counts['boxes']} boxes ({counts['boxes_dropped']} cut away)" if "boxes" in counts else ""
+            click.echo(f"{split}: {counts['images']} images from {counts['sources']} sources, {counts['skipped']} skipped{boxes}")
         if report.already_complete:
             click.echo("already complete with these settings: nothing to do")
         elif report.shards_resumed:

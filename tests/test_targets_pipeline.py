@@ -127,8 +127,10 @@ def test_targets_round_trip_through_the_spec_yaml_and_albumentations_files(tmp_p
                      keypoint_params=A.KeypointParams(format="xy", remove_invisible=False), seed=2), str(tmp_path / "a.json"))  # fmt: skip
     with pytest.warns(AugkitWarning, match="carries no seed"):  # albumentations saves none
         loaded = augkit.load_pipeline(tmp_path / "a.json")
-    assert loaded.to_spec()["targets"] == {"bboxes": {"format": "yolo", "label_fields": ["cls"], "min_area": 4.0},
-                                           "keypoints": {"format": "xy", "remove_invisible": False}}  # fmt: skip
+    # albumentations' 0-pixel minimum sides (augkit's default is 1) are kept: the file means what it meant.
+    assert loaded.to_spec()["targets"] == {
+        "bboxes": {"format": "yolo", "label_fields": ["cls"], "min_area": 4.0, "min_width": 0.0, "min_height": 0.0},
+        "keypoints": {"format": "xy", "remove_invisible": False}}  # fmt: skip
     assert A.to_dict(pipeline.compose)["transform"]["bbox_params"]["format"] == "coco"  # albumentations' file carries them too
 
 
@@ -214,3 +216,13 @@ def test_keypoint_angles_mirror_as_albumentations_flips_do(flip):
         (x, y, angle), = pipeline(PHOTO, keypoints=[[200, 100, 30]], index=0).keypoints
         expected = (180 - (30 + 10)) % 360 if flip == "hflip" else (-(30 + 10)) % 360
         assert abs(angle - expected) < 1e-3, (compile_, angle, expected)
+
+
+def test_a_box_a_crop_cuts_to_nothing_does_not_come_back():
+    # albumentations keeps a zero-width box (min_width 0) and a rotation then revives it;
+    # augkit drops boxes under 1 px a side (torchvision's SanitizeBoundingBoxes).
+    steps = [{"Crop": {"x_min": 0, "y_min": 0, "x_max": 200, "y_max": 200}}, {"rotate": {"limit": [30, 30], "p": 1}}]
+    for compile_ in (True, False):
+        pipeline = augkit.load_pipeline({"targets": {"bboxes": {"format": "pascal_voc"}}, "steps": steps, "compile": compile_})
+        out = pipeline(PHOTO, bboxes=[[250, 50, 300, 100], [20, 20, 80, 80]], labels=[1, 2], index=0)
+        assert list(out.labels) == [2], compile_

@@ -6,9 +6,14 @@
     writer    ``write_image`` / ``encode_image``: uint8 RGB or gray to PNG, JPEG, WebP, BMP,
               TIFF, written atomically
     datasets  ``open_dataset``: ImageFolder (with or without splits), flat folders, CIFAR,
-              scikit-learn's digits and ``augkit preprocess`` outputs, as one ``Dataset`` index
+              scikit-learn's digits, segmentation folders, COCO files and ``augkit preprocess``
+              outputs, as one ``Dataset`` index
+    targets   ``Targets`` (a mask, or boxes and labels) that ``Dataset.read_targets`` gives;
+              label images read as stored
+    coco      COCO instances files: images, categories, boxes
     cifar     CIFAR-10/100 pickles through a restricted unpickler
     packed    ``augkit preprocess`` output folders: manifest checked, arrays memory-mapped
+              (``packed_targets``: their masks and boxes)
 
     >>> from augkit.io import open_dataset, read_image
     >>> image = read_image("sample_data/photos/coffee.jpg")     # H x W x 3 uint8

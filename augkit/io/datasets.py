@@ -6,6 +6,15 @@ Layouts, detected in this order:
   "augkit.preprocess/1"`` (see ``augkit.io.packed``). A "packed" output is N x H x W x C uint8
   arrays, memory-mapped, with train and, if written, val; a "folder" output is an ImageFolder
   with splits beside its manifest and opens as one. An unfinished run is refused.
+- **COCO detection**: a folder with ``annotations/instances_<name>.json`` (COCO's own layout,
+  ``coco/train2017/`` beside ``coco/annotations/instances_train2017.json``), or the path of such
+  a file (see ``augkit.io.coco``): the images its file names, each with boxes (``read_targets``),
+  class names from its categories; labels -1 (the classes name the boxes). Its channels (the
+  gray rule below) are found when it is opened: the first colour image's header ends the scan.
+- **Segmentation folders**: ``root/images/`` and ``root/masks/`` (or ``root/train/images`` and
+  ``root/train/masks``, with val as for an ImageFolder): the images directly in ``images/``, each
+  with the mask of its stem, ``masks/<stem>.png`` (``read_targets``; see ``augkit.io.targets``);
+  no classes, labels -1 (the mask's values are the labels). Other folders beside them are ignored.
 - **CIFAR-10 / CIFAR-100** python folders (``batches.meta`` + ``data_batch_1..5`` + ``test_batch``;
   ``meta`` + ``train`` + ``test``): train and val (= the test batch). CIFAR-100 uses the 100
   fine labels. The pickles are read through a restricted unpickler (``augkit.io.cifar``).
@@ -53,12 +62,21 @@ What a file stores, not what it shows, decides: an RGB file of gray pixels is co
 decide together, so train and val, and a model and the data it is evaluated on, have the same
 channels. ``read(i, gray=True)`` (``augkit stats --gray``, ``augkit preprocess --gray``)
 converts a colour dataset to one channel of luma instead.
+
+**Targets.** A COCO, segmentation or packed dataset written from one carries targets:
+``dataset.target_kind`` is "boxes" or "masks" (None for the others, which pay nothing for it),
+and ``dataset.read_targets(i)`` gives sample i's (``augkit.io.targets.Targets``), ready for
+``pipeline(image, **targets.as_kwargs())``. Broken targets (a mask missing, not a label image, or
+of another size than its image; a box outside its image or without area; an annotation of a
+category the file does not list) raise ``TargetReadError`` (an ``ImageReadError``), and commands
+skip and list the sample as they do an unreadable image.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import importlib.util
+import itertools
 import operator
 import os
 import warnings
@@ -69,11 +87,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from augkit.documents import short_repr
 from augkit.errors import PROCESS_ERRORS, DatasetError
 from augkit.files import open_regular
-from augkit.io import cifar, packed
+from augkit.io import cifar, coco, packed
 from augkit.io.images import _FORMATS as _HEADER_FORMATS  # the formats read_image reads, by Pillow's names
 from augkit.io.images import IMAGE_EXTENSIONS, WHITE, DraftSize, convert_channels, is_image_file, read_image
+from augkit.io.targets import MASKS_FOLDER, BoxTable, MaskFiles, Targets
 
 # Pillow's modes of images stored with one gray channel (alpha aside): the gray rule's "stored gray".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -89,7 +109,7 @@ VAL_FOLDER_NAMES = ("val", "valid", "validation", "test")
 class Dataset(collections.abc.Sequence):
     """One split of a dataset as a light index of (source, label); nothing is decoded until read."""
 
-    kind: str  # "imagefolder" | "folder" | "packed" | "cifar10" | "cifar100" | "digits"
+    kind: str  # "imagefolder" | "folder" | "segmentation" | "coco" | "packed" | "cifar10" | "cifar100" | "digits"
     root: Path | None  # the path opened (None for digits)
     split: str  # "train" | "val" | "all"
     classes: tuple[str, ...]  # sorted class names; () for an unlabelled flat folder
@@ -103,6 +123,9 @@ class Dataset(collections.abc.Sequence):
     _where: np.ndarray | None = None
     # File kinds: the channel count, found on first use and shared by every subset (see channels).
     _scan: _ChannelScan = field(default_factory=lambda: _ChannelScan(None))
+    # Datasets with targets: where they are (an object with .kind, .read(key, source) -> Targets
+    # and .take(indices), key being the sample's (part, row) for array kinds, else its index).
+    _targets: Any = None
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -154,6 +177,35 @@ class Dataset(collections.abc.Sequence):
         part, row = self._where[i]
         return convert_channels(self._store.image(int(part), int(row)), gray=gray)
 
+    @property
+    def target_kind(self) -> str | None:
+        """"masks" or "boxes" for a dataset with targets (``read_targets``), else None."""
+        return None if self._targets is None else self._targets.kind
+
+    def read_targets(self, i: int, image_shape: tuple[int, ...] | None = None) -> Targets:
+        """Sample ``i``'s targets: its mask (H x W uint8 or uint16 labels), or its boxes (N x 4
+        float32 in ``targets.BOX_FORMAT``, pixels) and their labels (N int64 class indices).
+
+        Args:
+            image_shape: the shape of the sample's pixels as read (``read(i).shape``): when given,
+                targets of another size raise TargetReadError rather than misalign.
+
+        Raises:
+            TargetReadError: broken targets, or not of ``image_shape`` (the reason says which).
+            DatasetError: a dataset without targets (``target_kind`` None).
+        """
+        i = self._position(i)
+        if self._targets is None:
+            raise DatasetError(
+                f"{self.root or self.kind}: a {self.kind} dataset has no targets; masks come from "
+                f"images/ + masks/ folders, boxes from COCO annotations (augkit.io.datasets)"
+            )
+        key = (int(self._where[i][0]), int(self._where[i][1])) if self._where is not None else i
+        targets = self._targets.read(key, self.sources[i])
+        if image_shape is not None:
+            targets.check_fits(image_shape, self.sources[i])
+        return targets
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:  # type: ignore[override]
         """(pixels, label) of sample ``i``, like a torchvision dataset: pixels as ``read(i)``."""
         i = self._position(i)
@@ -175,7 +227,8 @@ class Dataset(collections.abc.Sequence):
             sources = self.sources.take(where)
         else:
             sources = [self.sources[j] for j in idx]
-        return replace(self, sources=sources, labels=self.labels[idx], _where=where)
+        targets = None if self._targets is None else self._targets.take(idx)
+        return replace(self, sources=sources, labels=self.labels[idx], _where=where, _targets=targets)
 
     def __repr__(self) -> str:
         where = f"{str(self.root)!r}" if self.root is not None else "None"
@@ -237,18 +290,27 @@ def open_dataset(path: str | Path | None = None, split: str = "train") -> Datase
         else:
             index = cifar.open_cifar(layout.root, layout.kind, wanted)
         _check_class_names(index[0], layout.root)
-        return Dataset(layout.kind, layout.root, split, *index)
+        dataset = Dataset(layout.kind, layout.root, split, *index)
+        if layout.kind == "packed":
+            from augkit.io.packed_targets import open_packed_targets
+
+            dataset._targets = open_packed_targets(layout.root, wanted)
+        return dataset
     if layout.kind == "digits":
         return _open_digits(split)
+    if layout.kind == "coco":
+        return _open_coco(layout, split, wanted)
 
     classes, files, labels = _list_files(layout, wanted)
     if not files:
         where = ", ".join(str(layout.splits[s]) for s in wanted)
-        raise DatasetError(
-            f"{where}: no images found ({_extensions()}); an ImageFolder needs "
-            f"<root>/<class>/<image> files"
-        )
-    return Dataset(layout.kind, layout.root, split, classes, files, labels, _scan=_ChannelScan(layout))
+        if layout.kind == "segmentation":
+            needs = "a segmentation folder needs <split>/images/<image> files"
+        else:
+            needs = "an ImageFolder needs <root>/<class>/<image> files"
+        raise DatasetError(f"{where}: no images found ({_extensions()}); {needs}")
+    targets = MaskFiles() if layout.kind == "segmentation" else None
+    return Dataset(layout.kind, layout.root, split, classes, files, labels, _scan=_ChannelScan(layout), _targets=targets)
 
 
 def files_channels(paths: collections.abc.Iterable[str | Path]) -> int:
@@ -318,6 +380,9 @@ def _find_layout(path: str | Path | None) -> _Layout:
             return _Layout("digits", None, {"train": None})
         raise DatasetError(f"{root}: no such file or directory")
     if not root.is_dir():
+        splits = coco.coco_splits(root)
+        if splits is not None:
+            return _Layout("coco", root, splits)
         if is_image_file(root):
             raise DatasetError(
                 f"{root}: is a single image; pass its folder ({root.parent}) to open a dataset"
@@ -331,6 +396,16 @@ def _find_layout(path: str | Path | None) -> _Layout:
     kind = cifar.cifar_kind(root)
     if kind is not None:
         return _Layout(kind, root, dict.fromkeys(cifar.SPLIT_FILES[kind], root))
+    # Before ImageFolders, which they would look like (class folders "annotations", "train2017";
+    # "images", "masks").
+    annotations = coco.coco_splits(root)
+    if annotations is not None:
+        return _Layout("coco", root, annotations)
+    if _is_segmentation(root / "train"):
+        val = next((root / n for n in VAL_FOLDER_NAMES if _is_segmentation(root / n)), None)
+        return _Layout("segmentation", root, {"train": root / "train", **({"val": val} if val else {})})
+    if _is_segmentation(root):
+        return _Layout("segmentation", root, {"train": root})
     if (root / "train").is_dir():
         splits: dict[str, Path | None] = {"train": root / "train"}
         val = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
@@ -354,7 +429,8 @@ def _find_layout(path: str | Path | None) -> _Layout:
         return _Layout("folder", root, {"train": root})
     raise DatasetError(
         f"{root}: no dataset found; looked for an `augkit preprocess` output (manifest.json), "
-        f"CIFAR python batches (batches.meta or meta), "
+        f"CIFAR python batches (batches.meta or meta), COCO annotations (annotations/instances_*.json), "
+        f"images/ and masks/ folders, "
         f"train/ and val/ split folders, class folders (<root>/<class>/<image>), and images "
         f"directly in the folder ({_extensions()})"
     )
@@ -375,10 +451,11 @@ def _unknown_split_message(layout: _Layout, split: str) -> str:
 
 
 def _list_files(layout: _Layout, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], list[str], np.ndarray]:
-    """(classes, files, labels) of the ``wanted`` splits of a file layout ("folder", "imagefolder")."""
+    """(classes, files, labels) of the ``wanted`` splits of a file layout ("folder", "imagefolder",
+    "segmentation")."""
     folders = [layout.splits[s] for s in wanted]
-    if layout.kind == "folder":
-        files = [p for folder in folders for p in _flat_images(folder)]
+    if layout.kind in ("folder", "segmentation"):
+        files = [p for folder in folders for p in _flat_images(_images_folder(layout, folder))]
         return (), [str(f) for f in files], np.full(len(files), -1, dtype=np.int64)
     # Classes of every split, not only those opened: indices agree between train and val.
     classes = tuple(sorted({c for d in layout.splits.values() for c in _subfolders(d)}))
@@ -390,6 +467,38 @@ def _list_files(layout: _Layout, wanted: tuple[str, ...]) -> tuple[tuple[str, ..
             files += found
             label_list += [index] * len(found)
     return classes, [str(f) for f in files], np.array(label_list, dtype=np.int64)
+
+
+def _is_segmentation(folder: Path) -> bool:
+    return (folder / "images").is_dir() and (folder / MASKS_FOLDER).is_dir()
+
+
+def _images_folder(layout: _Layout, folder: Path) -> Path:
+    """Where a split's images are: its folder, or its ``images/`` for a segmentation dataset."""
+    return folder / "images" if layout.kind == "segmentation" else folder
+
+
+def _open_coco(layout: _Layout, split: str, wanted: tuple[str, ...]) -> Dataset:
+    parts = [coco.read_coco(layout.splits[s]) for s in wanted]
+    classes = parts[0].classes
+    for name, part in zip(wanted[1:], parts[1:]):
+        if part.classes != classes:
+            raise DatasetError(
+                f"{layout.splits[name]}: its categories ({short_repr(part.classes)}) are not those of "
+                f"{layout.splits[wanted[0]]} ({short_repr(classes)}); the splits of a dataset share their classes"
+            )
+    _check_class_names(classes, layout.root)
+    sources = [source for part in parts for source in part.sources]
+    if not sources:
+        raise DatasetError(f"{', '.join(str(layout.splits[s]) for s in wanted)}: no images listed")
+    # The gray rule, decided now: the images of the splits opened first, then (only if all are
+    # gray) the others', whose annotation files are read only then. A subset sent to a worker
+    # carries the answer, not the file list.
+    others = (path for s in layout.splits if s not in wanted for path in coco.read_coco(layout.splits[s]).sources)
+    scan = _ChannelScan(None, files_channels(itertools.chain(sources, others)))
+    labels = np.full(len(sources), -1, dtype=np.int64)
+    boxes = BoxTable.joined([part.boxes for part in parts])
+    return Dataset("coco", layout.root, split, classes, sources, labels, _scan=scan, _targets=boxes)
 
 
 def _open_digits(split: str) -> Dataset:

@@ -3,6 +3,7 @@
 The folder holds ``manifest.json`` (``"format": "augkit.preprocess/1"``) and, when its
 ``output.format`` is "packed", per split an N x H x W x C uint8 ``.npy`` of images (C = 1 or 3)
 and an N int64 ``.npy`` of labels (class index into the manifest's sorted ``classes``, or -1).
+A dataset with targets has them beside (``TARGET_FILES``; read by ``augkit.io.packed_targets``).
 The labels are loaded whole (8 bytes a sample); the images are memory-mapped, each file on its
 first read in each process, so a dataset larger than memory opens instantly and DataLoader
 workers share the operating system's page cache instead of holding copies.
@@ -34,6 +35,7 @@ from augkit.documents import (
 )
 from augkit.errors import DatasetError
 from augkit.files import read_npy_header
+from augkit.io.targets import BOX_FORMAT
 
 MANIFEST = "manifest.json"
 FORMAT = "augkit.preprocess/1"
@@ -46,6 +48,13 @@ class _SplitFiles(NamedTuple):
     labels: Path
     count: int
     shape: tuple[int, ...] | None  # H, W, C of one image, when the manifest says
+    targets: dict[str, Path]  # TARGET_FILES[kind] -> its file, for a dataset with targets; else empty
+
+
+# The files beside a split's images that hold its targets, by kind (the manifest's keys): masks as
+# N x H x W uint8 or uint16; boxes as a ragged table (M x 4 float32 in ``targets.BOX_FORMAT``, M int64
+# labels, N + 1 int64 offsets: sample i's boxes are rows offsets[i]:offsets[i + 1]).
+TARGET_FILES = {"masks": ("masks",), "boxes": ("boxes", "box_labels", "box_offsets")}
 
 
 class _Packed(NamedTuple):
@@ -74,19 +83,24 @@ def open_packed(
     them: sorted class names, one "<images file>[<row>]" per sample, int64 labels, the image
     reader, and an N x 2 array of (split number, row) per sample.
     """
-    packed = _read_manifest(root)
-    if packed is None:  # packed_splits said otherwise a moment ago: the folder changed under us
-        raise DatasetError(f"{root}: no packed `augkit preprocess` output here any more")
-    entries = [packed.splits[s] for s in splits]
+    classes, entries = split_entries(root, splits)
     images = PackedImages([e.images for e in entries], [e.count for e in entries], [e.shape for e in entries])
     labels, where = [], []
     for part, entry in enumerate(entries):
         images.array(part)  # checks the file now, not at the first read in some worker
-        labels.append(_load_labels(entry, len(packed.classes)))
+        labels.append(_load_labels(entry, len(classes)))
         where.append(np.stack([np.full(entry.count, part), np.arange(entry.count)], 1))
     where_all = np.concatenate(where).astype(np.int64)
     sources = RowSources(tuple(str(e.images) for e in entries), where_all)
-    return packed.classes, sources, np.concatenate(labels), images, where_all
+    return classes, sources, np.concatenate(labels), images, where_all
+
+
+def split_entries(root: Path, splits: Sequence[str]) -> tuple[tuple[str, ...], list[_SplitFiles]]:
+    """(class names, the manifest's entry of each of ``splits``) of the packed output at ``root``."""
+    packed = _read_manifest(root)
+    if packed is None:  # packed_splits said otherwise a moment ago: the folder changed under us
+        raise DatasetError(f"{root}: no packed `augkit preprocess` output here any more")
+    return packed.classes, [packed.splits[s] for s in splits]
 
 
 class PackedImages:
@@ -253,8 +267,32 @@ def _split_files(root: Path, output: dict[str, Any], path: Path) -> dict[str, _S
                 raise DatasetError(
                     f"{path}: '{key}.shape' is {short_repr(shape)}, expected [H, W, C] with C = 1 or 3; {DAMAGED}"
                 )
-        found[split] = _SplitFiles(root / names[0], root / names[1], count, tuple(shape) if shape else None)
+        found[split] = _SplitFiles(
+            root / names[0], root / names[1], count, tuple(shape) if shape else None, _target_files(root, entry, path, key)
+        )
+    kinds = {split: sorted(entry.targets) for split, entry in found.items()}
+    if len({tuple(k) for k in kinds.values()}) > 1:
+        raise DatasetError(f"{path}: the splits hold different targets ({short_repr(kinds)}); {DAMAGED}")
     return found
+
+
+def _target_files(root: Path, entry: dict[str, Any], path: Path, key: str) -> dict[str, Path]:
+    """The target files a split's manifest entry names (none, masks, or the three of boxes)."""
+    for kind, parts in TARGET_FILES.items():
+        if kind not in entry:
+            continue
+        found = {}
+        for part in parts:
+            name = _field(entry, part, str, path, f"{key}.{part}")
+            if not is_relative_path(name):
+                raise DatasetError(f"{path}: {key}.{part!r} names {short_repr(name)}, which is not a file in {root}")
+            found[part] = root / name
+        if kind == "boxes" and entry.get("box_format") != BOX_FORMAT:
+            raise DatasetError(
+                f"{path}: '{key}.box_format' is {short_repr(entry.get('box_format'))}, expected {BOX_FORMAT!r}; {DAMAGED}"
+            )
+        return found
+    return {}
 
 
 def is_relative_path(name: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,14 +225,7 @@ class Pipeline:
         except Exception as error:  # noqa: BLE001 (albumentations' checks of the targets: one line)
             lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
             raise AugkitError(f"the pipeline failed on this image and its targets: {lines[0][:300] if lines else type(error).__name__}") from None
-        return Augmented(
-            image=out["image"],
-            mask=out.get("mask"),
-            masks=out.get("masks"),
-            bboxes=None if "bboxes" not in targets else np.asarray(out["bboxes"], np.float32),
-            keypoints=None if "keypoints" not in targets else np.asarray(out["keypoints"], np.float32),
-            fields={name: out[name] for name in labels},
-        )
+        return _augmented(out, targets, labels)
 
     def _key(self, index: int, epoch: int) -> int:
         """The sample's key (``augkit.pipeline.seeding``): the epoch's part is kept between calls."""
@@ -325,11 +318,23 @@ class Pipeline:
         ]
         return output, applied
 
-    def stages(self, image: np.ndarray, *, index: int, epoch: int = 0) -> list[tuple[Applied, np.ndarray]]:
-        """The image after each applied step, in order, for the draws of sample (``epoch``, ``index``)."""
-        _, applied = self.replay(image, index=index, epoch=epoch)
+    def stages(self, image: np.ndarray, *, index: int, epoch: int = 0, **targets: Any) -> list[tuple[Applied, Any]]:
+        """The image after each applied step, in order, for the draws of sample (``epoch``, ``index``).
+
+        With ``targets`` (as ``__call__`` takes them) an ``Augmented`` after each step instead:
+        boxes and keypoints filtered after each step as albumentations' Compose filters them
+        (``min_visibility``, ...), in the spec's formats; the last is what ``replay`` returns.
+        """
+        given = {key: value for key, value in targets.items() if value is not None}
+        _, applied = self.replay(image, index=index, epoch=epoch, **given)  # its errors for targets it refuses
+        data = {"image": image, **given}
+        if given:
+            data.update({key: _label_map(data[key], key) for key in ("mask", "masks") if key in data})
+            for name, target in self._label_fields.items():  # albumentations wants every declared target, as in __call__
+                if target not in given:
+                    data[target], data[name] = [], []
+            self.compose.preprocess(data)  # boxes and keypoints into albumentations' form, label fields as columns
         result = []
-        data = {"image": image}
         for step in applied:
             try:
                 data = step.transform.apply_with_params(step.params, **data)
@@ -337,7 +342,12 @@ class Pipeline:
                 raise
             except Exception as error:  # noqa: BLE001 (as in __call__)
                 raise _step_failed(step.name, None, data["image"], error) from None
-            result.append((step, data["image"]))
+            if not given:
+                result.append((step, data["image"]))
+                continue
+            data = self.compose.check_data_post_transform(data)
+            out = self.compose.postprocess(dict(data))  # a copy: the next step goes on from albumentations' form
+            result.append((step, _augmented(out, given, [name for name in given if name in self._label_fields])))
         return result
 
     # ------------------------------------------------------------------------- spec
@@ -364,6 +374,11 @@ class Pipeline:
         if folder is not None:
             _rebase_paths(spec["steps"], self._base_dir, Path(folder).resolve())
         return json.dumps(spec, indent=2) + "\n" if suffix.lower() == ".json" else yaml.safe_dump(spec, sort_keys=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the spec (stats files) resolve against (absolute)."""
+        return self._base_dir
 
     @property
     def transforms(self) -> list[Any]:
@@ -403,6 +418,20 @@ def load_pipeline(
         spec["seed"] = seed
     with naming_file(spec_file(source)):  # "aug.yaml: steps[2]: ...": which of the user's files
         return Pipeline(spec, base_dir if base_dir is not None else spec_dir)
+
+
+def _augmented(out: Mapping[str, Any], given: Iterable[str], labels: Iterable[str]) -> Augmented:
+    """The Compose's output as an ``Augmented``: the targets ``given`` (the rest None) and the
+    label fields ``labels``."""
+    given = set(given)
+    return Augmented(
+        image=out["image"],
+        mask=out.get("mask"),
+        masks=out.get("masks"),
+        bboxes=None if "bboxes" not in given else np.asarray(out["bboxes"], np.float32),
+        keypoints=None if "keypoints" not in given else np.asarray(out["keypoints"], np.float32),
+        fields={name: out[name] for name in labels},
+    )
 
 
 class _SeededCompose(A.Compose):

@@ -20,9 +20,10 @@ move targets the same way in one pipeline. Formats (albumentations' names):
 - keypoints: ``xy``, ``yx``, ``xya``, ``xys``, ``xyas``, ``xysa``, ``xyz`` (x, y in pixels;
   a: an angle, in degrees unless ``angle_in_degrees: false``; s: a scale).
 
-A box is kept while ``min_area`` (pixels), ``min_width``/``min_height`` (pixels) and
-``min_visibility`` (the fraction of its area still in the image) hold after each step; the part
-outside the image is clipped. A keypoint that leaves the image is dropped unless
+A box is kept while ``min_area`` (pixels, default 0), ``min_width``/``min_height`` (pixels,
+default 1: torchvision's ``SanitizeBoundingBoxes``; albumentations' 0 keeps boxes a crop cut to
+nothing) and ``min_visibility`` (the fraction of its area still in the image, default 0) hold
+after each step; the part outside the image is clipped. A keypoint that leaves the image is dropped unless
 ``remove_invisible: false``. Label fields (``label_fields``, by default ``[labels]`` for boxes
 and none for keypoints) are lists beside them, one entry per box or keypoint, dropped with it.
 """
@@ -49,8 +50,10 @@ _KEYS: dict[str, dict[str, tuple[str, Any]]] = {
         "label_fields": ("fields", ["labels"]),
         "min_area": ("pixels", 0.0),
         "min_visibility": ("fraction", 0.0),
-        "min_width": ("pixels", 0.0),
-        "min_height": ("pixels", 0.0),
+        # torchvision's SanitizeBoundingBoxes(min_size=1): a box a crop has cut to a sliver (or to
+        # nothing: albumentations keeps zero-width boxes, which a later rotation would revive) is gone.
+        "min_width": ("pixels", 1.0),
+        "min_height": ("pixels", 1.0),
         "clip": ("flag", False),
         "filter_invalid_bboxes": ("flag", False),
         "max_accept_ratio": ("ratio", None),

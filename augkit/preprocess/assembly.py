@@ -17,14 +17,16 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from augkit.errors import AugkitError
 from augkit.files import atomic_write
-from augkit.io.packed import MANIFEST, npy_header
+from augkit.io.packed import MANIFEST, TARGET_FILES, npy_header
+from augkit.io.targets import BOX_FORMAT
 from augkit.preprocess.plan import PreprocessConfig
 from augkit.preprocess.shard import SHARDS_DIR, _file_sha256, packed_path, record_path
 from augkit.stats import ChannelStats
@@ -66,6 +68,10 @@ def finish(
             "skipped": sum(len(r["skipped"]) for r in records if r["split"] == split),
             "per_class": {(classes[int(k)] if int(k) >= 0 else "(unlabelled)"): v for k, v in sorted(per_label.items(), key=lambda kv: int(kv[0]))},
         }
+        dropped = [r["boxes_dropped"] for r in records if r["split"] == split and "boxes_dropped" in r]
+        if dropped:  # a dataset with boxes: those packed, and those the resize cut away
+            counts[split]["boxes"] = npy_header(out / f"{split}_boxes.npy")[0][0]
+            counts[split]["boxes_dropped"] = sum(dropped)
     manifest = {
         **header,
         "complete": True,
@@ -111,18 +117,25 @@ def _refuse_empty_splits(out: Path, splits: dict, records: list[dict[str, Any]])
 def output_section(
     out: Path, config: PreprocessConfig, splits: list[str], files: list[dict[str, str]]
 ) -> dict[str, Any]:
-    """The manifest's ``output`` for what OUT holds: per split, its arrays' names, row count and
-    image shape (read from the images array's header), or its folder and number of files.
+    """The manifest's ``output`` for what OUT holds: per split, its arrays' names (its targets' too,
+    where ``files`` lists them), row count and image shape (read from the images array's header),
+    or its folder and number of files.
 
     Raises:
         DatasetError: a packed array that is missing or whose header does not fit the file.
     """
     entries: dict[str, Any] = {}
+    names = {entry["path"] for entry in files}
     for split in splits:
         if config.format == "packed":
             shape, _ = npy_header(out / f"{split}_images.npy")
             entries[split] = {"images": f"{split}_images.npy", "labels": f"{split}_labels.npy",
                               "count": shape[0], "shape": list(shape[1:])}  # fmt: skip
+            for kind, parts in TARGET_FILES.items():  # the targets packed beside them, if any
+                if f"{split}_{parts[0]}.npy" in names:
+                    entries[split].update({part: f"{split}_{part}.npy" for part in parts})
+                    if kind == "boxes":
+                        entries[split]["box_format"] = BOX_FORMAT
         else:
             entries[split] = {"folder": split, "count": sum(f["path"].startswith(f"{split}/") for f in files)}
     return {"format": config.format, "splits": entries, "layout": _layout_note(config)}
@@ -146,9 +159,19 @@ def _combined(files: list[dict[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One images and one labels array for the split, copied shard by shard (memory stays flat);
-    returns their entries for the manifest's ``files`` ({"path", "sha256"})."""
+class FinalArray(NamedTuple):
+    """One of a split's final arrays, ``<split>_<what>.npy``, as its shards make it."""
+
+    what: str  # "images", "labels", or a target part (augkit.io.packed.TARGET_FILES)
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunks: Callable[[], Iterator[np.ndarray]]  # its rows, shard by shard, in plan order
+
+
+def final_arrays(out: Path, split: str, records: list[dict[str, Any]]) -> list[FinalArray]:
+    """The final arrays of ``split``, from its shards' ``records`` (in plan order) and files:
+    images and labels, then its targets: masks (uint16 if a shard's are, else uint8), or boxes,
+    their labels, and the offsets of each image's boxes (made from the shards' box counts)."""
     shapes = {tuple(r["shape"]) for r in records if r["shape"] is not None}
     if len(shapes) > 1:
         raise AugkitError(
@@ -156,13 +179,49 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> list[dict
             "pass --size HxW so that every image has the same size"
         )
     shape = shapes.pop()  # _refuse_empty_splits: a shard of the split holds images
-    total = sum(r["count"] for r in records)
+    full = [r for r in records if r["count"]]
+    total = sum(r["count"] for r in full)
+
+    def rows(what: str, dtype: type) -> Callable[[], Iterator[np.ndarray]]:
+        return lambda: (np.ascontiguousarray(np.load(packed_path(out, r["id"], what)), dtype=dtype) for r in full)
+
+    arrays = [
+        FinalArray("images", np.dtype(np.uint8), (total, *shape), rows("images", np.uint8)),
+        FinalArray("labels", np.dtype(np.int64), (total,), rows("labels", np.int64)),
+    ]
+    kind = full[0].get("targets") if full else None
+    if kind == "masks":
+        wide = any(npy_header(packed_path(out, r["id"], "masks"))[1] == np.uint16 for r in full)
+        dtype = np.uint16 if wide else np.uint8
+        arrays.append(FinalArray("masks", np.dtype(dtype), (total, *shape[:2]), rows("masks", dtype)))
+    elif kind == "boxes":
+        boxes = sum(npy_header(packed_path(out, r["id"], "boxes"))[0][0] for r in full)
+        arrays += [
+            FinalArray("boxes", np.dtype(np.float32), (boxes, 4), rows("boxes", np.float32)),
+            FinalArray("box_labels", np.dtype(np.int64), (boxes,), rows("box_labels", np.int64)),
+            FinalArray("box_offsets", np.dtype(np.int64), (total + 1,), lambda: _offsets(out, full)),
+        ]
+    return arrays
+
+
+def _offsets(out: Path, records: list[dict[str, Any]]) -> Iterator[np.ndarray]:
+    """The boxes' N + 1 offsets, from each shard's box counts: 0, then where each image's boxes end."""
+    end = 0
+    yield np.zeros(1, np.int64)
+    for record in records:
+        ends = end + np.cumsum(np.load(packed_path(out, record["id"], "box_counts")), dtype=np.int64)
+        end = int(ends[-1]) if ends.size else end
+        yield ends
+
+
+def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The split's final arrays, copied shard by shard (memory stays flat); returns their entries
+    for the manifest's ``files`` ({"path", "sha256"})."""
     entries = []
-    for what, dtype, row_shape in (("images", np.uint8, shape), ("labels", np.int64, ())):
-        final = out / f"{split}_{what}.npy"
+    for array in final_arrays(out, split, records):
+        final = out / f"{split}_{array.what}.npy"
         temporary = out / f".{final.name}.assemble.tmp"
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                  "shape": (total, *row_shape)}
+        header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": array.shape}
         # Appended shard by shard, not through a memory map of the whole file: a map's written
         # pages count in the process's memory until it is closed, so peak memory would grow
         # with the dataset.
@@ -172,11 +231,9 @@ def _assemble(out: Path, split: str, records: list[dict[str, Any]]) -> list[dict
                 np.lib.format.write_array_header_1_0(f, header)
                 f.flush()
                 digest.update(temporary.read_bytes())  # the header, as numpy wrote it
-                for record in records:
-                    if record["count"]:
-                        chunk = np.ascontiguousarray(np.load(packed_path(out, record["id"], what)), dtype=dtype)
-                        f.write(chunk.data)
-                        digest.update(chunk.data)
+                for chunk in array.chunks():
+                    f.write(chunk.data)
+                    digest.update(chunk.data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, final)

@@ -106,6 +106,8 @@ def preprocess(
     any_split = next(iter(splits.values()))
     if not config.gray and any_split.channels == 1:  # augkit.io.datasets' gray rule: a gray source is written gray
         config = replace(config, gray=True)
+    if any_split.target_kind is not None:
+        config = _with_targets(config, any_split.target_kind)
     check_paths(any_split.root, out)
     header = {
         "format": FORMAT,
@@ -166,6 +168,23 @@ def preprocess(
             ) from None
         raise
     return _report(out, manifest, resumed=len(shards) - len(pending))
+
+
+def _with_targets(config: PreprocessConfig, kind: str) -> PreprocessConfig:
+    """``config`` for a dataset with targets (``kind``: masks or boxes), or AugkitError where it
+    cannot carry them.
+
+    JPEGs are decoded in full: a reduced-scale decode rounds the image's size (a side of 333 decodes
+    at 1/2 as 167), which its targets, annotated on the full image, would not follow exactly.
+    """
+    if config.format != "packed":
+        raise AugkitError(f"the {kind} of this dataset are packed beside the images only: use --format packed")
+    if config.copies:
+        raise AugkitError(
+            f"--copies of a dataset with {kind} is not supported yet (the copies' pipeline moves pixels, "
+            "not targets); preprocess without --copies and augment at training time"
+        )
+    return replace(config, jpeg_draft=False)
 
 
 def _written_where_this_machine_sees_it(out: Path, shard: Shard, config: PreprocessConfig, classes: int) -> dict[str, Any]:

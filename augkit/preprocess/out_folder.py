@@ -35,14 +35,15 @@ from augkit.io.packed import (
     MANIFEST,
     MISSING,
     SPLITS,
+    TARGET_FILES,
     check_structure,
     is_relative_path,
     npy_header,
     read_manifest,
 )
-from augkit.preprocess.assembly import STATS, output_section
+from augkit.preprocess.assembly import STATS, final_arrays, output_section
 from augkit.preprocess.plan import PreprocessConfig, Shard
-from augkit.preprocess.shard import RECORD, SHARDS_DIR, first_changed_file, packed_path
+from augkit.preprocess.shard import RECORD, SHARDS_DIR, TARGET_PARTS, first_changed_file, packed_parts
 from augkit.stats import ChannelStats
 
 # The manifest, as the engine (its header) and assembly (complete) write it, and as it is checked
@@ -67,11 +68,13 @@ COMPLETE = {
 # folder), and atomic_write's and assembly's temporary files (augkit.files.TEMPORARY_NAME, in
 # any of OUT's folders).
 _SPLIT = "|".join(SPLITS)
-_SHARD_FILE = re.compile(rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|started\.json|images\.npy|labels\.npy)")
-_TEMPORARY = re.compile(rf"(.+/)?{TEMPORARY_NAME.pattern}|\.({_SPLIT})_(images|labels)\.npy\.assemble\.tmp")
+_SHARD_PARTS = "|".join(sorted({part for kind in TARGET_PARTS for part in packed_parts(kind)}))
+_FINAL_PARTS = "|".join(sorted({"images", "labels", *(part for parts in TARGET_FILES.values() for part in parts)}))
+_SHARD_FILE = re.compile(rf"{re.escape(SHARDS_DIR)}/({_SPLIT})-\d{{5,}}\.(json|started\.json|({_SHARD_PARTS})\.npy)")
+_TEMPORARY = re.compile(rf"(.+/)?{TEMPORARY_NAME.pattern}|\.({_SPLIT})_({_FINAL_PARTS})\.npy\.assemble\.tmp")
 # The final arrays: augkit's while their manifest's checksums hold or, before a manifest lists
 # them (a run stopped while finishing), while they are what the shards' records make.
-_FINAL_ARRAY = re.compile(rf"({_SPLIT})_(images|labels)\.npy")
+_FINAL_ARRAY = re.compile(rf"({_SPLIT})_({_FINAL_PARTS})\.npy")
 
 
 def check_paths(root: Path | None, out: Path) -> None:
@@ -270,22 +273,23 @@ def _checksums(manifest: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _is_assembled(out: Path, entry: str, records: list[dict[str, Any]]) -> bool:
-    """Whether the final array ``entry`` (``<split>_<images|labels>.npy``), which no manifest lists,
-    is the one ``assembly.finish`` makes of its split's shards (a run stopped after assembling it):
-    its dtype and row shape theirs, its rows theirs in plan order, each shard's file as its record
-    lists it. Reads the shards' files twice and the array once, in chunks."""
-    split, what = _FINAL_ARRAY.fullmatch(entry).groups()
+    """Whether the final array ``entry`` (``<split>_<images|labels|target part>.npy``), which no
+    manifest lists, is the one ``assembly.finish`` makes of its split's shards (a run stopped after
+    assembling it): its dtype and shape theirs, its rows theirs in plan order, each shard's file as
+    its record lists it. Reads the shards' files twice and the array once, in chunks."""
+    split, what = _FINAL_ARRAY.fullmatch(entry).groups()[:2]
     shards = sorted((r for r in records if r["split"] == split and r["count"]), key=lambda r: r["start"])
     if not shards or any(first_changed_file(out, record["files"]) is not None for record in shards):
         return False
-    parts = [packed_path(out, record["id"], what) for record in shards]
     try:
-        (rows, *shape), dtype = npy_header(out / entry)
-        headers = [npy_header(part) for part in parts]
-        if {(tuple(s[1:]), d) for s, d in headers} != {(tuple(shape), dtype)} or rows != sum(s[0] for s, _ in headers):
+        array = next((a for a in final_arrays(out, split, shards) if a.what == what), None)
+        if array is None or npy_header(out / entry) != (array.shape, array.dtype):
             return False
-        return _data_sha256([out / entry]) == _data_sha256(parts)
-    except (OSError, AugkitError):  # missing, not a regular file, not a .npy array
+        digest = hashlib.sha256()
+        for chunk in array.chunks():
+            digest.update(chunk.data)
+        return _data_sha256([out / entry]) == digest.hexdigest()
+    except (OSError, ValueError, AugkitError):  # missing, not a regular file, not a .npy array
         return False
 
 

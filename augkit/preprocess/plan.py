@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from augkit.documents import short_repr
 from augkit.errors import AugkitError
 from augkit.io.datasets import Dataset, list_splits, open_dataset
 from augkit.io.images import DEFAULT_MAX_PIXELS, WHITE, background_color
@@ -148,6 +149,7 @@ class Shard:
     start: int
     stop: int
     inputs: str  # digest of the shard's source paths and labels: a changed source means redo
+    targets: str | None = None  # "masks" or "boxes" packed beside the images (Dataset.target_kind)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +169,15 @@ def open_splits(source: Any, config: PreprocessConfig) -> dict[str, Dataset]:
     """The splits to write, in order: the source's own, or train and a carved val."""
     available = list_splits(source)
     if config.split_val is None:
-        return {split: open_dataset(source, split) for split in available}
+        splits = {split: open_dataset(source, split) for split in available}
+        first = splits[available[0]]
+        for split, dataset in splits.items():  # one class list for the output (COCO files each carry theirs)
+            if dataset.classes != first.classes:
+                raise AugkitError(
+                    f"{source}: its {split} split has other classes than its {available[0]} split "
+                    f"({short_repr(dataset.classes)}, {short_repr(first.classes)}); give both the same"
+                )
+        return splits
     if "val" in available:
         raise AugkitError(f"{source} already has a val split; drop --split-val to keep it")
     train = open_dataset(source, "train")
@@ -192,7 +202,7 @@ def make_shards(splits: dict[str, Dataset], config: PreprocessConfig) -> list[Sh
             digest = hashlib.sha256()
             digest.update("\n".join(dataset.sources[start:stop]).encode("utf-8", "surrogateescape"))
             digest.update(np.ascontiguousarray(dataset.labels[start:stop], dtype=np.int64).tobytes())
-            shards.append(Shard(f"{split}-{number:05d}", split, start, stop, digest.hexdigest()))
+            shards.append(Shard(f"{split}-{number:05d}", split, start, stop, digest.hexdigest(), dataset.target_kind))
     return shards
 
 

@@ -6,6 +6,12 @@ Its outputs are written atomically (temporary name, then rename); its record,
 ``.shards/<id>.json``, is written last, so a shard with a record is complete. The record
 carries a checksum of every output, the skipped files with their reasons, and the shard's
 ``ChannelStats`` (with M2, so shards merge exactly).
+
+A dataset with targets (``Dataset.target_kind``) packs them beside its images, resized with them
+(``Targets.resized``): its masks as ``<id>.masks.npy`` (N x H x W, uint8, or uint16 where a label
+passes 255), or its boxes as ``<id>.boxes.npy`` (M x 4 float32), ``<id>.box_labels.npy`` (M int64)
+and ``<id>.box_counts.npy`` (N int64, boxes per image). A sample whose targets are broken is
+skipped and listed as an unreadable image is.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from augkit.errors import AugkitError, ImageReadError
 from augkit.files import atomic_write
 from augkit.io.datasets import Dataset
 from augkit.io.packed import check_structure, is_relative_path, npy_header
+from augkit.io.targets import Targets
 from augkit.io.writer import encode_image
 from augkit.preprocess.plan import PreprocessConfig, Shard
 from augkit.resize import draft_size, resize_to
@@ -69,6 +76,15 @@ def planned_files(task: ShardTask) -> list[str]:
 
 def packed_path(out: str | Path, shard_id: str, what: str) -> Path:
     return Path(out) / SHARDS_DIR / f"{shard_id}.{what}.npy"
+
+
+# What a packed shard writes beside its images and labels, by Shard.targets.
+TARGET_PARTS = {None: (), "masks": ("masks",), "boxes": ("boxes", "box_labels", "box_counts")}
+
+
+def packed_parts(targets: str | None) -> tuple[str, ...]:
+    """The arrays a packed shard writes, in order (``packed_path``'s ``what``)."""
+    return ("images", "labels", *TARGET_PARTS[targets])
 
 
 def _sha256(data: bytes) -> str:
@@ -131,6 +147,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
     files: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     originals: list[np.ndarray] = []  # training images as written, for the statistics
+    targets: list[Targets] = []  # per image written, for a dataset with targets
+    dropped = 0  # boxes the resize cut away
     draft = draft_size(config.size, config.resize_mode) if config.size is not None and config.jpeg_draft else None
     if config.format == "folder":
         # Listed before the first is written: a run killed mid-shard leaves files no record
@@ -142,6 +160,8 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
             image = dataset.read(
                 j, gray=config.gray, draft=draft, exif_orientation=config.exif_orientation, background=config.background
             )
+            # A TargetReadError is an ImageReadError: broken targets skip their sample the same way.
+            target = dataset.read_targets(j, image.shape) if shard.targets else None
         except ImageReadError as error:
             skipped.append({"path": error.path, "reason": error.reason})
             continue
@@ -151,6 +171,12 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
             except AugkitError as error:  # this image's output would pass the pixel limit
                 skipped.append({"path": dataset.sources[j], "reason": str(error)})
                 continue
+            if target is not None:
+                resized = target.resized(config.size, config.resize_mode)
+                dropped += 0 if target.bboxes is None else len(target.bboxes) - len(resized.bboxes)
+                target = resized
+        if target is not None:
+            targets.append(target)
         label = int(dataset.labels[j])
         variants = [image]
         if shard.split == "train":
@@ -175,8 +201,12 @@ def run_shard(task: ShardTask) -> dict[str, Any]:
         "skipped": skipped,
         "stats": stats.to_dict() if stats.count else None,
     }
+    if shard.targets:  # only then: an image-only record stays as it always was
+        record["targets"] = shard.targets
+    if shard.targets == "boxes":
+        record["boxes_dropped"] = dropped
     if config.format == "packed":
-        record["shape"], record["files"] = _write_packed(task, images, labels)
+        record["shape"], record["files"] = _write_packed(task, images, labels, targets)
     else:
         record["shape"] = None
         record["files"] = [{"path": f["path"], "sha256": f["sha256"]} for f in files]
@@ -191,7 +221,9 @@ def _label_counts(labels: list[int]) -> dict[str, int]:
     return {str(v): int(c) for v, c in zip(values, counts)}
 
 
-def _write_packed(task: ShardTask, images: list[np.ndarray], labels: list[int]) -> tuple[list[int] | None, list]:
+def _write_packed(
+    task: ShardTask, images: list[np.ndarray], labels: list[int], targets: list[Targets]
+) -> tuple[list[int] | None, list]:
     shapes = {image.shape for image in images}
     if len(shapes) > 1:
         first, second = sorted(shapes)[:2]
@@ -201,13 +233,27 @@ def _write_packed(task: ShardTask, images: list[np.ndarray], labels: list[int]) 
         )
     shape = list(images[0].shape) if images else None
     files = []
-    parts = (("images", images, np.uint8, tuple(shape or ())), ("labels", labels, np.int64, ()))
+    parts = [("images", images, np.uint8, tuple(shape or ())), ("labels", labels, np.int64, ())]
+    parts += _target_parts(task.shard.targets, targets, tuple(shape or ())[:2])
     for what, rows, dtype, row_shape in parts:
         path = packed_path(task.out, task.shard.id, what)
         payload = _npy_bytes(rows, dtype, row_shape)
         atomic_write(path, payload, durable=False)
         files.append({"path": path.relative_to(task.out).as_posix(), "sha256": _sha256(payload)})
     return shape, files
+
+
+def _target_parts(kind: str | None, targets: list[Targets], size: tuple[int, ...]) -> list[tuple[str, Any, type, tuple]]:
+    """(what, rows, dtype, row shape) of the arrays that pack ``targets`` (TARGET_PARTS[kind])."""
+    if kind == "masks":
+        wide = any(int(t.mask.max(initial=0)) > 0xFF for t in targets)  # uint8 unless a label needs more
+        return [("masks", [t.mask for t in targets], np.uint16 if wide else np.uint8, size)]
+    if kind == "boxes":
+        boxes = np.concatenate([t.bboxes for t in targets]) if targets else np.zeros((0, 4), np.float32)
+        labels = np.concatenate([t.labels for t in targets]) if targets else np.zeros(0, np.int64)
+        counts = [len(t.bboxes) for t in targets]
+        return [("boxes", boxes, np.float32, (4,)), ("box_labels", labels, np.int64, ()), ("box_counts", counts, np.int64, ())]
+    return []
 
 
 def _write_files(task: ShardTask, j: int, label: int, variants: list[np.ndarray]) -> list[dict[str, Any]]:
@@ -234,6 +280,8 @@ RECORD = {
     "stats": (dict, None),  # ChannelStats.to_dict
     "shape": ([int], None),  # H, W, C of the packed images; None for the folder format or no image
     "files": [{"path": str, "sha256": str}],
+    "targets?": str,  # Shard.targets, for a dataset with targets
+    "boxes_dropped?": int,  # boxes the resize cut away (center-crop), for a dataset with boxes
 }  # fmt: skip
 
 
@@ -253,14 +301,24 @@ def verify_shard(out: str | Path, shard: Shard, config: PreprocessConfig, classe
         if first_changed_file(out, record["files"]) is not None:
             return None
         if config.format == "packed" and record["count"]:
-            shape = (record["count"], *record["shape"])
-            if npy_header(packed_path(out, shard.id, "images")) != (shape, np.dtype(np.uint8)):
-                return None
-            if npy_header(packed_path(out, shard.id, "labels")) != (shape[:1], np.dtype(np.int64)):
+            if not _arrays_fit(out, shard, (record["count"], *record["shape"])):
                 return None
     except (FileNotFoundError, AugkitError):
         return None
     return record
+
+
+def _arrays_fit(out: str | Path, shard: Shard, shape: tuple[int, ...]) -> bool:
+    """Whether a packed shard's arrays have the headers ``run_shard`` writes for ``shape`` (N, H, W, C)."""
+    found = {what: npy_header(packed_path(out, shard.id, what)) for what in packed_parts(shard.targets)}
+    expected = {"images": (shape, np.dtype(np.uint8)), "labels": (shape[:1], np.dtype(np.int64))}
+    if shard.targets == "masks":  # uint8, or uint16 where a label passes 255
+        expected["masks"] = (shape[:3], np.dtype(np.uint16 if found["masks"][1] == np.uint16 else np.uint8))
+    elif shard.targets == "boxes":
+        boxes = found["boxes"][0][0]
+        expected.update(boxes=((boxes, 4), np.dtype(np.float32)), box_labels=((boxes,), np.dtype(np.int64)),
+                        box_counts=(shape[:1], np.dtype(np.int64)))  # fmt: skip
+    return found == expected
 
 
 def _check_record(record: dict[str, Any], shard: Shard, config: PreprocessConfig, classes: int) -> None:
@@ -273,7 +331,7 @@ def _check_record(record: dict[str, Any], shard: Shard, config: PreprocessConfig
             len(shape) == 3 and min(shape) >= 1 and shape[2] == channels
             and (config.size is None or tuple(shape[:2]) == config.size)
         )  # fmt: skip
-        files_ok = files == [packed_path("", shard.id, what).as_posix() for what in ("images", "labels")]
+        files_ok = files == [packed_path("", shard.id, what).as_posix() for what in packed_parts(shard.targets)]
     else:
         shape_ok = shape is None
         files_ok = len(files) == count and all(is_relative_path(f) and f.startswith(f"{shard.split}/") for f in files)
@@ -287,6 +345,7 @@ def _check_record(record: dict[str, Any], shard: Shard, config: PreprocessConfig
         "labels of another count of images": sum(labels.values()) != count,
         "images of another shape": not shape_ok,
         "other files": not files_ok,
+        "targets of another kind": record.get("targets") != shard.targets,
     }
     wrong = [problem for problem, found in problems.items() if found]
     if wrong:
