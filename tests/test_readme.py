@@ -69,6 +69,16 @@ def test_the_readmes_own_dataset_example_runs_with_real_workers(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def test_the_readmes_targets_example_runs(tmp_path):
+    section = re.search(r"## Masks, boxes and keypoints(.*?)\n## ", README, re.S).group(1)
+    (tmp_path / "det.yaml").write_text(re.search(r"```yaml\n(# det.yaml.*?)```", section, re.S).group(1))
+    code = re.search(r"```python\n(.*?)\n```", section, re.S).group(1).replace('"sample_data/', repr(str(ROOT / "sample_data")) + ' + "/')
+    code += "\nprint(out.image.shape == out.mask.shape[:2] + (3,), len(dataset), dataset.kind)\n"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "4", "coco"]
+
+
 def test_every_package_in_the_tree_is_listed_for_installation():
     """A sub-package missing from pyproject.toml works in the editable install of the tests and
     is silently absent from a wheel."""

@@ -108,6 +108,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  - brightness: {limit: 0.2, p: 0.5}\n  - hflip: {p: 0.5}\n"
     )
     (world / "flowers.yaml").write_text("model: resnet\nepochs: 3\nbatch_size: 32\n")
+    # The detection spec the README shows, as written there.
+    det = re.search(r"```yaml\n(# det.yaml.*?)```", README, re.S).group(1)
+    (world / "det.yaml").write_text(det)
     # What the studio's "Export YAML" downloads (its form: Pipeline.to_text).
     (world / "pipeline.yaml").write_text(
         "seed: 0\nsteps:\n- crop:\n    size: 64\n    mode: random_resized\n    scale:\n    - 0.5\n    - 1.0\n"
