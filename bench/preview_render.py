@@ -39,7 +39,8 @@ from _repeats import interleaved  # noqa: E402
 
 import augkit  # noqa: E402
 from augkit.pipeline.spec import format_inline  # noqa: E402
-from augkit.preview import DEFAULT_PIPELINE, Sheet, Source, _font, build_rows, collect_sources, render, sheet  # noqa: E402
+from augkit.preview import DEFAULT_PIPELINE, Sheet, Source, build_rows, collect_sources, render, sheet  # noqa: E402
+from augkit.preview.text import _font  # noqa: E402
 
 
 def matplotlib_png(layout: Sheet) -> bytes:

@@ -30,7 +30,6 @@ from augkit.preview import (
     Marks,
     Source,
     Tile,
-    _fitting,
     build_rows,
     collect_sources,
     contact_sheet,
@@ -38,6 +37,7 @@ from augkit.preview import (
     pixel_width,
     sheet,
 )
+from augkit.preview.marks import _fitting
 from tests.test_pictures import assert_captions_whole, assert_sheet_fits
 
 PHOTOS = augkit.sample_data_dir() / "photos"
