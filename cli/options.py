@@ -27,6 +27,10 @@ pipeline = click.option(
     metavar="PIPELINE",
     help="A pipeline file (.yaml/.json) or an inline spec such as \"crop(size=24, padding=2); hflip\".",
 )
+# A contact sheet's images and size (augkit preview; augkit studio starts its page with them).
+sheet_inputs = click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGES or DATASET ...]")
+variants = click.option("-n", "--variants", "n", type=click.IntRange(1, 32), default=6, show_default=True, help="Augmented variants per image.")
+rows = click.option("--rows", type=click.IntRange(1, 64), default=4, show_default=True, help="Images sampled from each dataset given.")
 threads = click.option(
     "--threads",
     type=int,  # its range (augkit.train.config.MAX_THREADS) is checked by the library: one line, exit code 2

@@ -10,10 +10,10 @@ from augkit.cli import options
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGES or DATASET ...]")
+@options.sheet_inputs
 @options.pipeline
-@click.option("-n", "--variants", "n", type=click.IntRange(1, 32), default=6, show_default=True, help="Augmented variants per image.")
-@click.option("--rows", type=click.IntRange(1, 64), default=4, show_default=True, help="Images sampled from each dataset given.")
+@options.variants
+@options.rows
 @options.seed
 @click.option("--epoch", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="The first epoch drawn: variants are epochs EPOCH..EPOCH+N-1.")
 @click.option("--sample-seed", type=click.IntRange(0, 2**63 - 1), default=None, help="Which images are sampled from each dataset  [default: the pipeline's seed].")

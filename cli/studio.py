@@ -11,10 +11,10 @@ from augkit.cli import options
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGES or DATASET ...]")
+@options.sheet_inputs
 @options.pipeline
-@click.option("-n", "--variants", "n", type=click.IntRange(1, 32), default=6, show_default=True, help="Augmented variants per image, to start with.")
-@click.option("--rows", type=click.IntRange(1, 64), default=4, show_default=True, help="Images sampled from each dataset, to start with.")
+@options.variants
+@options.rows
 @options.seed
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve on. Anything but loopback shows your images to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="The port; 0 picks a free one.")
