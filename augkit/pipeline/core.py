@@ -151,7 +151,16 @@ class Pipeline:
                 targets the spec does not declare, or of the wrong shape.
         """
         _check_image_input(image, self.compose.uint16_blocker)
-        key = self._sample_key(index, epoch)
+        epoch = _counter("epoch", epoch)
+        if index is None:
+            index = self._calls
+            self._calls += 1
+            salt = process_salt()
+            if salt:
+                index ^= salt  # a stream of this worker's own (the key scatters every bit)
+        else:
+            index = _counter("index", index)
+        key = self._key(index, epoch)
         if mask is not None or masks is not None or bboxes is not None or keypoints is not None or labels:
             targets = {"mask": mask, "masks": masks, "bboxes": bboxes, "keypoints": keypoints}
             return self._with_targets(image, {k: v for k, v in targets.items() if v is not None}, labels, key)
@@ -169,19 +178,6 @@ class Pipeline:
             if type(out) is np.ndarray and 1 < out.ndim < 4 and out.size:
                 return out
         raise self._failure(image, key)
-
-    def _sample_key(self, index: int | None, epoch: int) -> int:
-        """The key of this call's sample: from ``index``, or from the call's number (module docstring of seeding)."""
-        epoch = _counter("epoch", epoch)
-        if index is None:
-            index = self._calls
-            self._calls += 1
-            salt = process_salt()
-            if salt:
-                index ^= salt  # a stream of this worker's own (the key scatters every bit)
-        else:
-            index = _counter("index", index)
-        return self._key(index, epoch)
 
     def _with_targets(self, image: np.ndarray, targets: dict[str, Any], labels: dict[str, Any], key: int) -> Augmented:
         """The image and its targets through albumentations' Compose, each step on its own, with
