@@ -360,3 +360,17 @@ def test_the_python_api_sheet_is_the_cli_sheet(tmp_path, write_png):
     pipeline = augkit.load_pipeline(SPEC)
     png = contact_sheet(pipeline, collect_sources([root], rows=4, seed=pipeline.seed), n=2, stages=True)
     assert png == (tmp_path / "s.png").read_bytes()
+
+
+def test_past_max_tags_boxes_are_drawn_untagged(monkeypatch):
+    from augkit.preview import marks as marks_module
+
+    boxes = np.array([[10, 40, 60, 90], [100, 40, 150, 90]], np.float32)
+    marks = marks_module.Marks(None, boxes, np.array([0, 1]), None, None, ("cat", "dog"))
+    blank = np.full((120, 176, 3), 255, np.uint8)
+    both = marks_module.draw_marks(blank, marks)
+    monkeypatch.setattr(marks_module, "MAX_TAGS", 1)
+    first = marks_module.draw_marks(blank, marks)
+    above_second = (slice(20, 40), slice(100, 150))  # where the second box's tag goes, above it
+    assert (both[above_second] != 255).any() and (first[above_second] == 255).all()
+    assert (first[40:90, 100:150] != 255).any()  # its box is still drawn

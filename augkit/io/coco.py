@@ -16,8 +16,9 @@ annotations are samples without boxes. Class names are the ``categories``' names
 box's label is its category's index among them (COCO's ids, 1 to 90 with gaps, are not kept).
 Boxes come as ``augkit.io.targets.BOX_FORMAT`` ([x, y, w, h] -> [x, y, x + w, y + h]); crowd
 annotations (``iscrowd``) are boxes like the others. An image whose annotations are broken (see
-``targets.boxes_from_rows``), or whose entry has no size or a name that leaves the images folder,
-is a sample whose ``read_targets`` says why, and ``augkit preprocess`` skips and lists it.
+``targets.boxes_from_rows``), or whose entry has no size, is a sample whose ``read_targets``
+says why, and ``augkit preprocess`` skips and lists it; an entry whose name leaves the images
+folder (absolute, ``..``) is left out with a warning, never opened.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from augkit.io.packed import is_relative_path
 from augkit.io.targets import BoxTable, boxes_from_rows
 
 ANNOTATIONS_FOLDER = "annotations"
+# The largest width or height an image entry may give: past any image's, and within int64 and
+# float64's exact integers, which the boxes are checked and packed in.
+MAX_GIVEN_SIDE = 2**31 - 1
 _INSTANCES = re.compile(r"instances_(.+)\.json")
 
 
@@ -89,8 +93,8 @@ def read_coco(annotations: Path) -> CocoSplit:
     Raises:
         DatasetError: the file is not JSON, or not of COCO's structure where no sample could be
             listed without guessing (no ``images`` list, an image without an integer id or a
-            string file name, two images or two categories with one id, two categories with
-            one name).
+            string file name, a file name holding NUL, two images or two categories with one id,
+            two categories with one name).
     """
     data = _read_json(annotations)
     folder = images_folder(annotations)
@@ -101,9 +105,22 @@ def read_coco(annotations: Path) -> CocoSplit:
         if not (isinstance(image, dict) and _is_int(image.get("id")) and isinstance(image.get("file_name"), str)):
             raise DatasetError(f"{annotations}: images[{n}] is {short_repr(image)}, expected an object with an "
                                "integer 'id' and a string 'file_name'")  # fmt: skip
+        if "\0" in image["file_name"]:  # no file has such a name, and the OS refuses to look one up
+            raise DatasetError(f"{annotations}: images[{n}]'s file_name {short_repr(image['file_name'])} holds a NUL "
+                               "character; no file can be named so")  # fmt: skip
         if image["id"] in seen:
             raise DatasetError(f"{annotations}: two images have the id {image['id']}")
         seen.add(image["id"])
+    # A name that leaves the images folder (absolute, "..") is no sample: no command may open it.
+    outside = [image["file_name"] for image in images if not is_relative_path(image["file_name"])]
+    if outside:
+        warnings.warn(
+            f"{annotations}: {len(outside)} image entries name a file outside {folder} (the first: "
+            f"{short_repr(outside[0])}); they are left out",
+            AugkitWarning,
+            stacklevel=2,
+        )
+        images = [image for image in images if is_relative_path(image["file_name"])]
     images.sort(key=lambda image: (image["file_name"], image["id"]))
 
     per_image: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in images}
@@ -147,11 +164,9 @@ def _image_boxes(
 ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """(boxes, labels, None) of one image entry and its annotations, or (empty, empty, why not)."""
     width, height = image.get("width"), image.get("height")
-    name = image["file_name"]
-    if not is_relative_path(name):
-        reason = f"its file_name {short_repr(name)} is not a file in the images folder"
-    elif not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-        reason = f"its image entry gives no size (width {short_repr(width)}, height {short_repr(height)})"
+    if not (_is_int(width) and _is_int(height) and 0 < width <= MAX_GIVEN_SIDE and 0 < height <= MAX_GIVEN_SIDE):
+        reason = (f"its image entry gives no size (width {short_repr(width)}, height {short_repr(height)}; "
+                  f"each a whole number of pixels, 1 to {MAX_GIVEN_SIDE})")  # fmt: skip
     else:
         return boxes_from_rows(rows, width, height, to_label)
     return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), reason

@@ -28,7 +28,10 @@ from augkit.pipeline.registry import COMPOSITIONS, create_step
 from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_salt
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
 from augkit.pipeline.steps import AugkitTransform
-from augkit.pipeline.targets import Augmented, compose_params, label_fields
+from augkit.pipeline.targets import (
+    Augmented, check_mask_shapes, checked_rows, compose_params, kept_labels, label_fields, label_rows, masks_in,
+    masks_out,
+)
 from augkit.pixels import MAX_SIDE, PixelError, check_image
 
 # Parameters that name files, resolved against the spec file's folder.
@@ -201,7 +204,14 @@ class Pipeline:
         if missing:
             raise AugkitError(f"label field {missing[0]!r} not given: pass {missing[0]}=[...] beside the "
                               f"{declared[missing[0]]}, one entry each")  # fmt: skip
-        data = {"image": image, **targets, **labels}
+        for name in ("bboxes", "keypoints"):
+            if name in targets:
+                targets[name] = checked_rows(name, targets[name], self.targets[name]["format"])
+        check_mask_shapes(*image.shape[:2], targets.get("mask"), targets.get("masks"))
+        rows = {name: label_rows(name, value, declared[name], len(targets[declared[name]])) for name, value in labels.items()}
+        data = {"image": image, **targets, **rows}
+        if "masks" in data:
+            data["masks"] = masks_in(data["masks"])
         for name, target in declared.items():  # albumentations wants every declared target, given or not
             if target not in targets:
                 data[target], data[name] = [], []
@@ -221,6 +231,9 @@ class Pipeline:
         except Exception as error:  # noqa: BLE001 (albumentations' checks of the targets: one line)
             lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
             raise AugkitError(f"the pipeline failed on this image and its targets: {lines[0][:300] if lines else type(error).__name__}") from None
+        out.update({name: kept_labels(value, out[name]) for name, value in labels.items()})
+        if "masks" in targets:
+            out["masks"] = masks_out(targets["masks"], out["masks"], out["image"])
         return _augmented(out, targets, labels)
 
     def _key(self, index: int, epoch: int) -> int:
@@ -323,9 +336,11 @@ class Pipeline:
         """
         given = {key: value for key, value in targets.items() if value is not None}
         _, applied = self.replay(image, index=index, epoch=epoch, **given)  # its errors for targets it refuses
-        data = {"image": image, **given}
+        labels = {name: value for name, value in given.items() if name in self._label_fields}
+        # Row numbers for the labels, as in __call__ (targets.label_rows; replay has checked them).
+        data = {"image": image, **given, **{name: np.arange(len(value)) for name, value in labels.items()}}
         if given:
-            data.update({key: _label_map(data[key], key) for key in ("mask", "masks") if key in data})
+            data.update({key: _label_map(masks_in(data[key]), key) for key in ("mask", "masks") if key in data})
             for name, target in self._label_fields.items():  # albumentations wants every declared target, as in __call__
                 if target not in given:
                     data[target], data[name] = [], []
@@ -343,7 +358,10 @@ class Pipeline:
                 continue
             data = self.compose.check_data_post_transform(data)
             out = self.compose.postprocess(dict(data))  # a copy: the next step goes on from albumentations' form
-            result.append((step, _augmented(out, given, [name for name in given if name in self._label_fields])))
+            out.update({name: kept_labels(value, out[name]) for name, value in labels.items()})
+            if "masks" in given:
+                out["masks"] = masks_out(given["masks"], out["masks"], out["image"])
+            result.append((step, _augmented(out, given, labels)))
         return result
 
     # ------------------------------------------------------------------------- spec
@@ -506,6 +524,8 @@ _INT32 = np.iinfo(np.int32)
 
 def _label_map(mask: Any, key: str) -> Any:
     """``mask`` as albumentations keeps it: 32- and 64-bit integer labels as int32, if they fit."""
+    if isinstance(mask, (list, tuple)):  # masks as a list: each checked as one mask is
+        return type(mask)(_label_map(one, f"{key}[{i}]") for i, one in enumerate(mask))
     if not isinstance(mask, np.ndarray) or mask.dtype in _MASK_DTYPES or mask.size == 0:
         return mask
     if mask.dtype.kind in "iu" and mask.dtype.itemsize >= 4:

@@ -25,7 +25,8 @@ default 1: torchvision's ``SanitizeBoundingBoxes``; albumentations' 0 keeps boxe
 nothing) and ``min_visibility`` (the fraction of its area still in the image, default 0) hold
 after each step; the part outside the image is clipped. A keypoint that leaves the image is dropped unless
 ``remove_invisible: false``. Label fields (``label_fields``, by default ``[labels]`` for boxes
-and none for keypoints) are lists beside them, one entry per box or keypoint, dropped with it.
+and none for keypoints) are lists beside them, one entry per box or keypoint, dropped with it;
+each entry comes back as given (any type: class indices, names, ids), as ``kept_labels`` does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from augkit.documents import short_repr
-from augkit.errors import SpecError
+from augkit.errors import AugkitError, SpecError
 
 BBOX_FORMATS = ("pascal_voc", "coco", "yolo", "albumentations")
 KEYPOINT_FORMATS = ("xy", "yx", "xya", "xys", "xyas", "xysa", "xyz")
@@ -68,8 +69,19 @@ _KEYS: dict[str, dict[str, tuple[str, Any]]] = {
     },
 }
 _FORMATS = {"bboxes": BBOX_FORMATS, "keypoints": KEYPOINT_FORMATS}
-# Names a label field cannot take: the call's own keywords.
-_RESERVED = {"image", "mask", "masks", "bboxes", "keypoints", "index", "epoch"}
+# Names a label field cannot take: the call's own keywords, and the names albumentations'
+# Compose.__call__ and Pipeline.__call__ give their own arguments.
+_RESERVED = {"image", "mask", "masks", "bboxes", "keypoints", "index", "epoch", "self", "force_apply"}
+# What the columns of each format hold, for the error that names a table of the wrong shape.
+_COLUMNS = {
+    "pascal_voc": "x_min, y_min, x_max, y_max in pixels",
+    "coco": "x_min, y_min, width, height in pixels",
+    "yolo": "x_center, y_center, width, height as fractions of the sides",
+    "albumentations": "x_min, y_min, x_max, y_max as fractions of the sides",
+}
+# albumentations carries label fields as float32 columns beside the boxes (label_manager, 2.0.x):
+# a row index rides exactly below 2**24.
+MAX_ROWS = 2**24
 
 
 def canonical_targets(data: Any, where: str = "pipeline spec") -> dict[str, dict[str, Any]]:
@@ -159,14 +171,107 @@ def from_albumentations_params(root: Mapping[str, Any]) -> dict[str, dict[str, A
     targets = {}
     for target, keyword in (("bboxes", "bbox_params"), ("keypoints", "keypoint_params")):
         saved = root.get(keyword)
-        if not isinstance(saved, Mapping):
+        if saved is None:
             continue
+        if not isinstance(saved, Mapping):  # else the file's boxes or keypoints would go undeclared, unsaid
+            raise SpecError(f"an albumentations file's {keyword} maps settings (format, label_fields, ...) "
+                            f"to values, got {short_repr(saved)}")  # fmt: skip
         settings = {key: value for key, value in saved.items() if key in _KEYS[target]}
         if settings.get("label_fields") is None:
             settings["label_fields"] = []
         targets[target] = {key: value for key, value in settings.items()
                            if key == "format" or value != _KEYS[target][key][1]}  # fmt: skip
     return targets
+
+
+def checked_rows(target: str, value: Any, fmt: str) -> np.ndarray:
+    """``bboxes`` or ``keypoints`` as given to a pipeline, as an N x K float64 array: K at least
+    the columns of ``fmt`` (4 for boxes, one per letter for keypoints; more ride along), every
+    number finite. An empty list or array is N = 0.
+
+    Raises:
+        AugkitError: not a table of numbers, too few columns, or a NaN or infinity (which
+            albumentations would report in its own, normalised, coordinates, or drop unsaid).
+    """
+    columns = 4 if target == "bboxes" else len(fmt)
+    meaning = _COLUMNS.get(fmt, ", ".join(fmt))
+    try:
+        rows = np.asarray(value)
+    except (ValueError, TypeError):  # rows of different lengths
+        rows = None
+    if rows is not None and rows.ndim >= 1 and len(rows) == 0:
+        return np.zeros((0, columns))
+    if rows is None or rows.dtype.kind not in "iuf" or rows.ndim != 2 or rows.shape[1] < columns:
+        got = f"shape {rows.shape} of {rows.dtype}" if rows is not None and rows.dtype.kind != "O" else short_repr(value)
+        raise AugkitError(f"{target}: expected N x {columns} numbers, one row each ({fmt}: {meaning}); got {got}")
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise AugkitError(f"{target}[{first}] is {short_repr(rows[first].tolist())}: NaN or infinity; give finite "
+                          f"numbers ({fmt}: {meaning})")  # fmt: skip
+    return rows.astype(np.float64, copy=False)
+
+
+def label_rows(name: str, value: Any, target: str, count: int) -> np.ndarray:
+    """The row numbers 0..count-1 that stand in for label field ``name`` while its boxes or
+    keypoints go through albumentations, which would otherwise hold the labels as float32 (ids past
+    2**24 rounded, ints back as floats, strings refused after numbers: its LabelManager keeps the
+    first call's kind); ``kept_labels`` gives back the entries of the rows that remain.
+
+    Raises:
+        AugkitError: ``value`` is not one entry per box or keypoint, or there are MAX_ROWS or more.
+    """
+    one = "box" if target == "bboxes" else "keypoint"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or np.ndim(value) == 0:
+        raise AugkitError(f"{name} must be a list or array, one entry per {one}; got {short_repr(value)}")
+    if len(value) != count:
+        raise AugkitError(f"{name} has {len(value)} entries for {count} {target}: give one per {one}")
+    if count >= MAX_ROWS:
+        raise AugkitError(f"{count:,} {target} in one image: at most {MAX_ROWS - 1:,} (albumentations holds "
+                          "their labels as float32); split them")  # fmt: skip
+    return np.arange(count)
+
+
+def kept_labels(given: Any, rows: Any) -> Any:
+    """The entries of label field ``given`` at ``rows`` (what ``label_rows`` stood in for, after the
+    steps): an array indexed for an array, else a list of the entries, as given."""
+    rows = np.rint(np.asarray(rows, np.float64)).astype(np.intp).reshape(-1)
+    if isinstance(given, np.ndarray):
+        return given[rows]
+    entries = list(given)
+    return [entries[row] for row in rows.tolist()]
+
+
+def check_mask_shapes(height: int, width: int, mask: Any = None, masks: Any = None) -> None:
+    """Raise AugkitError unless ``mask`` (H x W or H x W x C) and ``masks`` (N x H x W [x C], or a
+    list of H x W [x C]) have the image's ``height`` and ``width``. Masks that are not arrays are
+    left to albumentations' own check, which names them."""
+    named = [("mask", mask, 2)] if isinstance(mask, np.ndarray) else []
+    if isinstance(masks, np.ndarray):
+        named.append(("masks", masks, 3))
+    elif isinstance(masks, (list, tuple)):
+        named += [(f"masks[{i}]", m, 2) for i, m in enumerate(masks) if isinstance(m, np.ndarray)]
+    for name, array, ndim in named:
+        if array.ndim not in (ndim, ndim + 1):
+            layout = "H x W" if ndim == 2 else "N x H x W"
+            raise AugkitError(f"{name}: expected {layout} labels (or {layout} x C), got shape {array.shape}")
+        size = array.shape[ndim - 2 : ndim]
+        if size != (height, width):
+            raise AugkitError(f"{name}: {size[0]} x {size[1]} (height x width), but the image is {height} x {width}: "
+                              "a mask has its image's height and width")  # fmt: skip
+
+
+def masks_in(masks: Any) -> Any:
+    """``masks`` as albumentations takes them: an empty list for an N = 0 array (it cannot stack none)."""
+    return [] if isinstance(masks, np.ndarray) and len(masks) == 0 else masks
+
+
+def masks_out(given: Any, moved: Any, image: np.ndarray) -> Any:
+    """The masks the steps gave back (``moved``), or, for an N = 0 array given, an N = 0 array of the
+    output ``image``'s height and width again."""
+    if isinstance(given, np.ndarray) and len(given) == 0:
+        return np.zeros((0, *image.shape[:2], *given.shape[3:]), given.dtype)
+    return moved
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ class Marks:
         return Marks(mask, bboxes, self.labels, keypoints, self.keypoint_ids, self.classes)
 
 
+MAX_TAGS = 64  # class tags drawn per tile at most
+
+
 def _colour(k: int) -> tuple[int, int, int]:
     return PALETTE[k % len(PALETTE)]
 
@@ -121,7 +124,8 @@ def draw_marks(picture: np.ndarray, marks: Marks) -> np.ndarray:
     colour, tagged at its top-left (above the box where there is room, else inside it; always
     inside the picture) with its class's name, or number, in black or white, whichever reads
     better on the colour; each keypoint as a dot of its number's colour in a dark ring. Tags
-    go on last, so no other mark covers one.
+    go on last, so no other mark covers one; the first ``MAX_TAGS`` boxes are tagged (a tile
+    holds no more readable tags, and placing each is linear in those placed).
     """
     out = picture.copy()
     if marks.mask is not None:
@@ -144,7 +148,7 @@ def draw_marks(picture: np.ndarray, marks: Marks) -> np.ndarray:
     ascent, descent = font.getmetrics()
     placed: list[Box] = []
     for (x0, y0, _, _), label in zip(boxes, labels):
-        if label is None:
+        if label is None or len(placed) == MAX_TAGS:  # past MAX_TAGS, boxes go untagged
             continue
         text = _fitting(marks.classes[label] if 0 <= label < len(marks.classes) else str(label), width - 4)
         ink_left, _, ink_right, _ = font.getbbox(text, anchor="ls")
