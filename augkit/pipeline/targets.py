@@ -280,7 +280,8 @@ class Augmented:
 
     Attributes:
         image: H x W or H x W x C, the pipeline's output (dtype as without targets).
-        mask: H x W labels (the input mask's dtype), or None when none was given.
+        mask: H x W labels (bool, uint8, uint16, float32 as given; 32- and 64-bit integer labels
+            as int32, albumentations' mask type, refused when they do not fit), or None.
         masks: N x H x W (an array, or a list when a list was given), or None.
         bboxes: N x 4 float32 (more columns if more were given) in the spec's box format; boxes
             that left the image (per ``min_visibility``, ``min_area``, ...) are gone. None when
