@@ -169,8 +169,13 @@ def test_targets_the_spec_does_not_declare_are_one_line():
         declared(PHOTO, labels=[1])
     with pytest.raises(AugkitError, match="unknown argument or label field 'colour'"):
         declared(PHOTO, bboxes=[BOX], labels=[1], colour=["red"])
-    with pytest.raises(AugkitError, match="the pipeline failed on this image and its targets"):
-        declared(PHOTO, bboxes=[[10, 10, 5000, 60]], labels=[1])  # x_max past the image
+    with pytest.raises(AugkitError, match=r"bboxes\[1\] is \[10.0, 10.0, 5000.0, 60.0\] \(pascal_voc: x_min, y_min, x_max, "
+                                          r"y_max in pixels\), outside the 451 x 300 image .* set 'clip: true'"):
+        declared(PHOTO, bboxes=[BOX, [10, 10, 5000, 60]], labels=[1, 2])  # x_max past the image
+    with pytest.raises(AugkitError, match=r"bboxes\[0\] is \[10.0, 10.0, -5.0, 20.0\] \(coco: .*\): it has no area"):
+        augkit.load_pipeline(spec("hflip", bboxes={"format": "coco"}))(PHOTO, bboxes=[[10, 10, -5, 20]], labels=[1])
+    clipped = augkit.load_pipeline(spec({"hflip": {"p": 1}}, bboxes={"format": "coco", "clip": True}))
+    np.testing.assert_allclose(clipped(PHOTO, bboxes=[[400, 10, 80, 20]], labels=[1]).bboxes, [[0, 10, 51, 20]], atol=1e-3)
     with pytest.raises(AugkitError, match="mask"):
         declared(PHOTO, mask=np.zeros((10, 10), np.uint8))  # another size than the image
 

@@ -29,7 +29,7 @@ from augkit.pipeline.seeding import SampleRandom, epoch_key, index_key, process_
 from augkit.pipeline.spec import SPEC_SUFFIXES, naming_file, parse_spec, spec_file
 from augkit.pipeline.steps import AugkitTransform
 from augkit.pipeline.targets import (
-    Augmented, check_mask_shapes, checked_rows, compose_params, kept_labels, label_fields, label_rows, masks_in,
+    Augmented, check_box_extents, check_mask_shapes, checked_rows, compose_params, kept_labels, label_fields, label_rows, masks_in,
     masks_out,
 )
 from augkit.pixels import MAX_SIDE, PixelError, check_image
@@ -207,6 +207,9 @@ class Pipeline:
         for name in ("bboxes", "keypoints"):
             if name in targets:
                 targets[name] = checked_rows(name, targets[name], self.targets[name]["format"])
+        settings = self.targets.get("bboxes", {})
+        if "bboxes" in targets and not settings.get("filter_invalid_bboxes", False):  # that setting drops them instead
+            check_box_extents(targets["bboxes"], settings["format"], *image.shape[:2], settings.get("clip", False))
         check_mask_shapes(*image.shape[:2], targets.get("mask"), targets.get("masks"))
         rows = {name: label_rows(name, value, declared[name], len(targets[declared[name]])) for name, value in labels.items()}
         data = {"image": image, **targets, **rows}

@@ -212,6 +212,35 @@ def checked_rows(target: str, value: Any, fmt: str) -> np.ndarray:
     return rows.astype(np.float64, copy=False)
 
 
+def check_box_extents(rows: np.ndarray, fmt: str, height: int, width: int, clip: bool) -> None:
+    """Raise AugkitError, in the user's own numbers and the image's pixels, for the first box of
+    ``rows`` (N x 4+, ``checked_rows``) that is empty or, unless ``clip``, outside the ``height`` x
+    ``width`` image: albumentations would say it in its normalised coordinates."""
+    if not len(rows):
+        return
+    a, b, c, d = (rows[:, k] for k in range(4))
+    if fmt == "coco":
+        corners = np.stack([a, b, a + c, b + d], 1)
+    elif fmt == "yolo":
+        corners = np.stack([(a - c / 2) * width, (b - d / 2) * height, (a + c / 2) * width, (b + d / 2) * height], 1)
+    elif fmt == "albumentations":
+        corners = np.stack([a * width, b * height, c * width, d * height], 1)
+    else:  # pascal_voc
+        corners = rows[:, :4]
+    empty = (corners[:, 2] <= corners[:, 0]) | (corners[:, 3] <= corners[:, 1])
+    slack = 1e-3  # pixels: rounding in the user's conversions
+    outside = ((corners[:, :2] < -slack) | (corners[:, 2:] > [width + slack, height + slack])).any(axis=1)
+    bad = empty | (outside & (not clip))
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    given = short_repr([round(float(v), 4) for v in rows[i, :4]])
+    if empty[i]:
+        raise AugkitError(f"bboxes[{i}] is {given} ({fmt}: {_COLUMNS[fmt]}): it has no area (x_max <= x_min or y_max <= y_min: a width or height <= 0)")
+    raise AugkitError(f"bboxes[{i}] is {given} ({fmt}: {_COLUMNS[fmt]}), outside the {width} x {height} image (width x height); "
+                      "fix it, or set 'clip: true' under targets.bboxes to clip boxes to the image")  # fmt: skip
+
+
 def label_rows(name: str, value: Any, target: str, count: int) -> np.ndarray:
     """The row numbers 0..count-1 that stand in for label field ``name`` while its boxes or
     keypoints go through albumentations, which would otherwise hold the labels as float32 (ids past
