@@ -235,6 +235,8 @@ class Studio:
         spec = {"seed": seed, "steps": canonical}
         if data.get("compile", True) is False:
             spec["compile"] = False
+        if data.get("targets") is not None:  # the spec's boxes and keypoints declaration, as imported
+            spec["targets"] = data["targets"]
         try:
             spec = canonical_spec(spec)
             for step in spec["steps"]:  # as the export names them, so the sheet's title is the exported file's
@@ -349,9 +351,10 @@ def _summary(name: str, describe: Any) -> str:
 
 
 def _client_steps(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A canonical spec in the page's form: steps as {name, params}, the seed, compile."""
+    """A canonical spec in the page's form: steps as {name, params}, the seed, compile, and the
+    targets it declares (null when none)."""
     steps = [{"name": name, "params": params} for step in spec["steps"] for name, params in step.items()]
-    return {"steps": steps, "seed": spec["seed"], "compile": spec.get("compile", True)}
+    return {"steps": steps, "seed": spec["seed"], "compile": spec.get("compile", True), "targets": spec.get("targets")}
 
 
 def _problem_key(message: str, name: str) -> str | None:

@@ -224,7 +224,7 @@ def test_import_reads_yaml_json_albumentations_and_inline(photos_client, tmp_pat
     yaml_text = "seed: 4\nsteps:\n  - rotate: {limit: 10}\n  - hflip\n"
     answer = photos_client.post("/api/import", json={"text": yaml_text, "name": "aug.yaml"}).json()
     assert answer == {"ok": True, "steps": [{"name": "rotate", "params": {"limit": 10}}, {"name": "hflip", "params": {}}],
-                      "seed": 4, "compile": True, "warnings": []}  # fmt: skip
+                      "seed": 4, "compile": True, "targets": None, "warnings": []}  # fmt: skip
     as_json = photos_client.post("/api/import", json={"text": json.dumps({"steps": ["vflip"]}), "name": "a.json"}).json()
     assert as_json["steps"] == [{"name": "vflip", "params": {}}]
     saved = tmp_path / "alb.json"
@@ -518,3 +518,18 @@ def test_ctrl_c_does_not_wait_for_a_sheet_being_drawn():
     assert process.returncode == 0 and "stopped" in out, err
     assert "Traceback" not in err, err
     assert answers in ([503], [None]), answers
+
+
+def test_a_specs_targets_go_through_the_page_and_into_the_export():
+    declared = {"bboxes": {"format": "coco", "min_visibility": 0.3}}
+    studio = client([PHOTOS], {"seed": 0, "targets": declared, "steps": ["hflip"]})
+    state = studio.get("/api/state").json()
+    assert state["targets"] == declared
+    body = {"pipeline": {"seed": 0, "targets": state["targets"], "steps": [{"name": "hflip"}]}}
+    assert studio.post("/api/sheet", json={**sheet_body([]), **body}).status_code == 200
+    assert yaml.safe_load(studio.post("/api/export", json=body).json()["yaml"])["targets"] == declared
+    bad = studio.post("/api/sheet", json={**sheet_body([]), "pipeline": {**body["pipeline"], "targets": {"boxes": {}}}})
+    assert bad.status_code == 422 and "unknown target 'boxes'" in bad.json()["errors"][0]["message"]
+    imported = studio.post("/api/import", json={"text": yaml.safe_dump({"targets": declared, "steps": ["vflip"]}), "name": "a.yaml"})
+    assert imported.json()["targets"] == declared
+    assert client([PHOTOS]).get("/api/state").json()["targets"] is None

@@ -1,11 +1,11 @@
-// The model: `studio.state` is the pipeline being edited ({seed, compile, steps: [{name, params, raw,
-// enabled}]}), `studio.options` the sheet's options. The cards are drawn from it and their controls
+// The model: `studio.state` is the pipeline being edited ({seed, compile, targets, steps: [{name,
+// params, raw, enabled}]}; targets: the spec's boxes and keypoints declaration, or null), `studio.options` the sheet's options. The cards are drawn from it and their controls
 // write back into it. window.studio exposes it to the browser tests and bench/studio_latency.py.
 
 export const studio = {
   version: 0, // +1 each time a new sheet is shown; #sheet's data-version once it has loaded
   lastUpdateMs: null, // from the change to the sheet's load, in milliseconds
-  state: {seed: 0, compile: true, steps: []},
+  state: {seed: 0, compile: true, targets: null, steps: []},
   options: {n: 6, rows: 4, epoch: 0, sample_seed: 0, stages: null},
 };
 window.studio = studio;
@@ -20,5 +20,6 @@ export function pipelineToSend() {
     steps.push({name: step.name, params: step.params, raw: step.raw});
     indices.push(i);
   });
-  return {pipeline: {seed: studio.state.seed, compile: studio.state.compile, steps}, indices};
+  const {seed, compile, targets} = studio.state;
+  return {pipeline: {seed, compile, ...(targets ? {targets} : {}), steps}, indices};
 }

@@ -15,6 +15,7 @@ export function setPipeline(spec) {
   studio.state = {
     seed: spec.seed,
     compile: spec.compile !== false,
+    targets: spec.targets || null, // boxes and keypoints as the spec declares them: kept as they are
     steps: spec.steps.map((step) => ({name: step.name, params: {...step.params}, raw: {}, enabled: true})),
   };
   show($("#seed"), spec.seed);
